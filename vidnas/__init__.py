@@ -1,0 +1,3 @@
+"""vidnas: hardware-aware architecture search for efficient video diffusion models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,271 @@
+"""The temporal-op registry.
+
+Tensor contract (one for every temporal op)
+-------------------------------------------
+A temporal op is inserted at a *slot* of the backbone. Its slot wrapper
+(:class:`~vidnas.search_space.TemporalSlot`) is called as::
+
+    y = slot(x, num_frames, temb=temb, context=context)
+
+* ``x``: ``(B*T, C, H, W)``, frames of one clip contiguous (index ``b*T + t``);
+* ``num_frames``: ``T``;
+* ``temb``: ``(B*T, temb_channels)`` diffusion-time embedding, or ``None``;
+* ``context``: ``(B*T, L, context_dim)`` conditioning tokens, or ``None``;
+* ``y``: same shape as ``x``.
+
+The op itself is a *branch* ``delta = branch(x, num_frames, temb, context)`` of the
+same shape; the slot returns ``x + w * delta``. With ``merge="residual"`` (the
+default) ``w = 1`` and the branch's last layer is zero-initialised, so inserting an op
+into a trained image network starts as the identity. The ``alpha_*`` merges reproduce
+Stable Video Diffusion's learned blend ``sigmoid(mix_factor)`` (initial value 0.5).
+
+Modifiers common to ops: ``temporal_stride`` (MobileVD's temporal multiscaling: the
+branch runs on ``T / stride`` frames, average-pooled, and its output is repeated back),
+``funnel`` (MobileVD's channel funnel: the branch's inner width is ``funnel * C``),
+``merge``. Attention ops take ``heads`` (``head_dim = C / heads``).
+
+Causal ops (``causal=True``) never let output frame ``t`` depend on an input frame
+after ``t``; a test proves it for each registered op.
+
+Registering an op is one call of :func:`register_temporal_op`; no core code changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from vidnas._errors import SpecError
+from vidnas.search_space._cost import Cost
+
+__all__ = [
+    "OpParam",
+    "SlotShape",
+    "TemporalBranch",
+    "TemporalOpDef",
+    "get_temporal_op",
+    "list_temporal_ops",
+    "register_temporal_op",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotShape:
+    """What a slot offers the op placed in it."""
+
+    channels: int  # C of the (B*T, C, H, W) input
+    frames: int  # T seen by the branch (after temporal_stride)
+    height: int  # latent rows at this level
+    width: int  # latent columns at this level
+    temb_channels: int | None = None  # width of the diffusion-time embedding, if the backbone has one
+    context_dim: int | None = None  # width of conditioning tokens, if any
+    context_tokens: int | None = None  # number of conditioning tokens L
+    norm_groups: int = 32  # GroupNorm groups used by the backbone
+    head_dim: int = 64  # the backbone's attention head width; default ``heads = C // head_dim``
+
+    def with_frames(self, frames: int) -> SlotShape:
+        return dataclasses.replace(self, frames=frames)
+
+
+class TemporalBranch(Protocol):
+    """The module an op builds: returns the branch output ``delta`` (same shape as ``x``)."""
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        num_frames: int,
+        temb: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class OpParam:
+    """One hyper-parameter of a temporal op.
+
+    ``default`` may be a value or a function of the slot's :class:`SlotShape`
+    (e.g. ``heads = C // 64``). ``choices`` lists the allowed values when the set is
+    closed; ``minimum``/``maximum`` bound numeric values otherwise.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    doc: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def default_for(self, shape: SlotShape) -> Any:
+        return self.default(shape) if callable(self.default) else self.default
+
+    def check(self, value: Any, field: str) -> Any:
+        """Return ``value`` coerced to :attr:`kind`, or raise :class:`SpecError` naming ``field``."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise SpecError(field, value, "must be true or false")
+        elif self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    raise SpecError(field, value, "must be an integer")
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SpecError(field, value, "must be a number")
+            value = float(value)
+        elif self.kind is str and not isinstance(value, str):
+            raise SpecError(field, value, "must be a string")
+        if self.choices is not None and value not in self.choices:
+            raise SpecError(field, value, "is not allowed", f"choose one of {list(self.choices)}")
+        if self.minimum is not None and value < self.minimum:
+            raise SpecError(field, value, f"must be >= {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise SpecError(field, value, f"must be <= {self.maximum}")
+        return value
+
+
+BranchBuilder = Callable[[SlotShape, Mapping[str, Any]], nn.Module | None]
+BranchCost = Callable[[SlotShape, Mapping[str, Any], int], "Cost"]
+ParamsPredicate = Callable[[Mapping[str, Any]], bool]
+ShapeCheck = Callable[[SlotShape, Mapping[str, Any], str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalOpDef:
+    """A registered temporal op: how to build it, its parameters and what its cost depends on."""
+
+    name: str
+    summary: str
+    build: BranchBuilder
+    params: tuple[OpParam, ...]
+    is_causal: ParamsPredicate
+    uses_temb: ParamsPredicate
+    uses_context: bool
+    supports_streaming: ParamsPredicate
+    check_shape: ShapeCheck | None
+    reference: str
+    cost: BranchCost | None = None  # closed-form cost of the branch at (shape, params, batch)
+
+    def param(self, name: str) -> OpParam:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def canonical_params(self, given: Mapping[str, Any], shape: SlotShape, field: str) -> dict[str, Any]:
+        """Validate ``given`` against the schema, fill defaults for ``shape``, return sorted params."""
+        known = {p.name for p in self.params}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise SpecError(
+                f"{field}.{unknown[0]}", given[unknown[0]], f"is not a parameter of op `{self.name}`",
+                f"its parameters are {sorted(known)}",
+            )
+        params = {}
+        for p in self.params:
+            value = given[p.name] if p.name in given else p.default_for(shape)
+            params[p.name] = p.check(value, f"{field}.{p.name}")
+        stride = params.get("temporal_stride", 1)
+        if shape.frames % stride:
+            raise SpecError(
+                f"{field}.temporal_stride", stride, f"does not divide the {shape.frames} frames of this slot"
+            )
+        if self.check_shape is not None:
+            self.check_shape(shape.with_frames(shape.frames // stride), params, field)
+        return dict(sorted(params.items()))
+
+    def cost_signature(self, params: Mapping[str, Any], shape: SlotShape) -> dict[str, Any]:
+        """Everything that determines this op's latency at ``shape`` (frames before stride)."""
+        sig: dict[str, Any] = {
+            "op": self.name,
+            "params": dict(sorted(params.items())),
+            "channels": shape.channels,
+            "frames": shape.frames,
+            "height": shape.height,
+            "width": shape.width,
+        }
+        if self.name == "none":
+            return {"op": "none"}
+        if self.uses_temb(params):
+            sig["temb_channels"] = shape.temb_channels
+        if self.uses_context:
+            sig["context_dim"] = shape.context_dim
+            sig["context_tokens"] = shape.context_tokens
+        return sig
+
+
+_REGISTRY: dict[str, TemporalOpDef] = {}
+
+
+def _never(params: Mapping[str, Any]) -> bool:
+    return False
+
+
+def register_temporal_op(
+    name: str,
+    *,
+    summary: str,
+    params: tuple[OpParam, ...] = (),
+    is_causal: ParamsPredicate = _never,
+    uses_temb: ParamsPredicate = _never,
+    uses_context: bool = False,
+    supports_streaming: ParamsPredicate = _never,
+    check_shape: ShapeCheck | None = None,
+    cost: BranchCost | None = None,
+    reference: str = "",
+) -> Callable[[BranchBuilder], BranchBuilder]:
+    """Decorator registering ``builder(shape, params) -> branch module`` under ``name``.
+
+    ``cost(shape, params, batch)`` gives the branch's :class:`~vidnas.search_space.Cost`
+    in closed form (``shape.frames`` is what the branch sees, after ``temporal_stride``);
+    without it, counting traces the branch under fake tensors instead (slower).
+    Registering a name twice replaces the op and warns.
+    """
+
+    def decorate(builder: BranchBuilder) -> BranchBuilder:
+        if name in _REGISTRY:
+            warnings.warn(f"temporal op `{name}` is registered again; the new definition replaces it", stacklevel=2)
+        _REGISTRY[name] = TemporalOpDef(
+            name=name,
+            summary=summary,
+            build=builder,
+            params=params,
+            is_causal=is_causal,
+            uses_temb=uses_temb,
+            uses_context=uses_context,
+            supports_streaming=supports_streaming,
+            check_shape=check_shape,
+            reference=reference,
+            cost=cost,
+        )
+        return builder
+
+    return decorate
+
+
+def get_temporal_op(name: str, field: str = "op") -> TemporalOpDef:
+    """The registered op ``name``, or a :class:`SpecError` listing the known ones."""
+    _ensure_builtin_ops()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise SpecError(field, name, "is not a registered temporal op", f"known ops: {sorted(_REGISTRY)}") from None
+
+
+def list_temporal_ops(pattern: str = "*") -> list[str]:
+    """Names of registered ops matching a shell-style ``pattern``, in registration order."""
+    _ensure_builtin_ops()
+    return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
+
+
+def _ensure_builtin_ops() -> None:
+    # The built-in ops register themselves on import; importing here keeps the
+    # registry complete however the package was entered.
+    from vidnas.search_space import _ops_attention, _ops_conv  # noqa: F401
