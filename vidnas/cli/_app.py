@@ -1,5 +1,20 @@
+"""The root ``vidnas`` command."""
+
 from __future__ import annotations
+
+import typer
+
+from vidnas.cli._space import space_app
+
+app = typer.Typer(
+    name="vidnas",
+    help="Hardware-aware architecture search and benchmarking for efficient video diffusion models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(space_app, name="space")
 
 
 def main() -> None:
-    raise SystemExit("not yet")
+    app()

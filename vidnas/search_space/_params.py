@@ -49,3 +49,11 @@ def conv_inner_width(channels: int, funnel: float, groups: int) -> int:
 def funnel_heads(heads: int, funnel: float) -> int:
     """Funnelled head count of an attention branch (head width kept)."""
     return max(1, round(heads * funnel))
+
+
+def window_starts(frames: int, window: int, stride: int) -> list[int]:
+    """First frame of each FreeNoise window: every ``stride`` frames, the last flush with the end."""
+    starts = list(range(0, frames - window + 1, stride))
+    if starts[-1] + window < frames:
+        starts.append(frames - window)
+    return starts

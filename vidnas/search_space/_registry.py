@@ -24,8 +24,9 @@ branch runs on ``T / stride`` frames, average-pooled, and its output is repeated
 ``funnel`` (MobileVD's channel funnel: the branch's inner width is ``funnel * C``),
 ``merge``. Attention ops take ``heads`` (``head_dim = C / heads``).
 
-Causal ops (``causal=True``) never let output frame ``t`` depend on an input frame
-after ``t``; a test proves it for each registered op.
+Causal ops never let output frame ``t`` depend on an input frame after the end of
+``t``'s causal block (``causal_block_frames``: 1 frame for strictly causal ops, a chunk
+for block-causal attention); a test proves it for each registered op.
 
 Registering an op is one call of :func:`register_temporal_op`; no core code changes.
 """
@@ -36,13 +37,14 @@ import dataclasses
 import fnmatch
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vidnas._errors import SpecError
 from vidnas.search_space._cost import Cost
+
+if TYPE_CHECKING:  # torch is imported only where modules are built
+    import torch
+    from torch import nn
 
 __all__ = [
     "OpParam",
@@ -68,6 +70,7 @@ class SlotShape:
     context_tokens: int | None = None  # number of conditioning tokens L
     norm_groups: int = 32  # GroupNorm groups used by the backbone
     head_dim: int = 64  # the backbone's attention head width; default ``heads = C // head_dim``
+    channels_last: bool = False  # the input arrives as a channels-last view (inside a spatial transformer)
 
     def with_frames(self, frames: int) -> SlotShape:
         return dataclasses.replace(self, frames=frames)
@@ -131,8 +134,8 @@ class OpParam:
         return value
 
 
-BranchBuilder = Callable[[SlotShape, Mapping[str, Any]], nn.Module | None]
-BranchCost = Callable[[SlotShape, Mapping[str, Any], int], "Cost"]
+BranchBuilder = Callable[[SlotShape, Mapping[str, Any]], "nn.Module | None"]
+BranchCost = Callable[[SlotShape, Mapping[str, Any], int], Cost]
 ParamsPredicate = Callable[[Mapping[str, Any]], bool]
 ShapeCheck = Callable[[SlotShape, Mapping[str, Any], str], None]
 
@@ -152,6 +155,13 @@ class TemporalOpDef:
     check_shape: ShapeCheck | None
     reference: str
     cost: BranchCost | None = None  # closed-form cost of the branch at (shape, params, batch)
+    causal_block: Callable[[Mapping[str, Any]], int] | None = None  # frames per causal block (default 1)
+
+    def causal_block_frames(self, params: Mapping[str, Any]) -> int:
+        """For a causal op: output frame t may see input frames up to the end of its block of
+        this many frames (1 = strictly causal). Temporal multiscaling multiplies blocks > 1."""
+        block = self.causal_block(params) if self.causal_block is not None else 1
+        return block * params.get("temporal_stride", 1) if block > 1 else 1
 
     def param(self, name: str) -> OpParam:
         for p in self.params:
@@ -219,6 +229,7 @@ def register_temporal_op(
     supports_streaming: ParamsPredicate = _never,
     check_shape: ShapeCheck | None = None,
     cost: BranchCost | None = None,
+    causal_block: Callable[[Mapping[str, Any]], int] | None = None,
     reference: str = "",
 ) -> Callable[[BranchBuilder], BranchBuilder]:
     """Decorator registering ``builder(shape, params) -> branch module`` under ``name``.
@@ -244,6 +255,7 @@ def register_temporal_op(
             check_shape=check_shape,
             reference=reference,
             cost=cost,
+            causal_block=causal_block,
         )
         return builder
 

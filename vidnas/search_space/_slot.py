@@ -8,22 +8,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidnas.search_space._cost import Cost
 from vidnas.search_space._registry import SlotShape, get_temporal_op
 
 
 def pool_frames(x: torch.Tensor, num_frames: int, stride: int) -> torch.Tensor:
     """Average each run of ``stride`` frames: ``(B*T, ...)`` -> ``(B*T/stride, ...)``."""
-    bt = x.shape[0]
     rest = x.shape[1:]
-    return x.reshape(bt // num_frames, num_frames // stride, stride, *rest).mean(dim=2).reshape(-1, *rest)
+    runs = x.reshape(x.shape[0] // num_frames, num_frames // stride, stride, -1)  # at most 4-D (Core ML)
+    return runs.mean(dim=2).reshape(-1, *rest)
 
 
 def pick_frames(x: torch.Tensor, num_frames: int, stride: int) -> torch.Tensor:
     """The first frame of each run of ``stride`` frames (for per-frame conditioning)."""
-    bt = x.shape[0]
     rest = x.shape[1:]
-    return x.reshape(bt // num_frames, num_frames // stride, stride, *rest)[:, :, 0].reshape(-1, *rest)
+    runs = x.reshape(x.shape[0] // num_frames, num_frames // stride, stride, -1)
+    return runs[:, :, 0].reshape(-1, *rest)
 
 
 def repeat_frames(x: torch.Tensor, coarse_frames: int, stride: int, *, causal: bool) -> torch.Tensor:
@@ -33,11 +32,10 @@ def repeat_frames(x: torch.Tensor, coarse_frames: int, stride: int, *, causal: b
     it may only be used from that frame on: the causal form delays the repeated signal
     by ``s - 1`` frames (zeros before), keeping frame t blind to frames after t.
     """
-    bt = x.shape[0]
     rest = x.shape[1:]
-    b = bt // coarse_frames
-    rep = x.reshape(b, coarse_frames, 1, *rest).expand(b, coarse_frames, stride, *rest)
-    rep = rep.reshape(b, coarse_frames * stride, *rest)
+    b = x.shape[0] // coarse_frames
+    flat = x.reshape(b, coarse_frames, 1, -1)
+    rep = flat.expand(b, coarse_frames, stride, flat.shape[-1]).reshape(b, coarse_frames * stride, -1)
     if causal and stride > 1:
         rep = torch.cat([torch.zeros_like(rep[:, : stride - 1]), rep[:, : -(stride - 1)]], dim=1)
     return rep.reshape(b * coarse_frames * stride, *rest)
@@ -116,27 +114,3 @@ class TemporalSlot(nn.Module):
             raise ValueError(f"temporal op `{self.op}` (stride {self.stride}, causal={self.causal}) cannot stream")
         return self._join(x, self.branch.stream(x, num_frames, state, commit=commit, temb=temb, context=context))
 
-
-def slot_cost(op: str, params: Mapping[str, Any], shape: SlotShape, batch: int) -> Cost | None:
-    """Closed-form cost of a :class:`TemporalSlot`; ``None`` when the op declares no cost."""
-    opdef = get_temporal_op(op)
-    if op == "none":
-        return Cost(0, 0, 0)
-    if opdef.cost is None:
-        return None
-    stride = int(params.get("temporal_stride", 1))
-    branch = opdef.cost(shape.with_frames(shape.frames // stride), params, batch)
-    residual = params.get("merge", "residual") == "residual"
-    n_params = branch.params + (0 if residual else 1)
-    f = batch * shape.frames * shape.channels * shape.height * shape.width
-    join = f + (f if residual else 2 * f)  # the delta, [its weighted copy,] the sum
-    if stride == 1:
-        return Cost(n_params, branch.flops, max(branch.peak, join))
-    coarse = f // stride
-    causal = opdef.is_causal(params)
-    peak = max(
-        coarse + branch.peak,  # pooled input alive while the branch runs
-        coarse + f + (f if causal else 0),  # repeated (and delayed) output
-        coarse + join,
-    )
-    return Cost(n_params, branch.flops, peak)

@@ -76,7 +76,7 @@ class BackboneSpec:
         """Latent (height, width) at ``level``."""
         return self.latent_height >> level, self.latent_width >> level
 
-    def slot_shape(self, level: int) -> SlotShape:
+    def slot_shape(self, level: int, position: str = "res") -> SlotShape:
         height, width = self.level_size(level)
         return SlotShape(
             channels=self.channels[level],
@@ -88,6 +88,7 @@ class BackboneSpec:
             context_tokens=self.context_tokens if self.cross_attention_dim else None,
             norm_groups=self.norm_groups,
             head_dim=self.head_dim,
+            channels_last=position == "attn",
         )
 
     def slots(self) -> list[SlotInfo]:
@@ -98,7 +99,8 @@ class BackboneSpec:
         def add(stage: str, level: int, block: int, with_attn: bool) -> None:
             out.append(SlotInfo(f"{stage}.{level}.{block}.res", stage, level, block, "res", self.slot_shape(level)))
             if with_attn:
-                out.append(SlotInfo(f"{stage}.{level}.{block}.attn", stage, level, block, "attn", self.slot_shape(level)))
+                out.append(SlotInfo(f"{stage}.{level}.{block}.attn", stage, level, block, "attn",
+                                    self.slot_shape(level, "attn")))
 
         for level in range(self.num_levels):
             for block in range(self.layers_per_block[level]):
@@ -348,6 +350,18 @@ class ArchSpec:
         return all(
             c.op == "none" or get_temporal_op(c.op).is_causal(c.params) for c in self.temporal.values()
         )
+
+    @property
+    def causal_block_frames(self) -> int:
+        """Frames a causal network must receive at a time when streaming: the least common
+        multiple of its ops' causal blocks (1 when every op is strictly causal)."""
+        import math
+
+        block = 1
+        for c in self.temporal.values():
+            if c.op != "none":
+                block = math.lcm(block, get_temporal_op(c.op).causal_block_frames(c.params))
+        return block
 
     # Serialisation ---------------------------------------------------------------------
 

@@ -1,0 +1,3 @@
+from vidnas.cli import main
+
+main()
