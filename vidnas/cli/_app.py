@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from vidnas.cli._latency import latency_app
+from vidnas.cli._lut import lut_app
 from vidnas.cli._space import space_app
 
 app = typer.Typer(
@@ -14,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(space_app, name="space")
+app.add_typer(lut_app, name="lut")
+app.add_typer(latency_app, name="latency")
 
 
 def main() -> None:

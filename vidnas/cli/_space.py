@@ -160,13 +160,14 @@ def sample_command(
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
+    width_mult: Annotated[float | None, typer.Option("--width-mult", help="Scale every level's channels.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write N random specs of a search space as JSON files."""
     from vidnas._errors import SpecError
     from vidnas.search_space import get_space
 
-    searched = get_space(space, frames=frames, height=height, width=width)
+    searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
     specs = searched.random_specs(n, seed)
     if out.exists() and not out.is_dir():
         raise SpecError("--out", str(out), "exists and is not a directory")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import platform
 import warnings
 from pathlib import Path
@@ -23,18 +24,34 @@ COREML_COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 COREML_PRECISIONS = ("float16", "float32")
 
 
+def onnx_input_name(index: int) -> str:
+    return f"input_{index}"
+
+
 def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: str | Path, *,
-                opset: int | None = None) -> Path:
-    """Write ``module`` as a single-file ONNX model (weights embedded) and return the path."""
+                opset: int | None = None, optimize: bool = True) -> Path:
+    """Write ``module`` as a single-file ONNX model (weights embedded) and return the path.
+
+    Inputs are named ``input_0``, ``input_1``, ... in the order of ``args``; inputs the
+    graph does not use are left out of the model.
+    """
     require("onnxscript", feature="ONNX export")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {"dynamo": True, "external_data": False, "verbose": False}
+    kwargs: dict[str, Any] = {"dynamo": True, "external_data": False, "verbose": False, "optimize": optimize,
+                              "input_names": [onnx_input_name(i) for i in range(len(args))]}
     if opset is not None:
         kwargs["opset_version"] = opset
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), args, str(path), **kwargs)
+    args = tuple(a.contiguous() for a in args)  # memory layout is an eager-PyTorch detail
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about optional torchvision ops on every export
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), args, str(path), **kwargs)
+    finally:
+        exporter_log.setLevel(level)
     return path
 
 
@@ -58,6 +75,7 @@ def convert_coreml(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path
                         f"choose one of {list(COREML_COMPUTE_UNITS)}")
     if precision not in COREML_PRECISIONS:
         raise SpecError("precision", precision, "is not supported", f"choose one of {list(COREML_PRECISIONS)}")
+    args = tuple(a.contiguous() for a in args)  # Core ML rejects non-contiguous dim orders
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.export.export(module.eval(), args).run_decompositions({})

@@ -11,6 +11,7 @@ compact mobile UNet (about 0.6 B parameters) with a temporal layer in every slot
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,17 +36,25 @@ class Preset:
     backbone: BackboneSpec
     temporal: Mapping[str, Any]  # slot pattern -> choice; later patterns override earlier ones
 
-    def spec(self, *, frames: int | None = None, height: int | None = None, width: int | None = None) -> ArchSpec:
-        """The preset's spec, optionally at another clip length or pixel size."""
-        backbone = resize_backbone(self.backbone, frames=frames, height=height, width=width)
+    def spec(self, *, frames: int | None = None, height: int | None = None, width: int | None = None,
+             width_mult: float | None = None) -> ArchSpec:
+        """The preset's spec, optionally at another clip length, pixel size or channel width."""
+        backbone = resize_backbone(self.backbone, frames=frames, height=height, width=width, width_mult=width_mult)
         return ArchSpec.create(backbone, self.temporal, name=self.name)
 
 
 def resize_backbone(
-    backbone: BackboneSpec, *, frames: int | None = None, height: int | None = None, width: int | None = None
+    backbone: BackboneSpec, *, frames: int | None = None, height: int | None = None, width: int | None = None,
+    width_mult: float | None = None,
 ) -> BackboneSpec:
-    """``backbone`` at ``frames`` and a pixel ``height`` x ``width`` (divided by the VAE factor)."""
-    changes: dict[str, int] = {}
+    """``backbone`` at ``frames``, a pixel ``height`` x ``width`` (divided by the VAE factor), and
+    channels scaled by ``width_mult`` (rounded to whole attention heads and norm groups)."""
+    changes: dict[str, Any] = {}
+    if width_mult is not None:
+        if not 0 < width_mult <= 4:
+            raise SpecError("width_mult", width_mult, "must be in (0, 4]")
+        step = math.lcm(backbone.norm_groups, backbone.head_dim)
+        changes["channels"] = tuple(max(step, round(c * width_mult / step) * step) for c in backbone.channels)
     if frames is not None:
         if frames < 1:
             raise SpecError("frames", frames, "must be >= 1")

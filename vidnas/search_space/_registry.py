@@ -200,6 +200,7 @@ class TemporalOpDef:
             "frames": shape.frames,
             "height": shape.height,
             "width": shape.width,
+            "channels_last": shape.channels_last,  # the input's layout changes eager copies
         }
         if self.name == "none":
             return {"op": "none"}

@@ -88,6 +88,7 @@ class SearchSpace:
     base: ArchSpec
     groups: tuple[SlotGroup, ...]
     summary: str = ""
+    shape: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # get_space's size arguments, if any
 
     def __post_init__(self) -> None:
         slots = {s.name: s for s in self.base.slots()}
@@ -178,6 +179,7 @@ class SearchSpace:
             "summary": self.summary,
             "size": self.size,
             "base_arch_id": self.base.arch_id,
+            "shape": dict(self.shape),
             "groups": [
                 {"name": g.name, "slots": list(g.slots), "options": [o.to_dict() for o in g.options]}
                 for g in self.groups
@@ -316,10 +318,12 @@ def list_spaces() -> list[str]:
 
 
 def get_space(name: str, *, frames: int | None = None, height: int | None = None, width: int | None = None,
-              field: str = "space") -> SearchSpace:
-    """A named search space, optionally at another clip length or pixel size."""
+              width_mult: float | None = None, field: str = "space") -> SearchSpace:
+    """A named search space, optionally at another clip length, pixel size or channel width."""
     try:
         factory = _SPACES[name]
     except KeyError:
         raise SpecError(field, name, "is not a search space", f"choose one of {list(_SPACES)}") from None
-    return factory(frames=frames, height=height, width=width)
+    shape = {k: v for k, v in (("frames", frames), ("height", height), ("width", width),
+                               ("width_mult", width_mult)) if v is not None}
+    return dataclasses.replace(factory(**shape), shape=shape)

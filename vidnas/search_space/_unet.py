@@ -13,7 +13,7 @@ from vidnas.search_space._plan import UnitPlan, build_plan, slot_shape
 from vidnas.search_space._slot import TemporalSlot
 from vidnas.search_space._spec import ArchSpec, BackboneSpec
 
-__all__ = ["Conditioning", "UnitHarness", "VideoUNet", "build_unit", "unit_example_inputs"]
+__all__ = ["Conditioning", "NetworkHarness", "UnitHarness", "VideoUNet", "build_unit", "unit_example_inputs"]
 
 
 @dataclasses.dataclass
@@ -366,3 +366,39 @@ class VideoUNet(nn.Module):
             context = torch.randn(batch, bb.context_tokens, bb.cross_attention_dim, generator=gen)
         ids = torch.rand(batch, bb.num_added_time_ids, generator=gen) * 10 if bb.num_added_time_ids else None
         return sample, timestep, context, ids
+
+
+class NetworkHarness(nn.Module):
+    """A whole :class:`VideoUNet` as a module of plain tensors, for timing and export.
+
+    ``forward(*tensors)`` takes the non-``None`` entries of :meth:`VideoUNet.example_inputs`
+    in order: ``sample, timestep[, context][, added_time_ids]``.
+    """
+
+    def __init__(self, net: VideoUNet) -> None:
+        super().__init__()
+        self.net = net
+        self.network_plan = net.plan
+        bb = net.backbone
+        self._has_context = bool(bb.cross_attention_dim)
+        self._has_ids = bool(bb.num_added_time_ids)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        it = iter(tensors)
+        sample, timestep = next(it), next(it)
+        context = next(it) if self._has_context else None
+        ids = next(it) if self._has_ids else None
+        return self.net(sample, timestep, context, ids)
+
+    def example_inputs(self, batch: int = 1, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return tuple(t for t in self.net.example_inputs(batch, seed=seed) if t is not None)
+
+
+def randomize_zero_layers_(module: nn.Module, seed: int = 0, std: float = 0.02) -> nn.Module:
+    """Give zero-initialised weights small random values, so timing never meets an all-zero fast path."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.numel() > 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return module

@@ -1,0 +1,149 @@
+"""Latency-table accuracy, repeatability, build time and prediction speed for one space and backend.
+
+    python benchmarks/bench_latency.py --space tiny --backend onnxruntime --threads 1 --n 50 --fit 10 \
+        --out benchmarks/results/latency-tiny-onnxruntime.json
+
+1. builds the table for the space (timed);
+2. fits the correction on ``--fit`` sampled architectures measured end to end;
+3. measures ``--n`` *other* sampled architectures end to end and compares them with the
+   naive (sum of units) and corrected predictions: MAPE, share within +-10 %, Spearman, Kendall;
+4. rebuilds the table from scratch into a second file and reports the share of entries
+   that reproduce within +-5 % or are flagged noisy in either build;
+5. times predictions: the vectorised space predictor on 1M random architectures and the
+   per-spec predictor on 200 specs.
+
+Everything goes into one JSON file (with the environment fingerprint) and a Markdown
+summary on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--space", default="tiny")
+    parser.add_argument("--frames", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--width-mult", type=float)
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--fit", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-seconds", type=float, default=5.0)
+    parser.add_argument("--no-repeat", action="store_true", help="skip the repeatability rebuild")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    from vidnas._env import fingerprint
+    from vidnas.latency_models import (
+        HarnessConfig,
+        LatencyPredictor,
+        build_table,
+        fit_correction,
+        get_backend,
+        validate_table,
+    )
+    from vidnas.search_space import get_space
+
+    space = get_space(args.space, frames=args.frames, height=args.height, width=args.width,
+                      width_mult=args.width_mult)
+    backend = get_backend(args.backend, device=args.device, threads=args.threads)
+    config = HarnessConfig(max_seconds=args.max_seconds)
+    work = args.out.with_suffix("")
+    work.mkdir(parents=True, exist_ok=True)
+    table_path = work / "table.parquet"
+    for stale in (table_path, work / "table-rebuild.parquet"):
+        stale.unlink(missing_ok=True)
+    result: dict = {"space": space.name, "space_shape": dict(space.shape), "backend": args.backend,
+                    "device": args.device, "threads": args.threads, "n": args.n, "fit": args.fit,
+                    "harness": config.to_dict(), "environment": fingerprint(backend=backend.fingerprint())}
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    # 1. Build
+    start = time.perf_counter()
+    table = build_table(space, backend, table_path, config=config,
+                        progress=lambda i, n, plan, row: log(f"unit {i}/{n} {plan.name if plan else ''}"))
+    result["build_seconds"] = time.perf_counter() - start
+    result["entries"] = len(table)
+    result["untrusted_entries"] = sum(not r["trusted"] for r in table.rows())
+    log(f"built {len(table)} entries in {result['build_seconds']:.0f}s")
+
+    # 2. Correction
+    start = time.perf_counter()
+    artefacts = work / "artefacts"
+    correction = fit_correction(table, space, backend, n=args.fit, seed=args.seed + 1000, config=config,
+                                progress=lambda i, n: log(f"fit {i}/{n}"), artefacts=artefacts)
+    table.save(table_path)
+    result["fit_seconds"] = time.perf_counter() - start
+    result["correction"] = correction.to_dict()
+
+    # 3. Held-out validation
+    start = time.perf_counter()
+    report = validate_table(table, space, backend, n=args.n, seed=args.seed, config=config,
+                            progress=lambda i, n: log(f"validate {i}/{n}"), artefacts=artefacts)
+    result["validate_seconds"] = time.perf_counter() - start
+    result["validation"] = report
+
+    # 4. Repeatability
+    if not args.no_repeat:
+        rebuild = build_table(space, backend, work / "table-rebuild.parquet", config=config,
+                              progress=lambda i, n, plan, row: log(f"rebuild {i}/{n}"))
+        agree = flagged = 0
+        deviations = []
+        for row in table.rows():
+            other = rebuild.get(row["signature_id"], row["batch"])
+            dev = abs(other["median_ms"] / row["median_ms"] - 1)
+            deviations.append(dev)
+            if dev <= 0.05:
+                agree += 1
+            elif not (row["trusted"] and other["trusted"]):
+                flagged += 1
+        result["repeatability"] = {
+            "entries": len(deviations), "within_5pct": agree / len(deviations),
+            "outside_but_flagged": flagged / len(deviations),
+            "within_5pct_or_flagged": (agree + flagged) / len(deviations),
+            "median_abs_deviation": statistics.median(deviations), "max_abs_deviation": max(deviations),
+        }
+
+    # 5. Prediction speed
+    predictor = LatencyPredictor(table)
+    fast = predictor.compile(space)
+    indices = fast.random_indices(1_000_000, seed=1)
+    rates = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        fast.predict_indices(indices)
+        rates.append(1_000_000 / (time.perf_counter() - t0))
+    specs = space.random_specs(min(200, space.size), seed=7)
+    t0 = time.perf_counter()
+    for spec in specs:
+        predictor.predict(spec)
+    result["prediction_speed"] = {"vectorised_archs_per_s": statistics.median(rates),
+                                  "per_spec_archs_per_s": len(specs) / (time.perf_counter() - t0)}
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    naive, corrected = report["naive"], report["corrected"]
+    print(f"| {space.name} {json.dumps(dict(space.shape))} | {args.backend} {args.device} x{args.threads} | "
+          f"{result['entries']} ({result['untrusted_entries']} noisy) | {result['build_seconds']:.0f} s | "
+          f"{100 * naive['within_10pct']:.0f}% / {naive['spearman']:.3f} / {100 * naive['mape']:.1f}% | "
+          f"{100 * corrected['within_10pct']:.0f}% / {corrected['spearman']:.3f} / {100 * corrected['mape']:.1f}% | "
+          + (f"{100 * result['repeatability']['within_5pct_or_flagged']:.0f}% | " if "repeatability" in result
+             else "- | ")
+          + f"{result['prediction_speed']['vectorised_archs_per_s']:.2e} |")
+
+
+if __name__ == "__main__":
+    main()

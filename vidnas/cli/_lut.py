@@ -1,0 +1,219 @@
+"""``vidnas lut``: build, show, import and export latency lookup tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vidnas.cli._common import emit_json, handle_errors, stdout_console
+from vidnas.cli._options import (
+    BackendOpt,
+    BatchOpt,
+    DeviceOpt,
+    FramesOpt,
+    GraphOptOpt,
+    HeightOpt,
+    JsonOpt,
+    MaxSecondsOpt,
+    QuickOpt,
+    ThreadsOpt,
+    WidthMultOpt,
+    WidthOpt,
+    harness_config,
+    make_backend,
+    progress_bar,
+)
+
+lut_app = typer.Typer(help="Latency lookup tables: build, show, import, export.", no_args_is_help=True)
+
+
+@lut_app.command("build")
+@handle_errors
+def build_command(
+    out: Annotated[Path, typer.Option("--out", help="The table to write (Parquet); resumed if it exists.")],
+    space: Annotated[str, typer.Option("--space", help="Search space whose units are measured.")] = "tiny",
+    backend: BackendOpt = "onnxruntime",
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    batch: BatchOpt = 1,
+    frames: FramesOpt = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    width_mult: WidthMultOpt = None,
+    fit: Annotated[int, typer.Option("--fit", help="Architectures measured end to end to fit the correction "
+                                                   "(0: none).")] = 8,
+    fit_seed: Annotated[int, typer.Option("--fit-seed", help="Seed of the architectures for the fit.")] = 1000,
+    graph_optimization: GraphOptOpt = "all",
+    quick: QuickOpt = False,
+    max_seconds: MaxSecondsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure every distinct unit a search space can produce; resumable, saved after each entry."""
+    import time
+
+    from vidnas.latency_models import build_table, fit_correction, space_units, table_summary
+    from vidnas.search_space import get_space
+
+    searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
+    be = make_backend(backend, device, threads, graph_optimization)
+    config = harness_config(quick, max_seconds)
+    start = time.perf_counter()
+    with progress_bar(f"lut build {space} on {backend}/{device}") as bar:
+        task = bar.add_task("units", total=None, item="")
+
+        def on_entry(i: int, n: int, plan, row) -> None:
+            bar.update(task, total=n, completed=i, item="" if plan is None else plan.name)
+
+        table = build_table(searched, be, out, batch=batch, config=config, progress=on_entry)
+        if fit:
+            fit_task = bar.add_task("end-to-end fit", total=fit, item="")
+            fit_correction(table, searched, be, n=fit, seed=fit_seed, batch=batch, config=config,
+                           progress=lambda i, n: bar.update(fit_task, completed=i),
+                           artefacts=out.with_name(out.stem + ".artefacts"))
+            table.save(out)
+    summary = table_summary(table, [u.signature_id for u in space_units(searched)], batch)
+    summary["path"] = str(out)
+    summary["seconds"] = time.perf_counter() - start
+    if as_json:
+        emit_json(summary)
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    meta = summary["meta"]
+    console.print(f"[bold]{summary.get('path', 'table')}[/]: {summary['entries']} entries, backend {meta['backend']} "
+                  f"on {meta['device']} ({meta['device_name']}), {meta['dtype']}, threads {meta['threads']}")
+    if "coverage" in summary:
+        cov = summary["coverage"]
+        console.print(f"coverage of space {meta.get('space')}: {cov['present']}/{cov['needed']}"
+                      + (f", missing {cov['missing'][:5]}" if cov["missing"] else ""))
+    console.print(f"untrusted (noisy) entries: {summary['untrusted']}; CV median "
+                  f"{100 * (summary['cv_median'] or 0):.1f}%, p90 {100 * (summary['cv_p90'] or 0):.1f}%")
+    corr = meta.get("correction")
+    if corr:
+        console.print(f"correction: {corr['intercept_ms']:.3f} ms + {corr['slope']:.3f} x sum - "
+                      f"{corr.get('per_unit_ms', 0):.4f} ms x units, fitted on "
+                      f"{corr['n']} networks (fit MAPE {100 * corr['mape_fit']:.1f}%, naive {100 * corr['mape_naive']:.1f}%)")
+    table = Table(title="entries by op / unit kind")
+    for col in ("op", "entries", "untrusted", "total median ms"):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    for op, row in sorted(summary["by_op"].items()):
+        table.add_row(op, str(row["entries"]), str(row["untrusted"]), f"{row['total_median_ms']:.3f}")
+    console.print(table)
+
+
+@lut_app.command("show")
+@handle_errors
+def show_command(
+    table: Annotated[Path, typer.Argument(help="A latency table (Parquet).")],
+    space: Annotated[str | None, typer.Option("--space", help="Report coverage of this space (default: the "
+                                                              "table's own).")] = None,
+    batch: BatchOpt = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Summarise a table: coverage of its space, noise, correction, entries per op."""
+    from vidnas.latency_models import LatencyTable, space_units, table_summary
+    from vidnas.search_space import get_space
+
+    tab = LatencyTable.load(table)
+    name = space or tab.meta.space
+    signatures = None
+    if name:
+        shape = tab.meta.space_shape or {}
+        signatures = [u.signature_id for u in space_units(get_space(name, **shape))]
+    summary = table_summary(tab, signatures, batch)
+    summary["path"] = str(table)
+    if as_json:
+        emit_json(summary)
+        return
+    _print_summary(summary)
+
+
+@lut_app.command("import")
+@handle_errors
+def import_command(
+    csv: Annotated[Path, typer.Argument(help="CSV with at least signature_id and median_ms columns.")],
+    out: Annotated[Path, typer.Option("--out", help="The table to write (Parquet).")],
+    backend: Annotated[str | None, typer.Option("--backend", help="Backend (if no `backend` column).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Device (if no `device` column).")] = None,
+    device_name: Annotated[str | None, typer.Option("--device-name", help="Hardware name.")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="dtype (if no `dtype` column).")] = None,
+    space: Annotated[str | None, typer.Option("--space", help="Record the space the table covers.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Turn a CSV of measurements (e.g. from a phone, or `time_coreml.py`) into a table."""
+    from vidnas.latency_models import LatencyTable, table_summary
+
+    tab = LatencyTable.from_csv(csv, backend=backend, device=device, device_name=device_name, dtype=dtype)
+    if space:
+        tab.meta.space = space
+    tab.save(out)
+    summary = table_summary(tab)
+    summary["path"] = str(out)
+    if as_json:
+        emit_json(summary)
+        return
+    _print_summary(summary)
+
+
+@lut_app.command("export")
+@handle_errors
+def export_command(
+    out: Annotated[Path, typer.Option("--out", help="CSV file, or the bundle directory for --backend coreml.")],
+    table: Annotated[Path | None, typer.Argument(help="A table to export as CSV.")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="coreml: write Core ML models to time on a Mac."
+                                                )] = None,
+    space: Annotated[str, typer.Option("--space", help="The space whose units are exported (coreml).")] = "tiny",
+    batch: BatchOpt = 1,
+    frames: FramesOpt = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    compute_units: Annotated[str, typer.Option("--compute-units", help="ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE."
+                                               )] = "ALL",
+    precision: Annotated[str, typer.Option("--precision", help="float16 or float32.")] = "float16",
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a table as CSV, or (--backend coreml) a space's units as Core ML models with a timing script."""
+    from vidnas._errors import SpecError
+
+    if backend == "coreml":
+        from vidnas.latency_models import export_coreml_bundle
+        from vidnas.search_space import get_space
+
+        searched = get_space(space, frames=frames, height=height, width=width)
+        with progress_bar(f"Core ML bundle of {space}") as bar:
+            task = bar.add_task("units", total=None, item="")
+            manifest = export_coreml_bundle(searched, out, batch=batch, compute_units=compute_units,
+                                            precision=precision,
+                                            progress=lambda i, n, name: bar.update(task, total=n, completed=i,
+                                                                                    item=name))
+        failed = [u for u in manifest["units"] if u.get("error")]
+        result = {"bundle": str(out), "units": len(manifest["units"]), "failed": failed,
+                  "next": f"on macOS: python {out}/time_coreml.py --out results.csv; then "
+                          f"vidnas lut import results.csv --out TABLE.parquet"}
+        if as_json:
+            emit_json(result)
+            return
+        console = stdout_console()
+        console.print(f"wrote {result['units']} Core ML models to {out} ({len(failed)} failed to convert)")
+        for u in failed:
+            console.print(f"  [red]failed[/] {u['signature_id']} {u['op']}: {u['error']}")
+        console.print(result["next"])
+        return
+    if backend is not None:
+        raise SpecError("--backend", backend, "is not an export target", "use coreml, or no --backend for CSV")
+    if table is None:
+        raise SpecError("TABLE", None, "is missing", "give a table to export as CSV")
+    from vidnas.latency_models import LatencyTable
+
+    path = LatencyTable.load(table).to_csv(out)
+    if as_json:
+        emit_json({"csv": str(path)})
+    else:
+        stdout_console().print(f"wrote {path}")

@@ -1,0 +1,55 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vidnas.cli._common import JSON_HELP
+
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+FramesOpt = Annotated[int | None, typer.Option("--frames", help="Frames per clip (default: the preset's).")]
+HeightOpt = Annotated[int | None, typer.Option("--height", help="Video height in pixels (default: the preset's).")]
+WidthOpt = Annotated[int | None, typer.Option("--width", help="Video width in pixels (default: the preset's).")]
+WidthMultOpt = Annotated[float | None, typer.Option("--width-mult", help="Scale every level's channels "
+                                                                   "(rounded to whole heads and norm groups).")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="torch, onnxruntime, coreml or debug.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: the library's).")]
+BatchOpt = Annotated[int, typer.Option("--batch", help="Clips per UNet call (2 for batched CFG).")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="Fewer samples and looser targets (smoke runs).")]
+MaxSecondsOpt = Annotated[float | None, typer.Option("--max-seconds",
+                                                     help="Sampling budget per measured item, seconds.")]
+GraphOptOpt = Annotated[str, typer.Option("--graph-optimization",
+                                          help="ONNX Runtime level: disable, basic, extended, all.")]
+
+
+def harness_config(quick: bool, max_seconds: float | None):
+    import dataclasses
+
+    from vidnas.latency_models import HarnessConfig
+
+    config = HarnessConfig.quick() if quick else HarnessConfig()
+    if max_seconds is not None:
+        config = dataclasses.replace(config, max_seconds=max_seconds)
+    return config
+
+
+def make_backend(name: str, device: str, threads: int | None, graph_optimization: str = "all"):
+    from vidnas.latency_models import get_backend
+
+    options = {"graph_optimization": graph_optimization} if name == "onnxruntime" else {}
+    return get_backend(name, device=device, threads=threads, **options)
+
+
+def progress_bar(description: str):
+    """A rich progress bar on stderr with an ETA."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from vidnas.cli._common import stderr_console
+
+    return Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[item]}"),
+                    console=stderr_console(), transient=False)

@@ -1,0 +1,197 @@
+"""Building a lookup table: every distinct unit a search space can produce, measured once.
+
+The units of a space are the backbone's (fixed across the space) plus, for every slot,
+the temporal unit of each choice the slot may take. Distinct signatures are measured in
+a stable order; the table is saved atomically after each entry, so a killed build loses
+at most the entry being measured and ``build_table`` on the same path resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vidnas._errors import SpecError
+from vidnas.latency_models._backends import Backend, fingerprint_id
+from vidnas.latency_models._harness import HarnessConfig, measure
+from vidnas.latency_models._stats import Measurement
+from vidnas.latency_models._table import LatencyTable, TableMeta
+from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
+
+ProgressCallback = Callable[[int, int, UnitPlan, dict[str, Any] | None], None]
+
+
+def space_units(space: SearchSpace) -> list[UnitPlan]:
+    """One plan per distinct unit signature the space can produce, in execution order."""
+    plans = build_plan(space.base)
+    by_slot = {p.slot: p for p in plans if p.kind == "temporal"}
+    seen: dict[str, UnitPlan] = {}
+    for plan in plans:
+        if plan.kind != "temporal" and plan.signature_id not in seen:
+            seen[plan.signature_id] = plan
+    slots = {s.name: s for s in space.base.slots()}
+    for group in space.groups:
+        for slot in group.slots:
+            base_plan = by_slot[slot]
+            for option in group.options:
+                for choice in option.choices():
+                    canonical = choice.canonical(slots[slot].shape, f"temporal.{slot}")
+                    plan = dataclasses.replace(base_plan, config={**base_plan.config, "op": canonical.op,
+                                                                  "params": dict(canonical.params)})
+                    if not plan.is_identity and plan.signature_id not in seen:
+                        seen[plan.signature_id] = plan
+    for plan in plans:  # temporal units of slots the space does not search
+        if plan.kind == "temporal" and not plan.is_identity and plan.signature_id not in seen:
+            seen[plan.signature_id] = plan
+    return list(seen.values())
+
+
+def spec_units(spec: ArchSpec) -> list[UnitPlan]:
+    """The distinct non-identity units of one spec."""
+    seen: dict[str, UnitPlan] = {}
+    for plan in build_plan(spec):
+        if not plan.is_identity:
+            seen.setdefault(plan.signature_id, plan)
+    return list(seen.values())
+
+
+def unit_runner(plan: UnitPlan, backend: Backend, batch: int, backbone, *, seed: int = 0,
+                artefacts: Path | None = None):
+    """A prepared runner timing one unit on ``backend``."""
+    import torch
+
+    from vidnas.search_space import UnitHarness, randomize_zero_layers_, unit_example_inputs
+
+    torch.manual_seed(seed)
+    harness = randomize_zero_layers_(UnitHarness(plan).eval(), seed)
+    inputs = unit_example_inputs(plan, batch, temb_channels=backbone.temb_channels,
+                                 context=(backbone.context_tokens, backbone.cross_attention_dim),
+                                 num_added_time_ids=backbone.num_added_time_ids, seed=seed)
+    if artefacts is not None and hasattr(backend, "cache_dir"):
+        backend.cache_dir = artefacts
+    return backend.prepare(harness, inputs, key=f"{plan.signature_id}-b{batch}")
+
+
+def measurement_row(plan: UnitPlan, batch: int, m: Measurement, fp_id: str, source: str = "measured"
+                    ) -> dict[str, Any]:
+    import json
+
+    return {
+        "signature_id": plan.signature_id,
+        "batch": batch,
+        "kind": plan.kind,
+        "op": plan.config.get("op") if plan.kind == "temporal" else plan.kind,
+        "signature": json.dumps(plan.signature, sort_keys=True),
+        "median_ms": m.median_ms,
+        "p10_ms": m.p10_ms,
+        "p90_ms": m.p90_ms,
+        "mean_ms": m.mean_ms,
+        "cv": m.cv,
+        "ci_low_ms": m.ci_low_ms,
+        "ci_high_ms": m.ci_high_ms,
+        "runs": m.runs,
+        "inner_loops": m.inner_loops,
+        "warmup_runs": m.warmup_runs,
+        "trusted": m.trusted,
+        "reason": m.reason,
+        "source": source,
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint_id": fp_id,
+    }
+
+
+def new_table(backend: Backend, space: SearchSpace | None, config: HarnessConfig) -> LatencyTable:
+    fp = backend.fingerprint()
+    shape = None
+    if space is not None:
+        bb = space.base.backbone
+        shape = {"frames": bb.frames, "height": bb.pixel_height, "width": bb.pixel_width, **space.shape}
+    return LatencyTable(TableMeta(backend=backend.name, device=backend.device, device_name=fp["device_name"],
+                                  dtype=fp.get("dtype", "float32"), threads=fp.get("threads"), fingerprint=fp,
+                                  harness=config.to_dict(), space=space.name if space else None,
+                                  space_shape=shape))
+
+
+def open_table(path: Path, backend: Backend, space: SearchSpace | None, config: HarnessConfig) -> LatencyTable:
+    """The table at ``path`` to resume (checked to match ``backend``), or a new one."""
+    if not path.exists():
+        return new_table(backend, space, config)
+    table = LatencyTable.load(path)
+    fp = backend.fingerprint()
+    table.check_compatible(backend=backend.name, device=backend.device, device_name=fp["device_name"],
+                           dtype=fp.get("dtype"), threads=fp.get("threads"))
+    return table
+
+
+def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, batch: int, backbone, path: Path,
+                  config: HarnessConfig, *, progress: ProgressCallback | None = None) -> LatencyTable:
+    """Measure the units ``table`` lacks, then re-check every entry once; save after each step.
+
+    The re-check is a second measurement minutes later: an entry whose two medians differ
+    by more than ``config.recheck_tolerance`` is marked untrusted (drift the spread of one
+    measurement cannot show).
+    """
+    fp_id = fingerprint_id(backend.fingerprint())
+    wanted = {u.signature_id: u for u in units}
+    todo = [u for u in units if (u.signature_id, batch) not in table]
+    artefacts = path.with_name(path.stem + ".artefacts")
+    # new entries are measured and then re-checked; older ones may still await their re-check
+    total = 2 * len(todo) + sum(1 for u in units if _needs_recheck(table.get(u.signature_id, batch)))
+    done = 0
+    if progress:
+        progress(0, total, None, None)  # type: ignore[arg-type]
+    for plan in todo:
+        runner = unit_runner(plan, backend, batch, backbone, artefacts=artefacts)
+        row = measurement_row(plan, batch, measure(runner, config), fp_id)
+        table.add(row)
+        table.save(path)
+        done += 1
+        if progress:
+            progress(done, total, plan, row)
+    for sid, plan in wanted.items():
+        row = table.get(sid, batch)
+        if not _needs_recheck(row):
+            continue
+        runner = unit_runner(plan, backend, batch, backbone, artefacts=artefacts)
+        table.add(recheck_row(row, measure(runner, config), config.recheck_tolerance))
+        table.save(path)
+        done += 1
+        if progress:
+            progress(done, total, plan, table.get(sid, batch))
+    return table
+
+
+def _needs_recheck(row: dict[str, Any] | None) -> bool:
+    return row is not None and row.get("source") == "measured" and row.get("recheck_median_ms") is None
+
+
+def recheck_row(row: dict[str, Any], second: Measurement, tolerance: float) -> dict[str, Any]:
+    """``row`` with its second measurement recorded and its trust revised."""
+    drift = abs(second.median_ms / row["median_ms"] - 1) if row["median_ms"] > 0 else 0.0
+    updated = {**row, "recheck_median_ms": second.median_ms, "drift": drift}
+    if drift > tolerance:
+        reason = f"drift {100 * drift:.1f}% between two measurements"
+        updated["trusted"] = False
+        updated["reason"] = f"{row['reason']}; {reason}" if row.get("reason") else reason
+    return updated
+
+
+def build_table(space: SearchSpace, backend: Backend, path: str | Path, *, batch: int = 1,
+                config: HarnessConfig | None = None, progress: ProgressCallback | None = None) -> LatencyTable:
+    """Measure every unit ``space`` can produce into the table at ``path`` (resuming it if present)."""
+    if batch < 1:
+        raise SpecError("batch", batch, "must be >= 1")
+    config = config or HarnessConfig()
+    path = Path(path)
+    table = open_table(path, backend, space, config)
+    started = time.perf_counter()
+    table = measure_units(table, space_units(space), backend, batch, space.base.backbone, path, config,
+                          progress=progress)
+    spent = float(table.meta.harness.get("build_seconds", 0.0)) + time.perf_counter() - started
+    table.meta.harness = {**config.to_dict(), "build_seconds": spent}
+    table.save(path)
+    return table
