@@ -6,6 +6,7 @@ import typer
 
 from vidnas.cli._latency import latency_app
 from vidnas.cli._lut import lut_app
+from vidnas.cli._proxies import proxies_app
 from vidnas.cli._space import space_app
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(space_app, name="space")
 app.add_typer(lut_app, name="lut")
 app.add_typer(latency_app, name="latency")
+app.add_typer(proxies_app, name="proxies")
 
 
 def main() -> None:

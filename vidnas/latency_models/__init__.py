@@ -16,6 +16,7 @@ from vidnas.latency_models._coreml_bundle import export_coreml_bundle
 from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure, measure_interleaved
 from vidnas.latency_models._network import (
     AccuracyReport,
+    NetworkMeasurement,
     fit_correction,
     measure_frame_scaling,
     measure_network,
@@ -53,6 +54,7 @@ __all__ = [
     "LatencyTable",
     "Measurement",
     "MissingEntriesError",
+    "NetworkMeasurement",
     "OnnxRuntimeBackend",
     "Prediction",
     "Ratio",

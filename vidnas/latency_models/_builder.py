@@ -17,7 +17,7 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend, fingerprint_id
-from vidnas.latency_models._harness import HarnessConfig, measure
+from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure
 from vidnas.latency_models._stats import Measurement
 from vidnas.latency_models._table import LatencyTable, TableMeta
 from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
@@ -76,11 +76,13 @@ def unit_runner(plan: UnitPlan, backend: Backend, batch: int, backbone, *, seed:
     return backend.prepare(harness, inputs, key=f"{plan.signature_id}-b{batch}")
 
 
-def measurement_row(plan: UnitPlan, batch: int, m: Measurement, fp_id: str, source: str = "measured"
-                    ) -> dict[str, Any]:
+def measurement_row(plan: UnitPlan, batch: int, m: Measurement, fp_id: str, source: str = "measured", *,
+                    ratio: Ratio | None = None, reference: Measurement | None = None,
+                    target_rel_ci: float = 0.02) -> dict[str, Any]:
+    """A table row; with a paired reference, trust follows the ratio's interval."""
     import json
 
-    return {
+    row = {
         "signature_id": plan.signature_id,
         "batch": batch,
         "kind": plan.kind,
@@ -102,6 +104,21 @@ def measurement_row(plan: UnitPlan, batch: int, m: Measurement, fp_id: str, sour
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "fingerprint_id": fp_id,
     }
+    if ratio is not None and reference is not None:
+        half = (ratio.ci_high - ratio.ci_low) / 2 / ratio.median if ratio.median > 0 else float("inf")
+        row.update(ratio=ratio.median, ratio_ci_low=ratio.ci_low, ratio_ci_high=ratio.ci_high,
+                   reference_ms=reference.median_ms, trusted=half <= target_rel_ci,
+                   reason="" if half <= target_rel_ci else
+                   f"ratio to the reference +-{100 * half:.1f}% wider than +-{100 * target_rel_ci:.1f}%")
+    return row
+
+
+def _timed(runner, reference, config: HarnessConfig) -> tuple[Measurement, Ratio | None, Measurement | None]:
+    """Measure ``runner`` alone, or interleaved with ``reference`` and their paired ratio."""
+    if reference is None:
+        return measure(runner, config), None, None
+    measured, ratios = compare({"reference": reference, "unit": runner}, config)
+    return measured["unit"], ratios[0], measured["reference"]
 
 
 def new_table(backend: Backend, space: SearchSpace | None, config: HarnessConfig) -> LatencyTable:
@@ -131,14 +148,18 @@ def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, 
                   config: HarnessConfig, *, progress: ProgressCallback | None = None) -> LatencyTable:
     """Measure the units ``table`` lacks, then re-check every entry once; save after each step.
 
-    The re-check is a second measurement minutes later: an entry whose two medians differ
-    by more than ``config.recheck_tolerance`` is marked untrusted (drift the spread of one
-    measurement cannot show).
+    With ``config.paired_reference`` each entry is timed interleaved with the reference
+    workload and stores their paired ratio. The re-check is a second measurement minutes
+    later: an entry whose two ratios (or medians) differ by more than
+    ``config.recheck_tolerance`` is marked untrusted.
     """
+    from vidnas.latency_models._reference import REFERENCE_DESCRIPTION, reference_runner
+
     fp_id = fingerprint_id(backend.fingerprint())
     wanted = {u.signature_id: u for u in units}
     todo = [u for u in units if (u.signature_id, batch) not in table]
     artefacts = path.with_name(path.stem + ".artefacts")
+    reference = reference_runner(backend, artefacts) if config.paired_reference else None
     # new entries are measured and then re-checked; older ones may still await their re-check
     total = 2 * len(todo) + sum(1 for u in units if _needs_recheck(table.get(u.signature_id, batch)))
     done = 0
@@ -146,18 +167,21 @@ def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, 
         progress(0, total, None, None)  # type: ignore[arg-type]
     for plan in todo:
         runner = unit_runner(plan, backend, batch, backbone, artefacts=artefacts)
-        row = measurement_row(plan, batch, measure(runner, config), fp_id)
-        table.add(row)
+        m, ratio, ref = _timed(runner, reference, config)
+        table.add(measurement_row(plan, batch, m, fp_id, ratio=ratio, reference=ref,
+                                  target_rel_ci=config.target_rel_ci))
+        table.update_reference(REFERENCE_DESCRIPTION)
         table.save(path)
         done += 1
         if progress:
-            progress(done, total, plan, row)
+            progress(done, total, plan, table.get(plan.signature_id, batch))
     for sid, plan in wanted.items():
         row = table.get(sid, batch)
         if not _needs_recheck(row):
             continue
         runner = unit_runner(plan, backend, batch, backbone, artefacts=artefacts)
-        table.add(recheck_row(row, measure(runner, config), config.recheck_tolerance))
+        m, ratio, _ = _timed(runner, reference, config)
+        table.add(recheck_row(row, m, ratio, config.recheck_tolerance))
         table.save(path)
         done += 1
         if progress:
@@ -169,10 +193,14 @@ def _needs_recheck(row: dict[str, Any] | None) -> bool:
     return row is not None and row.get("source") == "measured" and row.get("recheck_median_ms") is None
 
 
-def recheck_row(row: dict[str, Any], second: Measurement, tolerance: float) -> dict[str, Any]:
-    """``row`` with its second measurement recorded and its trust revised."""
-    drift = abs(second.median_ms / row["median_ms"] - 1) if row["median_ms"] > 0 else 0.0
-    updated = {**row, "recheck_median_ms": second.median_ms, "drift": drift}
+def recheck_row(row: dict[str, Any], second: Measurement, ratio: Ratio | None, tolerance: float) -> dict[str, Any]:
+    """``row`` with its second measurement recorded and its trust revised (ratios compared when paired)."""
+    if ratio is not None and row.get("ratio"):
+        drift = abs(ratio.median / row["ratio"] - 1)
+    else:
+        drift = abs(second.median_ms / row["median_ms"] - 1) if row["median_ms"] > 0 else 0.0
+    updated = {**row, "recheck_median_ms": second.median_ms, "drift": drift,
+               "recheck_ratio": ratio.median if ratio is not None else None}
     if drift > tolerance:
         reason = f"drift {100 * drift:.1f}% between two measurements"
         updated["trusted"] = False

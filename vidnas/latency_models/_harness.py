@@ -46,6 +46,7 @@ class HarnessConfig:
     target_rel_ci: float = 0.02  # median's 95 % interval half-width / median
     max_cv: float = 0.15
     recheck_tolerance: float = 0.05  # table entries are measured twice; more drift than this marks them noisy
+    paired_reference: bool = True  # time everything interleaved with the reference workload (see _reference)
 
     def __post_init__(self) -> None:
         checks = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend
-from vidnas.latency_models._harness import HarnessConfig, measure, measure_interleaved
+from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure, measure_interleaved
 from vidnas.latency_models._predictor import Correction, LatencyPredictor
 from vidnas.latency_models._stats import Measurement, kendall, spearman
 from vidnas.latency_models._table import LatencyTable
@@ -48,21 +48,51 @@ def memory_bytes(spec: ArchSpec, *, batch: int = 1, dtype: str = "float32") -> d
             "total_bytes": weights + report.activation_bytes}
 
 
+@dataclasses.dataclass(frozen=True)
+class NetworkMeasurement:
+    """One network's end-to-end time and, when paired, its ratio to the reference workload."""
+
+    measurement: Measurement
+    ratio: Ratio | None = None
+    reference: Measurement | None = None
+
+    def ms(self, reference_ms: float | None) -> float:
+        """Milliseconds at the reference's typical speed when paired (else the raw median)."""
+        if self.ratio is not None and reference_ms is not None:
+            return self.ratio.median * reference_ms
+        return self.measurement.median_ms
+
+    @property
+    def trusted(self) -> bool:
+        if self.ratio is not None:
+            return (self.ratio.ci_high - self.ratio.ci_low) / 2 / self.ratio.median <= 0.02
+        return self.measurement.trusted
+
+
 def measure_networks(specs: Sequence[ArchSpec], backend: Backend, *, batch: int = 1,
                      config: HarnessConfig | None = None, progress: Callable[[int, int], None] | None = None,
-                     artefacts: Path | None = None) -> list[Measurement]:
-    """End-to-end latency of several networks, measured interleaved (see ``measure_interleaved``).
+                     artefacts: Path | None = None) -> list[NetworkMeasurement]:
+    """End-to-end latency of several networks, measured interleaved in shuffled rounds.
 
     Every network is prepared first (``progress`` counts the preparations), then sampled
-    in shuffled rounds so that a burst of machine noise cannot single one out.
+    round by round so that a burst of machine noise cannot single one out; with
+    ``config.paired_reference`` the reference workload is sampled in every round too and
+    each network gets its paired ratio to it.
     """
+    from vidnas.latency_models._reference import reference_runner
+
+    config = config or HarnessConfig()
     runners = {}
     for i, spec in enumerate(specs, 1):
         runners[spec.arch_id] = network_runner(spec, backend, batch=batch, artefacts=artefacts)
         if progress:
             progress(i, len(specs))
-    measured = measure_interleaved(runners, config or HarnessConfig())
-    return [measured[s.arch_id] for s in specs]
+    if not config.paired_reference:
+        measured = measure_interleaved(runners, config)
+        return [NetworkMeasurement(measured[s.arch_id]) for s in specs]
+    measured, ratios = compare({"reference": reference_runner(backend, artefacts), **runners}, config)
+    by_id = {r.a: r for r in ratios}
+    return [NetworkMeasurement(measured[s.arch_id], by_id[s.arch_id], measured["reference"]) for s in specs]
 
 
 def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *, n: int, seed: int,
@@ -77,9 +107,12 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     predictor = LatencyPredictor(table, correction=None)
     predictions = [predictor.predict(spec, batch=batch) for spec in specs]  # fails early on missing entries
     measured = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
-    rows = [{"arch_id": s.arch_id, "batch": batch, "naive_ms": p.naive_ms, "units": p.unit_count, **m.to_dict()}
+    reference_ms = table.reference_ms
+    rows = [{"arch_id": s.arch_id, "batch": batch, "naive_ms": p.naive_ms, "units": p.unit_count,
+             "measured_ms": m.ms(reference_ms), "ratio": m.ratio.median if m.ratio else None,
+             **{f"raw_{k}": v for k, v in m.measurement.to_dict().items()}}
             for s, p, m in zip(specs, predictions, measured)]
-    correction = Correction.fit([p.naive_ms for p in predictions], [m.median_ms for m in measured],
+    correction = Correction.fit([p.naive_ms for p in predictions], [m.ms(reference_ms) for m in measured],
                                 [s.arch_id for s in specs], [p.unit_count for p in predictions])
     table.meta.correction = correction.to_dict()
     table.meta.end_to_end = rows
@@ -129,19 +162,25 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     predictor = LatencyPredictor(table)
     predictions = [predictor.predict(spec, batch=batch) for spec in specs]
     results = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
+    reference_ms = table.reference_ms
     naive = [p.naive_ms for p in predictions]
     corrected = [p.ms for p in predictions]
-    measured = [m.median_ms for m in results]
-    rows = [{"arch_id": s.arch_id, "naive_ms": p.naive_ms, "corrected_ms": p.corrected_ms, "measured_ms": m.median_ms,
-             "measured_cv": m.cv, "measured_trusted": m.trusted, "measured_ci_low_ms": m.ci_low_ms,
-             "measured_ci_high_ms": m.ci_high_ms} for s, p, m in zip(specs, predictions, results)]
+    measured = [m.ms(reference_ms) for m in results]
+    rows = [{"arch_id": s.arch_id, "naive_ms": p.naive_ms, "corrected_ms": p.corrected_ms, "measured_ms": m.ms(reference_ms),
+             "raw_measured_ms": m.measurement.median_ms, "ratio": m.ratio.median if m.ratio else None,
+             "measured_cv": m.measurement.cv, "measured_trusted": m.trusted,
+             "raw_ci_low_ms": m.measurement.ci_low_ms, "raw_ci_high_ms": m.measurement.ci_high_ms}
+            for s, p, m in zip(specs, predictions, results)]
     ids = [s.arch_id for s in specs]
     return {
         "space": space.name,
         "n": n,
         "seed": seed,
         "batch": batch,
+        "units": "ms at the reference's typical speed" if reference_ms is not None else "raw ms",
+        "reference_ms": reference_ms,
         "naive": AccuracyReport.from_pairs(naive, measured, ids).to_dict(),
+        "raw_naive": AccuracyReport.from_pairs(naive, [r["raw_measured_ms"] for r in rows], ids).to_dict(),
         "corrected": AccuracyReport.from_pairs(corrected, measured, ids).to_dict() if predictor.correction else None,
         "correction": predictor.correction.to_dict() if predictor.correction else None,
         "untrusted_measurements": sum(not r["measured_trusted"] for r in rows),

@@ -203,7 +203,7 @@ class LatencyPredictor:
         untrusted = []
         for p in plans:
             row = None if p.is_identity else self.table.get(p.signature_id, batch)
-            ms = 0.0 if row is None else float(row["median_ms"])
+            ms = 0.0 if row is None else self.table.latency_ms(row)
             trusted = True if row is None else bool(row.get("trusted", True))
             if not trusted:
                 untrusted.append(p.name)

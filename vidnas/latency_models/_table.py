@@ -26,7 +26,8 @@ TABLE_VERSION = 1
 COLUMNS = [
     "signature_id", "batch", "kind", "op", "signature", "median_ms", "p10_ms", "p90_ms", "mean_ms", "cv",
     "ci_low_ms", "ci_high_ms", "runs", "inner_loops", "warmup_runs", "trusted", "reason", "source", "measured_at",
-    "fingerprint_id", "recheck_median_ms", "drift",
+    "fingerprint_id", "recheck_median_ms", "drift", "ratio", "ratio_ci_low", "ratio_ci_high", "reference_ms",
+    "recheck_ratio",
 ]
 REQUIRED_CSV_COLUMNS = ("signature_id", "median_ms")
 
@@ -48,6 +49,7 @@ class TableMeta:
     harness: dict[str, Any] = dataclasses.field(default_factory=dict)
     space: str | None = None
     space_shape: dict[str, int] | None = None  # frames, height, width (pixels) the space was built at
+    reference: dict[str, Any] | None = None  # the paired workload: description and median_ms over the table
     correction: dict[str, Any] | None = None  # see ``_predictor.Correction``
     end_to_end: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the measurements behind it
 
@@ -85,9 +87,33 @@ class LatencyTable:
     def get(self, signature_id: str, batch: int) -> dict[str, Any] | None:
         return self._rows.get((signature_id, batch))
 
+    @property
+    def reference_ms(self) -> float | None:
+        """The reference workload's median time over the table (None if entries have no ratios)."""
+        ref = self.meta.reference or {}
+        return ref.get("median_ms")
+
+    def latency_ms(self, row: Mapping[str, Any]) -> float:
+        """An entry's latency: its ratio to the reference at the reference's typical speed when
+        both are known (drift between entries cancels), else its own median."""
+        ratio, ref = row.get("ratio"), self.reference_ms
+        if ratio is not None and ref is not None:
+            return float(ratio) * ref
+        return float(row["median_ms"])
+
     def median_ms(self, signature_id: str, batch: int) -> float | None:
         row = self._rows.get((signature_id, batch))
-        return None if row is None else float(row["median_ms"])
+        return None if row is None else self.latency_ms(row)
+
+    def update_reference(self, description: str) -> None:
+        """Recompute ``meta.reference`` from the entries' reference medians."""
+        import statistics
+
+        refs = [float(r["reference_ms"]) for r in self._rows.values() if r.get("reference_ms") is not None]
+        if refs:
+            self.meta.reference = {"description": description, "median_ms": statistics.median(refs),
+                                   "p10_ms": sorted(refs)[int(0.1 * (len(refs) - 1))],
+                                   "p90_ms": sorted(refs)[int(0.9 * (len(refs) - 1))], "entries": len(refs)}
 
     def rows(self) -> list[dict[str, Any]]:
         return list(self._rows.values())

@@ -1,0 +1,60 @@
+"""Quality proxies for untrained architectures, procedural video data, and their calibration."""
+
+from vidnas.proxies._calibration import (
+    DEFAULT_PROXIES,
+    CalibrationResult,
+    calibrate,
+    dominant_op,
+    kendall,
+    partial_kendall,
+    precision_at_top,
+    spearman,
+    stratified_sample,
+    within_bins_kendall,
+)
+from vidnas.proxies._data import (
+    Clip,
+    FixedLatentEncoder,
+    ShapesConfig,
+    ShapesDataset,
+    VideoFolderDataset,
+    condition_tokens,
+    read_video,
+    shapes_clip,
+    write_video,
+)
+from vidnas.proxies._denoise import DenoisingTask, TrainConfig, TrainResult, short_train
+from vidnas.proxies._registry import KINDS, ProxyBatch, ProxyDef, get_proxy, list_proxies, register_proxy, score
+
+__all__ = [
+    "DEFAULT_PROXIES",
+    "KINDS",
+    "CalibrationResult",
+    "Clip",
+    "DenoisingTask",
+    "FixedLatentEncoder",
+    "ProxyBatch",
+    "ProxyDef",
+    "ShapesConfig",
+    "ShapesDataset",
+    "TrainConfig",
+    "TrainResult",
+    "VideoFolderDataset",
+    "calibrate",
+    "condition_tokens",
+    "dominant_op",
+    "get_proxy",
+    "kendall",
+    "list_proxies",
+    "partial_kendall",
+    "precision_at_top",
+    "read_video",
+    "register_proxy",
+    "score",
+    "shapes_clip",
+    "short_train",
+    "spearman",
+    "stratified_sample",
+    "within_bins_kendall",
+    "write_video",
+]

@@ -1,0 +1,286 @@
+"""Calibration: how well each proxy ranks architectures by a real training signal.
+
+``calibrate`` trains N architectures of a space (stratified over temporal-op types and
+latency) for K steps on procedural clips and records their held-out loss — the ground
+truth. It scores every proxy on the same architectures and reports, per proxy:
+
+* Kendall tau and Spearman rho against held-out loss, oriented so that positive means
+  the proxy ranks better models higher, each with a bootstrap 95 % interval;
+* tau within latency bins (does it rank models of similar cost?), and the partial tau
+  controlling for FLOPs (what it knows beyond size);
+* precision at the top 10 %.
+
+A few architectures are trained again with another seed: the tau between the two runs
+is the noise ceiling no proxy can beat. An ensemble (sum of normalised ranks of the best
+proxies) is judged out of fold: its members are chosen on the other folds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from vidnas._errors import SpecError
+from vidnas.proxies._denoise import TrainConfig, short_train
+from vidnas.proxies._registry import ProxyBatch, get_proxy, list_proxies
+from vidnas.search_space import ArchSpec, SearchSpace, count_spec
+
+DEFAULT_PROXIES = ("params", "flops", "temporal_flops_share", "grad_norm", "snip", "synflow", "zico", "naswot_silu",
+                   "cross_frame_sensitivity", "train_loss_sum", "heldout_loss_short", "temporal_order_gap")
+
+
+def dominant_op(spec: ArchSpec) -> str:
+    """The most frequent temporal op other than none (``none`` if there is none)."""
+    counts = {op: n for op, n in spec.op_counts().items() if op != "none"}
+    return max(sorted(counts), key=lambda op: counts[op]) if counts else "none"
+
+
+def stratified_sample(space: SearchSpace, n: int, seed: int,
+                      latency: Callable[[ArchSpec], float] | None = None, bins: int = 4) -> list[ArchSpec]:
+    """``n`` architectures spread over dominant op type and latency (or FLOPs) quantile bins.
+
+    A pool of ``20 n`` random architectures is binned by (dominant op, latency quartile);
+    architectures are then taken round-robin across bins, in a seeded order.
+    """
+    if n < 2:
+        raise SpecError("n", n, "must be >= 2")
+    cost = latency or (lambda s: float(count_spec(s).flops))
+    pool = space.random_specs(min(space.size, 20 * n), seed)
+    if len(pool) < n:
+        raise SpecError("n", n, f"exceeds the {space.size} architectures of space `{space.name}`")
+    values = sorted(cost(s) for s in pool)
+    edges = [values[int(len(values) * q / bins)] for q in range(1, bins)]
+    strata: dict[tuple[str, int], list[ArchSpec]] = {}
+    for spec in pool:
+        strata.setdefault((dominant_op(spec), sum(cost(spec) > e for e in edges)), []).append(spec)
+    rng = random.Random(seed)
+    keys = sorted(strata)
+    rng.shuffle(keys)
+    chosen: list[ArchSpec] = []
+    while len(chosen) < n:
+        for key in keys:
+            if strata[key] and len(chosen) < n:
+                chosen.append(strata[key].pop(0))
+    return chosen
+
+
+# Statistics ------------------------------------------------------------------------------------
+
+
+def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+    from scipy import stats
+
+    value = stats.kendalltau(x, y).statistic
+    return float(value) if value == value else 0.0  # constant input: no ranking information
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    from scipy import stats
+
+    value = stats.spearmanr(x, y).statistic
+    return float(value) if value == value else 0.0
+
+
+def bootstrap_interval(x: Sequence[float], y: Sequence[float], stat: Callable, *, resamples: int = 1000,
+                       seed: int = 0) -> tuple[float, float]:
+    rng = random.Random(seed)
+    n = len(x)
+    values = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        values.append(stat([x[i] for i in idx], [y[i] for i in idx]))
+    values.sort()
+    return values[int(0.025 * resamples)], values[int(0.975 * resamples) - 1]
+
+
+def partial_kendall(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
+    """Kendall's partial tau of x and y controlling for z."""
+    txy, txz, tyz = kendall(x, y), kendall(x, z), kendall(y, z)
+    den = math.sqrt(max(1e-12, (1 - txz**2) * (1 - tyz**2)))
+    return (txy - txz * tyz) / den
+
+
+def within_bins_kendall(x: Sequence[float], y: Sequence[float], bins: Sequence[int]) -> float:
+    """Kendall tau averaged over bins, weighted by each bin's number of pairs."""
+    total, weight = 0.0, 0
+    for b in sorted(set(bins)):
+        idx = [i for i, v in enumerate(bins) if v == b]
+        if len(idx) < 3:
+            continue
+        pairs = len(idx) * (len(idx) - 1) // 2
+        total += pairs * kendall([x[i] for i in idx], [y[i] for i in idx])
+        weight += pairs
+    return total / weight if weight else math.nan
+
+
+def precision_at_top(x: Sequence[float], y: Sequence[float], share: float = 0.1) -> float:
+    k = max(1, round(share * len(x)))
+    top_x = set(sorted(range(len(x)), key=lambda i: -x[i])[:k])
+    top_y = set(sorted(range(len(y)), key=lambda i: -y[i])[:k])
+    return len(top_x & top_y) / k
+
+
+def normalised_ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    for r, i in enumerate(order):
+        ranks[i] = r / max(1, len(values) - 1)
+    return ranks
+
+
+# Calibration -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CalibrationResult:
+    """Per-architecture rows and per-proxy statistics."""
+
+    rows: list[dict[str, Any]]
+    proxies: dict[str, dict[str, Any]]
+    noise_ceiling: dict[str, Any]
+    ensemble: dict[str, Any]
+    config: dict[str, Any]
+
+    def save(self, directory: str | Path) -> Path:
+        """``rows.parquet`` (one row per architecture) and ``summary.json``."""
+        import json
+
+        import pandas as pd
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(self.rows).to_parquet(directory / "rows.parquet", index=False)
+        summary = {"format": "vidnas.calibration", "version": 1, "config": self.config, "proxies": self.proxies,
+                   "noise_ceiling": self.noise_ceiling, "ensemble": self.ensemble}
+        (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return directory
+
+
+def proxy_statistics(oriented: Sequence[float], truth: Sequence[float], flops: Sequence[float],
+                     bins: Sequence[int], seed: int = 0) -> dict[str, Any]:
+    """All statistics of one (oriented) proxy against oriented truth (higher = better model)."""
+    tau = kendall(oriented, truth)
+    rho = spearman(oriented, truth)
+    return {
+        "kendall": tau,
+        "kendall_ci": bootstrap_interval(oriented, truth, kendall, seed=seed),
+        "spearman": rho,
+        "spearman_ci": bootstrap_interval(oriented, truth, spearman, seed=seed),
+        "kendall_within_latency_bins": within_bins_kendall(oriented, truth, bins),
+        "partial_kendall_given_flops": partial_kendall(oriented, truth, flops),
+        "precision_at_top10": precision_at_top(oriented, truth),
+    }
+
+
+def ensemble_out_of_fold(table: dict[str, list[float]], truth: list[float], *, members: int = 3,
+                         folds: int = 5, seed: int = 0, candidates: Sequence[str]) -> tuple[list[float], list[list[str]]]:
+    """Out-of-fold ensemble scores: members chosen (top |tau|, with sign) on the other folds."""
+    n = len(truth)
+    rng = random.Random(seed)
+    order = list(range(n))
+    rng.shuffle(order)
+    fold_of = {i: k % folds for k, i in enumerate(order)}
+    scores = [0.0] * n
+    chosen_per_fold = []
+    for f in range(folds):
+        train = [i for i in range(n) if fold_of[i] != f]
+        test = [i for i in range(n) if fold_of[i] == f]
+        if not test:
+            continue
+        taus = {p: kendall([table[p][i] for i in train], [truth[i] for i in train]) for p in candidates}
+        picked = sorted(taus, key=lambda p: -abs(taus[p]))[:members]
+        chosen_per_fold.append([f"{'+' if taus[p] >= 0 else '-'}{p}" for p in picked])
+        ranks = {p: normalised_ranks(table[p]) for p in picked}
+        for i in test:
+            scores[i] = sum(ranks[p][i] * (1 if taus[p] >= 0 else -1) for p in picked)
+    return scores, chosen_per_fold
+
+
+def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies: Sequence[str] = DEFAULT_PROXIES,
+              repeats: int | None = None, short_steps: int | None = None, clips: int = 4,
+              train: TrainConfig | None = None, latency: Callable[[ArchSpec], float] | None = None,
+              progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
+    """Train ``n`` stratified architectures for ``steps`` steps and judge every proxy against them."""
+    for name in proxies:
+        get_proxy(name, field="proxies")
+    if steps < 1:
+        raise SpecError("steps", steps, "must be >= 1")
+    base = train or TrainConfig()
+    truth_config = dataclasses.replace(base, steps=steps)
+    short_config = dataclasses.replace(base, steps=short_steps or max(1, steps // 10))
+    repeats = repeats if repeats is not None else max(4, n // 4)
+    specs = stratified_sample(space, n, seed, latency)
+    cost = latency or (lambda s: float(count_spec(s).flops))
+    rows: list[dict[str, Any]] = []
+    for i, spec in enumerate(specs, 1):
+        started = time.perf_counter()
+        result = short_train(spec, truth_config, seed=seed)
+        batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config)
+        report = count_spec(spec)
+        row: dict[str, Any] = {"arch_id": spec.arch_id, "spec": spec.to_json(), "dominant_op": dominant_op(spec),
+                               "op_counts": spec.op_counts(), "flops": report.flops, "params": report.params,
+                               "latency": cost(spec), "heldout_loss": result.heldout_loss,
+                               "train_seconds": result.seconds}
+        for name in proxies:
+            t0 = time.perf_counter()
+            row[f"proxy.{name}"] = float(get_proxy(name).fn(spec, batch, seed))
+            row[f"seconds.{name}"] = time.perf_counter() - t0
+        row["seconds"] = time.perf_counter() - started
+        rows.append(row)
+        if progress:
+            progress("architectures", i, n)
+
+    # Noise ceiling: the same architectures trained with another seed.
+    again = []
+    for i, row in enumerate(rows[:repeats], 1):
+        result = short_train(ArchSpec.from_json(row["spec"]), truth_config, seed=seed + 1)
+        row["heldout_loss_seed2"] = result.heldout_loss
+        again.append((row["heldout_loss"], result.heldout_loss))
+        if progress:
+            progress("noise ceiling", i, repeats)
+    ceiling = {"n": len(again),
+               "kendall_between_seeds": kendall([a for a, _ in again], [b for _, b in again]) if len(again) > 2
+               else math.nan,
+               "median_relative_difference": statistics.median(abs(a - b) / a for a, b in again) if again else math.nan}
+
+    truth = [-r["heldout_loss"] for r in rows]  # higher = better model
+    flops = [float(r["flops"]) for r in rows]
+    values = [r["latency"] for r in rows]
+    sorted_values = sorted(values)
+    edges = [sorted_values[int(len(values) * q / 4)] for q in range(1, 4)]
+    bins = [sum(v > e for e in edges) for v in values]
+    table: dict[str, list[float]] = {}
+    stats: dict[str, dict[str, Any]] = {}
+    for name in proxies:
+        proxy = get_proxy(name)
+        raw = [r[f"proxy.{name}"] for r in rows]
+        finite = [v if math.isfinite(v) else (-1e300 if v < 0 else 1e300) for v in raw]
+        oriented = [v if proxy.higher_is_better else -v for v in finite]
+        table[name] = oriented
+        stats[name] = {"kind": proxy.kind, "higher_is_better": proxy.higher_is_better,
+                       "seconds_median": statistics.median(r[f"seconds.{name}"] for r in rows),
+                       **proxy_statistics(oriented, truth, flops, bins, seed)}
+    zero_cost = [p for p in proxies if get_proxy(p).kind in ("count", "zero_cost", "temporal")
+                 and p != "temporal_order_gap"]
+    ens_scores, chosen = ensemble_out_of_fold(table, truth, candidates=zero_cost, seed=seed)
+    full_taus = {p: kendall(table[p], truth) for p in zero_cost}
+    members = sorted(full_taus, key=lambda p: -abs(full_taus[p]))[:3]
+    ensemble = {"kind": "sum of normalised ranks, members chosen out of fold from the training-free proxies",
+                "members_per_fold": chosen,
+                "members_all_data": [{"proxy": p, "sign": 1 if full_taus[p] >= 0 else -1} for p in members],
+                **proxy_statistics(ens_scores, truth, flops, bins, seed)}
+    config = {"space": space.name, "space_shape": dict(space.shape), "n": n, "steps": steps,
+              "short_steps": short_config.steps, "seed": seed, "repeats": repeats, "clips": clips,
+              "train": truth_config.to_dict(), "latency_source": "lut" if latency else "flops",
+              "proxies": list(proxies)}
+    return CalibrationResult(rows, stats, ceiling, ensemble, config)
+
+
+def available_proxies() -> list[str]:
+    return list_proxies()

@@ -1,0 +1,102 @@
+"""The proxy registry: quality estimates for an untrained architecture, cheapest first.
+
+A proxy is a pure function ``fn(spec, batch, seed) -> float`` registered once with its
+kind (``count``, ``zero_cost``, ``temporal``, ``training``), its orientation
+(``higher_is_better``: the direction the proxy *claims* predicts quality; calibration
+reports whether it does) and a word on its cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from vidnas._errors import SpecError
+from vidnas.proxies._data import FixedLatentEncoder  # noqa: F401  (re-exported for proxies)
+from vidnas.proxies._denoise import DenoisingTask, TrainConfig, iterate_batches
+from vidnas.search_space import ArchSpec
+
+KINDS = ("count", "zero_cost", "temporal", "training")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyBatch:
+    """The data a proxy may use: a few clips and, for training proxies, how to train."""
+
+    clips: dict[str, torch.Tensor]  # pixels (N, T, 3, H, W) in [-1, 1]; condition (N, F)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(steps=20))
+
+    @classmethod
+    def procedural(cls, spec: ArchSpec, *, clips: int = 4, seed: int = 0,
+                   train: TrainConfig | None = None) -> ProxyBatch:
+        """``clips`` procedural clips at the spec's frames and resolution."""
+        task = DenoisingTask(spec)
+        batch = next(iterate_batches(task.dataset(clips, seed + 101), clips, seed=seed))
+        return cls(batch, train or TrainConfig(steps=20))
+
+
+ProxyFn = Callable[[ArchSpec, ProxyBatch, int], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyDef:
+    name: str
+    fn: ProxyFn
+    kind: str
+    higher_is_better: bool
+    summary: str
+    cost: str
+
+
+_PROXIES: dict[str, ProxyDef] = {}
+
+
+def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str,
+                   cost: str) -> Callable[[ProxyFn], ProxyFn]:
+    """Decorator registering ``fn(spec, batch, seed) -> float`` as proxy ``name``."""
+    if kind not in KINDS:
+        raise SpecError("kind", kind, "is not a proxy kind", f"choose one of {list(KINDS)}")
+
+    def decorate(fn: ProxyFn) -> ProxyFn:
+        if name in _PROXIES:
+            warnings.warn(f"proxy `{name}` is registered again; the new definition replaces it", stacklevel=2)
+        _PROXIES[name] = ProxyDef(name, fn, kind, higher_is_better, summary, cost)
+        return fn
+
+    return decorate
+
+
+def _ensure_builtin() -> None:
+    from vidnas.proxies import _proxies  # noqa: F401
+
+
+def get_proxy(name: str, field: str = "proxy") -> ProxyDef:
+    _ensure_builtin()
+    if name not in _PROXIES:
+        raise SpecError(field, name, "is not a registered proxy", f"known proxies: {list(_PROXIES)}")
+    return _PROXIES[name]
+
+
+def list_proxies(pattern: str = "*", kind: str | None = None) -> list[str]:
+    _ensure_builtin()
+    return [n for n, p in _PROXIES.items() if fnmatch.fnmatch(n, pattern) and (kind is None or p.kind == kind)]
+
+
+def score(spec: ArchSpec, names: list[str], batch: ProxyBatch | None = None, *, seed: int = 0
+          ) -> dict[str, dict[str, Any]]:
+    """Every named proxy's value and the seconds it took."""
+    batch = batch or ProxyBatch.procedural(spec, seed=seed)
+    out = {}
+    for name in names:
+        proxy = get_proxy(name)
+        start = time.perf_counter()
+        value = float(proxy.fn(spec, batch, seed))
+        out[name] = {"value": value, "seconds": time.perf_counter() - start, "kind": proxy.kind,
+                     "higher_is_better": proxy.higher_is_better}
+    return out
