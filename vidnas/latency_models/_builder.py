@@ -17,7 +17,7 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend, fingerprint_id
-from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure
+from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure, measure_interleaved
 from vidnas.latency_models._stats import Measurement
 from vidnas.latency_models._table import LatencyTable, TableMeta
 from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
@@ -144,24 +144,30 @@ def open_table(path: Path, backend: Backend, space: SearchSpace | None, config: 
     return table
 
 
+RECHECK_GROUP = 16  # units re-checked together, round-robin, in one group
+
+
 def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, batch: int, backbone, path: Path,
                   config: HarnessConfig, *, progress: ProgressCallback | None = None) -> LatencyTable:
-    """Measure the units ``table`` lacks, then re-check every entry once; save after each step.
+    """Measure the units ``table`` lacks one by one, then re-check them round-robin; save after each step.
 
-    With ``config.paired_reference`` each entry is timed interleaved with the reference
-    workload and stores their paired ratio. The re-check is a second measurement minutes
-    later: an entry whose two ratios (or medians) differ by more than
-    ``config.recheck_tolerance`` is marked untrusted.
+    Pass 1 times each missing unit (interleaved with the reference workload when
+    ``config.paired_reference``) and saves it: a kill loses at most the unit in progress.
+    Pass 2 re-measures entries in groups of up to 16, sampling the group's units in
+    shuffled rounds, so that each re-check spreads over the group's whole duration. The
+    entry keeps the mean of its two ratios (or medians); if they differ by more than
+    ``config.recheck_tolerance`` it is marked untrusted. A kill during pass 2 loses only
+    the group in progress's re-checks.
     """
     from vidnas.latency_models._reference import REFERENCE_DESCRIPTION, reference_runner
 
     fp_id = fingerprint_id(backend.fingerprint())
-    wanted = {u.signature_id: u for u in units}
     todo = [u for u in units if (u.signature_id, batch) not in table]
     artefacts = path.with_name(path.stem + ".artefacts")
     reference = reference_runner(backend, artefacts) if config.paired_reference else None
-    # new entries are measured and then re-checked; older ones may still await their re-check
-    total = 2 * len(todo) + sum(1 for u in units if _needs_recheck(table.get(u.signature_id, batch)))
+    pending = [u for u in units if u.signature_id not in {t.signature_id for t in todo}
+               and _needs_recheck(table.get(u.signature_id, batch))]
+    total = 2 * len(todo) + len(pending)
     done = 0
     if progress:
         progress(0, total, None, None)  # type: ignore[arg-type]
@@ -175,17 +181,23 @@ def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, 
         done += 1
         if progress:
             progress(done, total, plan, table.get(plan.signature_id, batch))
-    for sid, plan in wanted.items():
-        row = table.get(sid, batch)
-        if not _needs_recheck(row):
-            continue
-        runner = unit_runner(plan, backend, batch, backbone, artefacts=artefacts)
-        m, ratio, _ = _timed(runner, reference, config)
-        table.add(recheck_row(row, m, ratio, config.recheck_tolerance))
+    recheck = [u for u in units if _needs_recheck(table.get(u.signature_id, batch))]
+    for start in range(0, len(recheck), RECHECK_GROUP):
+        group = recheck[start : start + RECHECK_GROUP]
+        runners = {u.signature_id: unit_runner(u, backend, batch, backbone, artefacts=artefacts) for u in group}
+        if reference is not None:
+            measured, ratios = compare({"reference": reference, **runners}, config)
+            by_id = {r.a: r for r in ratios}
+        else:
+            measured, by_id = measure_interleaved(runners, config), {}
+        for plan in group:
+            row = table.get(plan.signature_id, batch)
+            table.add(recheck_row(row, measured[plan.signature_id], by_id.get(plan.signature_id),
+                                  config.recheck_tolerance))
+            done += 1
+            if progress:
+                progress(done, total, plan, table.get(plan.signature_id, batch))
         table.save(path)
-        done += 1
-        if progress:
-            progress(done, total, plan, table.get(sid, batch))
     return table
 
 
@@ -194,13 +206,16 @@ def _needs_recheck(row: dict[str, Any] | None) -> bool:
 
 
 def recheck_row(row: dict[str, Any], second: Measurement, ratio: Ratio | None, tolerance: float) -> dict[str, Any]:
-    """``row`` with its second measurement recorded and its trust revised (ratios compared when paired)."""
+    """``row`` with its second measurement folded in and its trust revised (ratios compared when paired)."""
+    updated = {**row, "recheck_median_ms": second.median_ms,
+               "recheck_ratio": ratio.median if ratio is not None else None}
     if ratio is not None and row.get("ratio"):
         drift = abs(ratio.median / row["ratio"] - 1)
+        updated["ratio"] = (row["ratio"] + ratio.median) / 2
     else:
         drift = abs(second.median_ms / row["median_ms"] - 1) if row["median_ms"] > 0 else 0.0
-    updated = {**row, "recheck_median_ms": second.median_ms, "drift": drift,
-               "recheck_ratio": ratio.median if ratio is not None else None}
+        updated["median_ms"] = (row["median_ms"] + second.median_ms) / 2
+    updated["drift"] = drift
     if drift > tolerance:
         reason = f"drift {100 * drift:.1f}% between two measurements"
         updated["trusted"] = False

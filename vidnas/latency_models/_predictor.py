@@ -48,8 +48,10 @@ class Correction:
 
     :meth:`fit` considers three models — ``scale`` (slope only), ``affine`` (+ intercept)
     and ``affine+units`` (+ per-unit overhead) — fits each robustly (soft-L1 loss on
-    relative errors, so one disturbed measurement cannot drag the fit) and keeps the one
-    with the lowest leave-one-out median relative error.
+    relative errors, so one disturbed measurement cannot drag the fit) within physical
+    bounds, and keeps the simplest model whose leave-one-out median relative error is
+    within 10 % of the best: a handful of networks cannot support
+    three free parameters unless the data insist.
     """
 
     intercept_ms: float
@@ -81,7 +83,11 @@ class Correction:
         if len(x) >= 6 and np.ptp(u) > 0 and np.ptp(x) > 0:
             candidates.append("affine+units")
         scores = {m: _loo_error(m, x, y, u) for m in candidates} if len(x) >= 4 else {"scale": None}
-        model = min(scores, key=lambda m: scores[m] if scores[m] is not None else 0.0)
+        if scores.get("scale") is None:
+            model = "scale"
+        else:
+            best = min(scores.values())
+            model = next(m for m in candidates if scores[m] <= 1.1 * best + 1e-6)
         intercept, slope, per_unit = _robust_fit(model, x, y, u)
         fitted = intercept + slope * x - per_unit * u
         return cls(float(intercept), float(slope), len(x), tuple(arch_ids),
@@ -112,8 +118,14 @@ def _robust_fit(model: str, x, y, u) -> tuple[float, float, float]:
         a, b, c = unpack(p)
         return (a + b * x - c * u - y) / y
 
+    # Physical bounds: running units together changes their time by at most 4x; the fixed
+    # overhead and the per-unit overhead are at most half of the smallest network's time.
+    lim = 0.5 * float(np.min(y))
+    unit_lim = lim / max(1.0, float(np.max(u)))
+    lower = {"scale": [0.25], "affine": [-lim, 0.25], "affine+units": [-lim, 0.25, -unit_lim]}[model]
+    upper = {"scale": [4.0], "affine": [lim, 4.0], "affine+units": [lim, 4.0, unit_lim]}[model]
     start = {"scale": [1.0], "affine": [0.0, 1.0], "affine+units": [0.0, 1.0, 0.0]}[model]
-    result = least_squares(residuals, np.asarray(start, float), loss="soft_l1", f_scale=0.02)
+    result = least_squares(residuals, np.asarray(start, float), loss="soft_l1", f_scale=0.02, bounds=(lower, upper))
     return unpack(result.x)
 
 
