@@ -26,6 +26,23 @@ import time
 from pathlib import Path
 
 
+def in_session_cross_validation(rows: list[dict], folds: int = 5) -> dict:
+    """The correction fitted and tested within the held-out session (5-fold): the predictor's
+    own error once the machine's drift between sessions is taken out."""
+    from vidnas.latency_models import AccuracyReport, Correction
+
+    predicted = [0.0] * len(rows)
+    order = list(range(len(rows)))
+    for f in range(folds):
+        test = order[f::folds]
+        train = [i for i in order if i not in test]
+        corr = Correction.fit([rows[i]["naive_ms"] for i in train], [rows[i]["measured_ms"] for i in train],
+                              [rows[i]["arch_id"] for i in train])
+        for i in test:
+            predicted[i] = corr.apply(rows[i]["naive_ms"])
+    return AccuracyReport.from_pairs(predicted, [r["measured_ms"] for r in rows], [r["arch_id"] for r in rows]).to_dict()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--space", default="tiny")
@@ -95,6 +112,7 @@ def main() -> None:
                             progress=lambda i, n: log(f"validate {i}/{n}"), artefacts=artefacts)
     result["validate_seconds"] = time.perf_counter() - start
     result["validation"] = report
+    result["in_session_cv"] = in_session_cross_validation(report["rows"])
 
     # 4. Repeatability
     if not args.no_repeat:
@@ -140,6 +158,7 @@ def main() -> None:
           f"{result['entries']} ({result['untrusted_entries']} noisy) | {result['build_seconds']:.0f} s | "
           f"{100 * naive['within_10pct']:.0f}% / {naive['spearman']:.3f} / {100 * naive['mape']:.1f}% | "
           f"{100 * corrected['within_10pct']:.0f}% / {corrected['spearman']:.3f} / {100 * corrected['mape']:.1f}% | "
+          f"{100 * result['in_session_cv']['within_10pct']:.0f}% / {100 * result['in_session_cv']['mape']:.1f}% | "
           + (f"{100 * result['repeatability']['within_5pct_or_flagged']:.0f}% | " if "repeatability" in result
              else "- | ")
           + f"{result['prediction_speed']['vectorised_archs_per_s']:.2e} |")

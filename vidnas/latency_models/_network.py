@@ -109,10 +109,10 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     measured = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
     reference_ms = table.reference_ms
     rows = [{"arch_id": s.arch_id, "batch": batch, "naive_ms": p.naive_ms, "units": p.unit_count,
-             "measured_ms": m.ms(reference_ms), "ratio": m.ratio.median if m.ratio else None,
-             **{f"raw_{k}": v for k, v in m.measurement.to_dict().items()}}
+             "measured_ms": m.measurement.median_ms, "normalized_ms": m.ms(reference_ms),
+             "ratio": m.ratio.median if m.ratio else None, **{f"raw_{k}": v for k, v in m.measurement.to_dict().items()}}
             for s, p, m in zip(specs, predictions, measured)]
-    correction = Correction.fit([p.naive_ms for p in predictions], [m.ms(reference_ms) for m in measured],
+    correction = Correction.fit([p.naive_ms for p in predictions], [m.measurement.median_ms for m in measured],
                                 [s.arch_id for s in specs], [p.unit_count for p in predictions])
     table.meta.correction = correction.to_dict()
     table.meta.end_to_end = rows
@@ -165,11 +165,13 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     reference_ms = table.reference_ms
     naive = [p.naive_ms for p in predictions]
     corrected = [p.ms for p in predictions]
-    measured = [m.ms(reference_ms) for m in results]
-    rows = [{"arch_id": s.arch_id, "naive_ms": p.naive_ms, "corrected_ms": p.corrected_ms, "measured_ms": m.ms(reference_ms),
-             "raw_measured_ms": m.measurement.median_ms, "ratio": m.ratio.median if m.ratio else None,
-             "measured_cv": m.measurement.cv, "measured_trusted": m.trusted,
-             "raw_ci_low_ms": m.measurement.ci_low_ms, "raw_ci_high_ms": m.measurement.ci_high_ms}
+    measured = [m.measurement.median_ms for m in results]
+    normalized = [m.ms(reference_ms) for m in results]
+    rows = [{"arch_id": s.arch_id, "naive_ms": p.naive_ms, "corrected_ms": p.corrected_ms,
+             "measured_ms": m.measurement.median_ms, "normalized_ms": m.ms(reference_ms),
+             "ratio": m.ratio.median if m.ratio else None, "measured_cv": m.measurement.cv,
+             "measured_trusted": m.trusted, "measured_ci_low_ms": m.measurement.ci_low_ms,
+             "measured_ci_high_ms": m.measurement.ci_high_ms}
             for s, p, m in zip(specs, predictions, results)]
     ids = [s.arch_id for s in specs]
     return {
@@ -177,10 +179,12 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
         "n": n,
         "seed": seed,
         "batch": batch,
-        "units": "ms at the reference's typical speed" if reference_ms is not None else "raw ms",
         "reference_ms": reference_ms,
         "naive": AccuracyReport.from_pairs(naive, measured, ids).to_dict(),
-        "raw_naive": AccuracyReport.from_pairs(naive, [r["raw_measured_ms"] for r in rows], ids).to_dict(),
+        # the same networks, their times rescaled by the reference workload timed beside them
+        "normalized_naive": AccuracyReport.from_pairs(naive, normalized, ids).to_dict(),
+        "normalized_corrected": AccuracyReport.from_pairs(corrected, normalized, ids).to_dict()
+        if predictor.correction else None,
         "corrected": AccuracyReport.from_pairs(corrected, measured, ids).to_dict() if predictor.correction else None,
         "correction": predictor.correction.to_dict() if predictor.correction else None,
         "untrusted_measurements": sum(not r["measured_trusted"] for r in rows),

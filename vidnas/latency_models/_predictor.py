@@ -35,7 +35,7 @@ class MissingEntriesError(VidnasError):
         )
 
 
-CORRECTION_MODELS = ("scale", "affine", "affine+units")
+CORRECTION_MODELS = ("identity", "scale", "affine", "affine+units")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,17 +77,17 @@ class Correction:
         u = np.asarray(units if units is not None else [0] * len(x), float)
         if len(x) < 2:
             raise SpecError("fit", len(x), "needs at least two end-to-end measurements")
-        candidates = ["scale"]
+        candidates = ["identity", "scale"]
         if len(x) >= 4 and np.ptp(x) > 0:
             candidates.append("affine")
         if len(x) >= 6 and np.ptp(u) > 0 and np.ptp(x) > 0:
             candidates.append("affine+units")
-        scores = {m: _loo_error(m, x, y, u) for m in candidates} if len(x) >= 4 else {"scale": None}
-        if scores.get("scale") is None:
-            model = "scale"
-        else:
+        if len(x) >= 4:
+            scores = {m: _loo_error(m, x, y, u) for m in candidates}
             best = min(scores.values())
             model = next(m for m in candidates if scores[m] <= 1.1 * best + 1e-6)
+        else:  # too few networks to judge out of sample: the simplest fitted model
+            scores, model = {"scale": None}, "scale"
         intercept, slope, per_unit = _robust_fit(model, x, y, u)
         fitted = intercept + slope * x - per_unit * u
         return cls(float(intercept), float(slope), len(x), tuple(arch_ids),
@@ -106,6 +106,9 @@ def _robust_fit(model: str, x, y, u) -> tuple[float, float, float]:
     """``(intercept, slope, per_unit)`` minimising a soft-L1 loss of relative residuals."""
     import numpy as np
     from scipy.optimize import least_squares
+
+    if model == "identity":
+        return 0.0, 1.0, 0.0
 
     def unpack(p):
         if model == "scale":

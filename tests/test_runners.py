@@ -1,0 +1,207 @@
+"""Search campaigns: config errors, FAIL trials, exhaustive search, resume after a kill, Ray shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vidnas._errors import SpecError
+from vidnas.runners import load_config, parse_config, pareto_trials, run_campaign
+
+# A fast campaign: the debug backend's synthetic table, FLOP and parameter objectives.
+FAST = {
+    "name": "fast",
+    "space": {"name": "tiny-enum"},
+    "target": {"backend": "debug", "build": {"quick": True, "max_seconds": 0.05, "cache": False}},
+    "objectives": [{"metric": "latency_ms", "direction": "minimize"}, {"metric": "params", "direction": "maximize"}],
+    "sampler": {"name": "random", "seed": 0},
+    "trials": 6,
+    "workers": 2,
+}
+
+
+def config_with(**overrides):
+    data = json.loads(json.dumps(FAST))
+    data.update(overrides)
+    return parse_config(data)
+
+
+# Config ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"space": {"name": "huge"}}, "config.space.name"),
+    ({"space": {"nmae": "tiny"}}, "config.space.nmae"),
+    ({"trials": 0}, "config.trials"),
+    ({"trials": "many"}, "config.trials"),
+    ({"workers": 0}, "config.workers"),
+    ({"target": {"backend": "tensorrt"}}, "config.target.backend"),
+    ({"target": {"lut": "/nowhere.parquet"}}, "config.target.lut"),
+    ({"target": {"build": {"quick": "yes"}}}, "config.target.build.quick"),
+    ({"objectives": [{"metric": "accuracy", "direction": "maximize"}]}, "config.objectives[0].metric"),
+    ({"objectives": [{"metric": "latency_ms", "direction": "down"}]}, "config.objectives[0].direction"),
+    ({"objectives": [{"metric": "proxy:magic", "direction": "maximize"}]}, "config.objectives[0].metric"),
+    ({"objectives": []}, "config.objectives"),
+    ({"constraints": {"latency_ms": -1}}, "config.constraints.latency_ms"),
+    ({"constraints": {"accuracy": 1}}, "config.constraints.accuracy"),
+    ({"sampler": {"name": "cma"}}, "config.sampler.name"),
+    ({"video": {"cfg": "twice"}}, "config.video.cfg"),
+])
+def test_config_errors_name_the_field_path_and_value(data, field):
+    with pytest.raises(SpecError) as info:
+        parse_config(data)
+    assert info.value.field == field
+
+
+def test_default_config_and_yaml_round_trip(tmp_path):
+    default = load_config(None)
+    assert default.space.name == "tiny" and default.target.backend == "onnxruntime"
+    assert [o.metric for o in default.objectives] == ["latency_ms", "proxy:synflow"]
+    path = tmp_path / "c.yaml"
+    path.write_text(default.to_yaml())
+    assert load_config(path) == default
+    path.write_text("trials: [unclosed")
+    with pytest.raises(SpecError, match="YAML"):
+        load_config(path)
+
+
+# Campaigns ---------------------------------------------------------------------------------------
+
+
+def test_exhaustive_search_finds_the_exact_front(tmp_path):
+    config = config_with(sampler={"name": "exhaustive"}, space={"name": "tiny-enum"})
+    result = run_campaign(config, tmp_path / "run", local=True)
+    assert result.trials == 125 and result.failed == 0
+    # The true front, computed directly from every architecture.
+    from vidnas.latency_models import LatencyPredictor, LatencyTable
+    from vidnas.search_space import count_spec, get_space
+
+    table = LatencyTable.load(tmp_path / "run" / "table.parquet")
+    predictor = LatencyPredictor(table)
+    points = {s.arch_id: (predictor.predict(s).ms, -count_spec(s).params) for s in get_space("tiny-enum").enumerate()}
+    front = {a for a, p in points.items()
+             if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points.values())}
+    assert {e["arch_id"] for e in result.pareto} == front
+    assert (tmp_path / "run" / "pareto" / "pareto.json").exists()
+    assert len(list((tmp_path / "run" / "pareto").glob("*.json"))) == len(front) + 1
+
+
+def test_constraints_and_failures_are_recorded(tmp_path):
+    # batched CFG needs batch-2 table entries that the batch-1 table lacks: every trial FAILs with the reason.
+    config = config_with(video={"steps": 4, "cfg": "batched"},
+                         objectives=[{"metric": "video_ms", "direction": "minimize"},
+                                     {"metric": "params", "direction": "maximize"}], trials=3)
+    result = run_campaign(config, tmp_path / "fail", local=True)
+    assert result.failed == 3 and result.pareto == []
+    import pandas as pd
+
+    trials = pd.read_parquet(tmp_path / "fail" / "trials.parquet")
+    assert trials["attr.fail_reason"].str.contains("no entry at batch 2").all()
+    # a budget makes some trials infeasible, never Pareto
+    config = config_with(constraints={"params": 1_450_000}, trials=12)
+    result = run_campaign(config, tmp_path / "budget", local=True)
+    assert all(e["metrics"]["params"] <= 1_450_000 for e in result.pareto)
+    assert result.feasible < result.trials
+
+
+def test_ray_campaign_runs_and_leaves_no_processes(tmp_path):
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    result = run_campaign(config_with(trials=4), tmp_path / "ray", local=False)
+    assert result.trials == 4 and result.failed == 0
+    time.sleep(0.5)
+    leftover = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+    assert leftover == []
+    assert not (tmp_path / "ray" / "ray.pids").exists()
+
+
+def test_a_slow_trial_times_out_and_the_campaign_goes_on(tmp_path):
+    config = config_with(trials=3, workers=1, trial_timeout_s=0.5,
+                         objectives=[{"metric": "latency_ms", "direction": "minimize"},
+                                     {"metric": "proxy:heldout_loss_short", "direction": "minimize"}],
+                         proxy={"clips": 2, "seed": 0, "train_steps": 200})
+    result = run_campaign(config, tmp_path / "slow", local=False)
+    assert result.failed == 3
+    import pandas as pd
+
+    trials = pd.read_parquet(tmp_path / "slow" / "trials.parquet")
+    assert trials["attr.fail_reason"].str.contains("timed out").all()
+
+
+KILL = """
+import sys, time
+from vidnas.runners import parse_config, run_campaign
+import vidnas.runners._evaluate as ev
+original = ev.evaluate
+def slow(spec_json, settings):
+    time.sleep(0.4)
+    return original(spec_json, settings)
+ev.evaluate = slow
+import vidnas.runners._driver as drv
+drv.evaluate = slow
+config = parse_config({cfg!r})
+run_campaign(config, sys.argv[1], local=True)
+"""
+
+
+def test_resume_after_sigkill_loses_no_finished_trial(tmp_path):
+    run = tmp_path / "run"
+    cfg = {**FAST, "trials": 12}
+    proc = subprocess.Popen([sys.executable, "-c", KILL.format(cfg=cfg), str(run)])
+    import optuna
+
+    deadline = time.time() + 120
+    done = []
+    while time.time() < deadline:
+        if (run / "journal.log").exists():
+            study = optuna.load_study(study_name="fast", storage=_journal(run))
+            done = [t for t in study.trials if t.state.name == "COMPLETE"]
+            if len(done) >= 4:
+                break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    study = optuna.load_study(study_name="fast", storage=_journal(run))
+    before = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(before) >= 4
+    result = run_campaign(None, run, resume=True, local=True)
+    study = optuna.load_study(study_name="fast", storage=_journal(run))
+    after = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
+    assert all(after[n] == v for n, v in before.items())  # nothing finished was lost or changed
+    assert result.trials == 12
+    stale = [t for t in study.trials if t.user_attrs.get("stale")]
+    requeued = [t for t in study.trials if "requeued_from" in t.user_attrs]
+    assert len(stale) == len(requeued) <= 1
+    for t in requeued:
+        original = next(s for s in study.trials if s.number == t.user_attrs["requeued_from"])
+        assert t.params == original.params
+
+
+def _journal(run: Path):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(run / "journal.log")))
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run_campaign(config_with(trials=1), tmp_path / "r", local=True)
+    with pytest.raises(SpecError, match="--resume"):
+        run_campaign(config_with(trials=1), tmp_path / "r", local=True)
+    with pytest.raises(SpecError, match="no campaign"):
+        run_campaign(None, tmp_path / "nothing", resume=True, local=True)
+
+
+def test_sqlite_storage_by_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = run_campaign(config_with(trials=3, storage=url), tmp_path / "sq", local=True)
+    assert result.trials == 3 and (tmp_path / "study.db").exists()

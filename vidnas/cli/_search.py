@@ -1,0 +1,114 @@
+"""``vidnas search``, ``vidnas report`` and ``vidnas export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vidnas.cli._common import emit_json, handle_errors, stderr_console, stdout_console
+from vidnas.cli._options import JsonOpt
+
+
+@handle_errors
+def search_command(
+    config: Annotated[Path | None, typer.Argument(help="Campaign YAML (default: the embedded campaign).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the campaign in this run directory."
+                                                )] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default: runs/NAME-TIMESTAMP).")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="Override the number of trials.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Override the evaluations in flight.")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="An existing Ray cluster.")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (sqlite:///..., "
+                                                                  "postgresql://...).")] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a search campaign (the main job); print where its Pareto set and report are."""
+    import dataclasses
+    import datetime as dt
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vidnas._errors import SpecError
+    from vidnas.runners import load_config, run_campaign, validate_config
+
+    if resume is not None:
+        if config is not None:
+            raise SpecError("CONFIG", str(config), "cannot be given with --resume (the run keeps its own config)")
+        run_dir, cfg = resume, None
+    else:
+        cfg = load_config(config)
+        overrides = {k: v for k, v in (("trials", trials), ("workers", workers), ("storage", storage)) if v is not None}
+        if ray_address is not None:
+            overrides["ray"] = dataclasses.replace(cfg.ray, address=ray_address)
+        cfg = dataclasses.replace(cfg, **overrides)
+        validate_config(cfg)
+        run_dir = out or Path("runs") / f"{cfg.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    console = stderr_console()
+    with Progress(TextColumn("[bold]search[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[status]}"), console=console) as bar:
+        task = bar.add_task("trials", total=None, status="")
+
+        def on_progress(p) -> None:
+            bar.update(task, total=p.total, completed=p.done,
+                       status=f"feasible {p.feasible}  failed {p.failed}  pareto {p.pareto}")
+
+        result = run_campaign(cfg, run_dir, resume=resume is not None, on_progress=on_progress,
+                              log=lambda m: bar.console.print(f"[dim]{m}[/]"))
+    report = None
+    if not no_report:
+        from vidnas.reports import write_report
+
+        report = write_report(result.run_dir)
+    payload = {"run_dir": str(result.run_dir), "pareto_dir": str(result.run_dir / "pareto"),
+               "report": str(report) if report else None, "trials": result.trials, "complete": result.complete,
+               "failed": result.failed, "feasible": result.feasible, "pareto": result.pareto,
+               "seconds": result.seconds}
+    if as_json:
+        emit_json(payload)
+        return
+    out_console = stdout_console()
+    out_console.print(f"{result.trials} trials ({result.failed} failed, {result.feasible} feasible) in "
+                      f"{result.seconds:.0f} s; Pareto set of {len(result.pareto)}: {result.run_dir / 'pareto'}")
+    for entry in result.pareto:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in entry["values"].items())
+        out_console.print(f"  {entry['rank']:2d}  {entry['arch_id']}  {values}")
+    if report:
+        out_console.print(f"report: {report}")
+
+
+@handle_errors
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A campaign's run directory.")],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: RUN_DIR/report.html).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the campaign's self-contained HTML report."""
+    from vidnas.reports import write_report
+
+    path = write_report(run_dir, out)
+    if as_json:
+        emit_json({"report": str(path)})
+    else:
+        stdout_console().print(f"report: {path}")
+
+
+@handle_errors
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="A campaign's run directory.")],
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: onnx, coreml.")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="Directory (default: RUN_DIR/export).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the Pareto set's models (ONNX, Core ML)."""
+    from vidnas.runners import export_run
+
+    written = export_run(run_dir, tuple(f.strip() for f in formats.split(",") if f.strip()), out=out)
+    if as_json:
+        emit_json({"exports": written})
+        return
+    for w in written:
+        stdout_console().print(f"{w['rank']:2d} {w['arch_id']}: " + ", ".join(
+            f"{k}={v}" for k, v in w.items() if k not in ("rank", "arch_id")))

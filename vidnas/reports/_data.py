@@ -1,0 +1,122 @@
+"""Tidy tables of everything a campaign stored, for the report's figures and tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from vidnas._errors import SpecError
+
+
+@dataclasses.dataclass
+class RunData:
+    """A run directory read into DataFrames and dicts."""
+
+    run_dir: Path
+    campaign: dict[str, Any]
+    trials: Any  # DataFrame, one row per trial
+    pareto: list[dict[str, Any]]
+    objectives: list[dict[str, str]]
+    table_meta: dict[str, Any] | None
+    table_rows: Any | None  # DataFrame of the latency table, when it can be read
+    calibration: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return str(self.campaign["config"].get("name", "campaign"))
+
+
+def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunData:
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    for needed in ("campaign.json", "trials.parquet", "pareto/pareto.json"):
+        if not (run_dir / needed).exists():
+            raise SpecError("RUN_DIR", str(run_dir), f"has no {needed}",
+                            "give the directory of a finished `vidnas search` run")
+    campaign = json.loads((run_dir / "campaign.json").read_text())
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    pareto_doc = json.loads((run_dir / "pareto" / "pareto.json").read_text())
+    table_meta, table_rows = None, None
+    latency = campaign.get("latency", {})
+    if latency.get("source") == "table":
+        table_meta = latency.get("meta")
+        path = Path(latency.get("path", ""))
+        if path.exists():
+            from vidnas.latency_models import LatencyTable
+
+            table = LatencyTable.load(path)
+            table_meta = {k: v for k, v in table.meta.to_dict().items()}
+            table_rows = table.to_frame()
+    cal = None
+    candidates = [Path(calibration)] if calibration else []
+    candidates += [Path(o["metric"][9:]) for o in campaign["config"]["objectives"]
+                   if o["metric"].startswith("ensemble:")]
+    candidates += [run_dir / "calibration" / "summary.json"]
+    for path in candidates:
+        if path.exists():
+            cal = json.loads(path.read_text())
+            cal["path"] = str(path)
+            break
+    return RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
+                   cal)
+
+
+def objective_columns(data: RunData) -> list[str]:
+    return [f"objective.{o['metric']}" for o in data.objectives]
+
+
+def completed(data: RunData):
+    t = data.trials
+    return t[(t["state"] == "COMPLETE") & (~t["stale"])].copy()
+
+
+def slot_frame(data: RunData):
+    """Long table: Pareto rank, slot, op, predicted ms (one row per Pareto architecture and slot)."""
+    import pandas as pd
+
+    from vidnas.search_space import ArchSpec
+
+    rows = []
+    for entry in data.pareto:
+        spec = ArchSpec.load(data.run_dir / "pareto" / entry["spec"])
+        trial = data.trials[data.trials["number"] == entry["trial"]]
+        slot_ms = {}
+        if "attr.slot_ms" in trial and len(trial) and isinstance(trial["attr.slot_ms"].iloc[0], str):
+            slot_ms = json.loads(trial["attr.slot_ms"].iloc[0])
+        for info in spec.slots():
+            choice = spec.temporal[info.name]
+            rows.append({"rank": entry["rank"], "arch_id": entry["arch_id"], "slot": info.name, "stage": info.stage,
+                         "level": info.level, "position": info.position, "op": choice.op,
+                         "ms": slot_ms.get(info.name)})
+    return pd.DataFrame(rows)
+
+
+def accuracy_frame(data: RunData):
+    """Predicted vs measured end-to-end latency: the table's fitting networks (and a validation, if stored)."""
+    import pandas as pd
+
+    rows = []
+    if data.table_meta:
+        for r in data.table_meta.get("end_to_end", []) or []:
+            measured = r.get("measured_ms") or r.get("median_ms")
+            corr = data.table_meta.get("correction")
+            predicted = r["naive_ms"]
+            if corr:
+                predicted = corr["intercept_ms"] + corr["slope"] * r["naive_ms"] - corr.get("per_unit_ms", 0.0) * \
+                    r.get("units", 0)
+            rows.append({"set": "correction fit", "arch_id": r["arch_id"], "naive_ms": r["naive_ms"],
+                         "predicted_ms": predicted, "measured_ms": measured})
+    validation = data.run_dir / "validation.json"
+    if validation.exists():
+        report = json.loads(validation.read_text())
+        for r in report.get("rows", []):
+            rows.append({"set": "held out", "arch_id": r["arch_id"], "naive_ms": r["naive_ms"],
+                         "predicted_ms": r["corrected_ms"] if r.get("corrected_ms") is not None else r["naive_ms"],
+                         "measured_ms": r["measured_ms"]})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["error"] = (frame["predicted_ms"] - frame["measured_ms"]) / frame["measured_ms"]
+    return frame

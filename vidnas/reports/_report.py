@@ -1,0 +1,84 @@
+"""``write_report``: one self-contained HTML file per campaign (figures inline, no network)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from vidnas.reports import _figures as figs
+from vidnas.reports._data import RunData, accuracy_frame, load_run, slot_frame
+
+
+def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in env.items():
+        if key == "versions":
+            rows.append(("versions", ", ".join(f"{k} {v}" for k, v in value.items() if v)))
+        else:
+            rows.append((key, str(value)))
+    return rows
+
+
+def render(data: RunData) -> str:
+    import jinja2
+    import yaml
+
+    campaign = data.campaign
+    slots = slot_frame(data)
+    figures: dict[str, str | None] = {
+        "pareto": figs.to_png_data_uri(figs.draw_pareto(figs.pareto_info(data)).figure),
+        "hypervolume": figs.to_png_data_uri(figs.draw_hypervolume(figs.hypervolume_info(data)).figure),
+        "placement": figs.to_png_data_uri(figs.draw_placement(figs.placement_info(slots)).figure),
+        "schematic": figs.to_png_data_uri(figs.draw_schematic(slots).figure),
+        "slot_latency": figs.to_png_data_uri(figs.draw_slot_latency(slots).figure),
+        "accuracy": None, "errors": None, "noise": None, "calibration": None,
+    }
+    accuracy = accuracy_frame(data)
+    if len(accuracy):
+        figures["accuracy"] = figs.to_png_data_uri(figs.draw_accuracy(accuracy).figure)
+        figures["errors"] = figs.to_png_data_uri(figs.draw_errors(accuracy).figure)
+    if data.table_rows is not None and len(data.table_rows):
+        figures["noise"] = figs.to_png_data_uri(figs.draw_table_noise(data.table_rows).figure)
+    calibration_rows = []
+    if data.calibration:
+        rows = dict(data.calibration["proxies"])
+        rows["ensemble (out of fold)"] = data.calibration["ensemble"]
+        calibration_rows = list(rows.items())
+        figures["calibration"] = figs.to_png_data_uri(figs.draw_calibration(rows).figure)
+    trials = data.trials[~data.trials["stale"]]
+    pareto = []
+    for entry in data.pareto:
+        counts = entry["metrics"].get("op_counts") or {}
+        ops = ", ".join(f"{op}×{n}" for op, n in sorted(counts.items()) if op != "none") or "none"
+        pareto.append({**entry, "ops": ops})
+    latency = campaign.get("latency", {})
+    rows = data.table_rows
+    env = jinja2.Environment(loader=jinja2.PackageLoader("vidnas.reports", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"], default=True))
+    template = env.get_template("report.html.j2")
+    return template.render(
+        name=data.name, space=campaign["space"]["name"], status=campaign.get("status", ""),
+        updated=campaign.get("updated", dt.datetime.now().isoformat(timespec="seconds")), run_dir=str(data.run_dir),
+        trials=int((trials["state"].isin(["COMPLETE", "FAIL"])).sum()),
+        feasible=int(((trials["state"] == "COMPLETE") & trials["feasible"]).sum()),
+        failed=int((trials["state"] == "FAIL").sum()), pareto=pareto, objectives=data.objectives,
+        latency_source="table" if latency.get("source") == "table" else "estimate", latency=latency,
+        table_entries=len(rows) if rows is not None else (latency.get("meta") or {}).get("entries", "?"),
+        table_untrusted=int((~rows["trusted"].astype(bool)).sum()) if rows is not None else "?",
+        figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
+        proxy_metrics=", ".join(o["metric"] for o in data.objectives if o["metric"].startswith(("proxy:", "ensemble:")))
+        or "none",
+        config_yaml=yaml.safe_dump(campaign["config"], sort_keys=False),
+        environment=_environment_rows(campaign.get("environment", {})),
+        reproduce="\n".join([f"vidnas search {data.run_dir / 'config.yaml'}", f"vidnas report {data.run_dir}",
+                             f"vidnas export {data.run_dir} --format onnx,coreml"]),
+    )
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, calibration: str | Path | None = None) -> Path:
+    """Render the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``)."""
+    data = load_run(run_dir, calibration)
+    path = Path(out) if out else Path(run_dir) / "report.html"
+    path.write_text(render(data), encoding="utf-8")
+    return path

@@ -1,0 +1,43 @@
+"""Search campaigns: Optuna ask/tell in the driver, evaluations as Ray tasks, resumable storage."""
+
+from vidnas.runners._config import (
+    CampaignConfig,
+    Objective,
+    load_config,
+    parse_config,
+    validate_config,
+)
+from vidnas.runners._driver import (
+    CONFIG_FILE,
+    STUDY_FILE,
+    CampaignResult,
+    Progress,
+    cache_dir,
+    export_pareto,
+    pareto_trials,
+    run_campaign,
+)
+from vidnas.runners._evaluate import EvalSettings, evaluate
+from vidnas.runners._export import export_run
+from vidnas.runners._ray import RaySession, kill_recorded
+
+__all__ = [
+    "CONFIG_FILE",
+    "STUDY_FILE",
+    "CampaignConfig",
+    "CampaignResult",
+    "EvalSettings",
+    "Objective",
+    "Progress",
+    "RaySession",
+    "cache_dir",
+    "evaluate",
+    "export_pareto",
+    "export_run",
+    "kill_recorded",
+    "load_config",
+    "pareto_trials",
+    "parse_config",
+    "run_campaign",
+    "validate_config",
+]

@@ -1,0 +1,302 @@
+"""The campaign config: one YAML file, validated with errors that name the field path and value.
+
+Every field has a default, so an empty file (or none) is the embedded default campaign:
+the ``tiny`` space, latency from an ONNX Runtime CPU table built on the fly and cached,
+the ``synflow`` proxy, NSGA-II, local Ray, a journal file in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vidnas._errors import SpecError
+
+SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
+DIRECTIONS = ("minimize", "maximize")
+BASE_METRICS = ("latency_ms", "video_ms", "memory_bytes", "params", "flops")
+CONSTRAINT_METRICS = ("latency_ms", "video_ms", "memory_bytes", "params", "flops")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceConfig:
+    name: str = "tiny"
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    width_mult: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """How a table is built on the fly when ``target.lut`` is not given."""
+
+    quick: bool = True  # the quick harness: fewer samples, looser targets
+    max_seconds: float = 0.5  # sampling budget per entry
+    fit: int = 0  # networks measured end to end to fit the correction
+    cache: bool = True  # reuse a table built earlier for the same space, backend and machine
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetConfig:
+    backend: str = "onnxruntime"
+    device: str = "cpu"
+    threads: int | None = 1
+    graph_optimization: str = "all"
+    batch: int = 1
+    lut: str | None = None  # an existing table; None: build (see ``build``)
+    roofline: str | None = None  # a datasheet device instead of a table (an estimate)
+    roofline_dtype: str = "float16"
+    build: BuildConfig = dataclasses.field(default_factory=BuildConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoConfig:
+    steps: int = 25
+    cfg: str = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    metric: str  # latency_ms | video_ms | memory_bytes | params | flops | proxy:NAME | ensemble:SUMMARY.json
+    direction: str
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.metric.startswith(("proxy:", "ensemble:"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    name: str = "nsga2"
+    seed: int = 0
+    population_size: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None  # None: a local Ray on loopback
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyConfig:
+    clips: int = 2
+    seed: int = 0
+    train_steps: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignConfig:
+    name: str = "campaign"
+    space: SpaceConfig = dataclasses.field(default_factory=SpaceConfig)
+    target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    video: VideoConfig = dataclasses.field(default_factory=VideoConfig)
+    objectives: tuple[Objective, ...] = (Objective("latency_ms", "minimize"), Objective("proxy:synflow", "maximize"))
+    constraints: Mapping[str, float] = dataclasses.field(default_factory=dict)  # metric -> upper bound
+    sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
+    trials: int = 48
+    workers: int = 2
+    storage: str | None = None  # None: journal file in the run dir; else an Optuna storage URL or a .log path
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+    trial_timeout_s: float = 300.0
+    proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["objectives"] = [dataclasses.asdict(o) for o in self.objectives]
+        data["constraints"] = dict(self.constraints)
+        return data
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+
+# Parsing ---------------------------------------------------------------------------------------
+
+
+def _section(cls, data: Any, field: str):
+    """``cls`` from a mapping, checking unknown keys and scalar types against the defaults."""
+    if data is None:
+        return cls()
+    if not isinstance(data, Mapping):
+        raise SpecError(field, data, "must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise SpecError(f"{field}.{key}", value, "is not a known field", f"known fields: {sorted(fields)}")
+        f = fields[key]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _section(type(default), value, f"{field}.{key}")
+        else:
+            kwargs[key] = _scalar(value, f.type, default, f"{field}.{key}")
+    return cls(**kwargs)
+
+
+def _scalar(value: Any, annotation: Any, default: Any, field: str) -> Any:
+    text = str(annotation)
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise SpecError(field, value, "must not be empty")
+    if "bool" in text:
+        if not isinstance(value, bool):
+            raise SpecError(field, value, "must be true or false")
+        return value
+    if text.startswith("int") or text == "int | None":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(field, value, "must be an integer")
+        return value
+    if text.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(field, value, "must be a number")
+        return float(value)
+    if text.startswith("str"):
+        if not isinstance(value, str):
+            raise SpecError(field, value, "must be a string")
+        return value
+    return value
+
+
+def parse_config(data: Mapping[str, Any] | None, source: str = "config") -> CampaignConfig:
+    """A validated :class:`CampaignConfig` from a mapping (e.g. parsed YAML)."""
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise SpecError(source, data, "must be a mapping")
+    objectives_raw = data.pop("objectives", None)
+    constraints_raw = data.pop("constraints", None)
+    config = _section(CampaignConfig, data, "config")
+    if objectives_raw is not None:
+        config = dataclasses.replace(config, objectives=_objectives(objectives_raw))
+    if constraints_raw is not None:
+        config = dataclasses.replace(config, constraints=_constraints(constraints_raw))
+    validate_config(config)
+    return config
+
+
+def _objectives(raw: Any) -> tuple[Objective, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise SpecError("config.objectives", raw, "must be a non-empty list of {metric, direction}")
+    out = []
+    for i, item in enumerate(raw):
+        field = f"config.objectives[{i}]"
+        if not isinstance(item, Mapping):
+            raise SpecError(field, item, "must be a mapping with `metric` and `direction`")
+        unknown = set(item) - {"metric", "direction"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise SpecError(f"{field}.{key}", item[key], "is not a known field", "use `metric` and `direction`")
+        metric = item.get("metric")
+        direction = item.get("direction", "minimize")
+        if not isinstance(metric, str):
+            raise SpecError(f"{field}.metric", metric, "must be a string")
+        out.append(Objective(metric, direction))
+    return tuple(out)
+
+
+def _constraints(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        raise SpecError("config.constraints", raw, "must be a mapping of metric -> upper bound")
+    out = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"config.constraints.{key}", value, "must be a number (an upper bound)")
+        out[str(key)] = float(value)
+    return out
+
+
+def validate_config(config: CampaignConfig) -> None:
+    """Cross-field checks, each naming the field and value."""
+    from vidnas.latency_models import BACKENDS, CFG_MODES
+    from vidnas.proxies import list_proxies
+    from vidnas.search_space import list_spaces
+
+    if config.space.name not in list_spaces():
+        raise SpecError("config.space.name", config.space.name, "is not a search space", f"choose one of {list_spaces()}")
+    if config.target.backend not in BACKENDS:
+        raise SpecError("config.target.backend", config.target.backend, "is not a backend",
+                        f"choose one of {list(BACKENDS)}")
+    if config.target.lut is not None and config.target.roofline is not None:
+        raise SpecError("config.target.roofline", config.target.roofline, "cannot be combined with target.lut")
+    if config.target.lut is not None and not Path(config.target.lut).exists():
+        raise SpecError("config.target.lut", config.target.lut, "does not exist")
+    if config.target.roofline is not None:
+        from vidnas.latency_models import load_devices
+
+        if config.target.roofline not in load_devices():
+            raise SpecError("config.target.roofline", config.target.roofline, "is not a datasheet device",
+                            f"choose one of {list(load_devices())}")
+    if config.target.batch < 1:
+        raise SpecError("config.target.batch", config.target.batch, "must be >= 1")
+    if config.video.cfg not in CFG_MODES:
+        raise SpecError("config.video.cfg", config.video.cfg, "is not a guidance mode", f"choose one of {list(CFG_MODES)}")
+    if config.video.steps < 1:
+        raise SpecError("config.video.steps", config.video.steps, "must be >= 1")
+    proxies = list_proxies()
+    for i, o in enumerate(config.objectives):
+        field = f"config.objectives[{i}]"
+        if o.direction not in DIRECTIONS:
+            raise SpecError(f"{field}.direction", o.direction, "is not a direction", "use minimize or maximize")
+        if o.metric.startswith("proxy:"):
+            if o.metric[6:] not in proxies:
+                raise SpecError(f"{field}.metric", o.metric, "names no registered proxy",
+                                f"known proxies: {proxies}")
+        elif o.metric.startswith("ensemble:"):
+            if not Path(o.metric[9:]).exists():
+                raise SpecError(f"{field}.metric", o.metric, "names no calibration summary file",
+                                "give the summary.json written by `vidnas proxies calibrate`")
+        elif o.metric not in BASE_METRICS:
+            raise SpecError(f"{field}.metric", o.metric, "is not a metric",
+                            f"use one of {list(BASE_METRICS)}, proxy:NAME or ensemble:SUMMARY.json")
+    metrics = [o.metric for o in config.objectives]
+    if len(set(metrics)) != len(metrics):
+        raise SpecError("config.objectives", metrics, "names a metric twice")
+    for key, bound in config.constraints.items():
+        if key not in CONSTRAINT_METRICS:
+            raise SpecError(f"config.constraints.{key}", bound, "is not a constrainable metric",
+                            f"use one of {list(CONSTRAINT_METRICS)}")
+        if bound <= 0:
+            raise SpecError(f"config.constraints.{key}", bound, "must be > 0")
+    if config.sampler.name not in SAMPLERS:
+        raise SpecError("config.sampler.name", config.sampler.name, "is not a sampler", f"choose one of {list(SAMPLERS)}")
+    if config.sampler.population_size < 2:
+        raise SpecError("config.sampler.population_size", config.sampler.population_size, "must be >= 2")
+    for field, value, low in (("config.trials", config.trials, 1), ("config.workers", config.workers, 1),
+                              ("config.proxy.clips", config.proxy.clips, 1)):
+        if value < low:
+            raise SpecError(field, value, f"must be >= {low}")
+    if config.trial_timeout_s <= 0:
+        raise SpecError("config.trial_timeout_s", config.trial_timeout_s, "must be > 0")
+    if config.ray.cpus_per_trial <= 0:
+        raise SpecError("config.ray.cpus_per_trial", config.ray.cpus_per_trial, "must be > 0")
+    if config.ray.gpus_per_trial < 0:
+        raise SpecError("config.ray.gpus_per_trial", config.ray.gpus_per_trial, "must be >= 0")
+
+
+def load_config(path: str | Path | None) -> CampaignConfig:
+    """The campaign in a YAML file, or the embedded default for ``None``."""
+    import yaml
+
+    if path is None:
+        return parse_config({})
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError("CONFIG", str(path), "does not exist") from None
+    except yaml.YAMLError as exc:
+        raise SpecError("CONFIG", str(path), f"is not valid YAML ({exc})") from None
+    return parse_config(data or {})

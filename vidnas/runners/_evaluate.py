@@ -1,0 +1,134 @@
+"""Evaluating one trial's architecture: latency, memory, counts, proxies.
+
+``evaluate`` is a plain function of picklable inputs, run inside Ray tasks (or in the
+driver for tests). It fixes its own torch thread count: Ray reuses worker processes,
+which keep the count of whatever task ran before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from vidnas.search_space import ArchSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """Everything a trial evaluation needs, in picklable form."""
+
+    metrics: tuple[str, ...]  # objectives and constrained metrics to compute
+    table: tuple[dict[str, Any], list[dict[str, Any]]] | None  # the latency table's (meta, rows)
+    roofline: str | None
+    roofline_dtype: str
+    batch: int
+    steps: int
+    cfg: str
+    proxy_clips: int
+    proxy_seed: int
+    proxy_train_steps: int
+    threads: int
+    ensembles: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # path -> calibration summary
+    ensemble_rows: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+
+
+_PREDICTORS: dict[int, Any] = {}
+
+
+def _predictor(settings: EvalSettings):
+    from vidnas.latency_models import LatencyPredictor, LatencyTable
+    from vidnas.latency_models._table import TableMeta
+
+    key = id(settings.table)
+    if key not in _PREDICTORS:
+        meta, rows = settings.table
+        _PREDICTORS.clear()
+        _PREDICTORS[key] = LatencyPredictor(LatencyTable(TableMeta(**{k: v for k, v in meta.items()
+                                                                       if k not in ("format", "version")}), rows))
+    return _PREDICTORS[key]
+
+
+def latency_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
+    from vidnas.latency_models import roofline_estimate, video_cost
+
+    if settings.table is not None:
+        predictor = _predictor(settings)
+        prediction = predictor.predict(spec, batch=settings.batch)
+        video = video_cost(lambda b: prediction.ms if b == settings.batch else predictor.predict(spec, batch=b).ms,
+                           steps=settings.steps, cfg=settings.cfg)
+        slots = {r["slot"]: r["median_ms"] for r in prediction.slot_rows()}
+        return {"latency_ms": prediction.ms, "latency_naive_ms": prediction.naive_ms, "video_ms": video["per_video_ms"],
+                "slot_ms": slots, "latency_source": "table",
+                "latency_untrusted_units": len(prediction.untrusted)}
+    est = roofline_estimate(spec, settings.roofline, batch=settings.batch, dtype=settings.roofline_dtype)
+    video = video_cost(lambda b: roofline_estimate(spec, settings.roofline, batch=b,
+                                                   dtype=settings.roofline_dtype)["per_call_ms"],
+                       steps=settings.steps, cfg=settings.cfg)
+    slots = {u["slot"]: u["estimate_ms"] for u in est["units"] if u["kind"] == "temporal"}
+    return {"latency_ms": est["per_call_ms"], "video_ms": video["per_video_ms"], "slot_ms": slots,
+            "latency_source": f"roofline estimate ({settings.roofline})"}
+
+
+def _percentile(value: float, population: list[float]) -> float:
+    below = sum(1 for v in population if v < value) + 0.5 * sum(1 for v in population if v == value)
+    return below / max(1, len(population))
+
+
+def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
+    """All metrics of one architecture, with the seconds each part took."""
+    import torch
+
+    from vidnas.latency_models import memory_bytes
+    from vidnas.proxies import ProxyBatch, TrainConfig, get_proxy
+    from vidnas.search_space import count_spec
+
+    torch.set_num_threads(settings.threads)
+    start = time.perf_counter()
+    spec = ArchSpec.from_json(spec_json)
+    out: dict[str, Any] = {"arch_id": spec.arch_id, "op_counts": spec.op_counts()}
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    call_batch = 2 if settings.cfg == "batched" else settings.batch
+    if settings.table is not None or settings.roofline is not None:
+        out.update(latency_metrics(spec, settings))
+    report = count_spec(spec, batch=call_batch)
+    out.update(params=report.params, flops=report.flops,
+               memory_bytes=memory_bytes(spec, batch=call_batch)["total_bytes"])
+    seconds["latency_and_counts"] = time.perf_counter() - t0
+    wanted = [m for m in settings.metrics if m.startswith(("proxy:", "ensemble:"))]
+    proxy_names = {m[6:] for m in wanted if m.startswith("proxy:")}
+    for path in (m[9:] for m in wanted if m.startswith("ensemble:")):
+        proxy_names |= {member["proxy"] for member in settings.ensembles[path]["ensemble"]["members_all_data"]}
+    batch = None
+    values: dict[str, float] = {}
+    for name in sorted(proxy_names):
+        if batch is None:
+            batch = ProxyBatch.procedural(spec, clips=settings.proxy_clips, seed=settings.proxy_seed,
+                                          train=TrainConfig(steps=settings.proxy_train_steps))
+        t0 = time.perf_counter()
+        values[name] = float(get_proxy(name).fn(spec, batch, settings.proxy_seed))
+        seconds[f"proxy:{name}"] = time.perf_counter() - t0
+        out[f"proxy:{name}"] = values[name]
+    for path in (m[9:] for m in wanted if m.startswith("ensemble:")):
+        summary = settings.ensembles[path]
+        score = 0.0
+        for member in summary["ensemble"]["members_all_data"]:
+            population = settings.ensemble_rows[path][member["proxy"]]
+            score += member["sign"] * _percentile(values[member["proxy"]], population)
+        out[f"ensemble:{path}"] = score
+    seconds["total"] = time.perf_counter() - start
+    out["seconds"] = seconds
+    return out
+
+
+def load_ensemble(path: str) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """A calibration summary and, per member proxy, the values it saw (for percentiles)."""
+    import pandas as pd
+
+    summary = json.loads(Path(path).read_text())
+    rows = pd.read_parquet(Path(path).with_name("rows.parquet"))
+    members = [m["proxy"] for m in summary["ensemble"]["members_all_data"]]
+    return summary, {m: [float(v) for v in rows[f"proxy.{m}"]] for m in members}
