@@ -74,16 +74,26 @@ def stratified_sample(space: SearchSpace, n: int, seed: int,
 
 
 def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall tau-b; 0 when either input is constant (no ranking information)."""
+    import warnings
+
     from scipy import stats
 
-    value = stats.kendalltau(x, y).statistic
-    return float(value) if value == value else 0.0  # constant input: no ranking information
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = stats.kendalltau(x, y).statistic
+    return float(value) if value == value else 0.0
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rho; 0 when either input is constant."""
+    import warnings
+
     from scipy import stats
 
-    value = stats.spearmanr(x, y).statistic
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = stats.spearmanr(x, y).statistic
     return float(value) if value == value else 0.0
 
 

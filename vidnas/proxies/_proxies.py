@@ -58,7 +58,7 @@ def _loss_gradients(spec: ArchSpec, clips: dict[str, torch.Tensor], seed: int) -
     task = DenoisingTask(spec)
     loss = task.loss(net, clips, torch.Generator().manual_seed(seed))
     loss.backward()
-    return net, float(loss)
+    return net, float(loss.detach())
 
 
 # Counts ------------------------------------------------------------------------------------------
@@ -95,17 +95,21 @@ def grad_norm_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
                 summary="SNIP saliency: sum |theta * dL/dtheta| of the denoising loss", cost="1 forward + backward")
 def snip_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     net, _ = _loss_gradients(spec, batch.clips, seed)
-    return sum(float((p * p.grad).abs().sum()) for p in net.parameters() if p.grad is not None)
+    return sum(float((p.detach() * p.grad).abs().sum()) for p in net.parameters() if p.grad is not None)
 
 
 @register_proxy("synflow", kind="zero_cost", higher_is_better=True,
                 summary="log10 SynFlow: data-free path strength with |weights|, norms as affine maps, float64",
                 cost="1 forward + backward (float64)")
 def synflow_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
-    """SynFlow adapted to GroupNorm/LayerNorm networks.
+    """SynFlow adapted to GroupNorm/LayerNorm networks with multiplicative gates.
 
     With all-ones input a normalisation layer outputs only its bias and cuts every path,
     so normalisations act as their affine maps (|weight| x + |bias|) during the probe.
+    Attention and GEGLU multiply activations together, squaring their magnitude in every
+    block until float64 overflows; each unit's output is therefore divided by its mean
+    magnitude (a detached scalar), which keeps path products finite without changing
+    which paths exist.
     """
     net = probe_network(spec, seed).double()
     with torch.no_grad():
@@ -115,6 +119,8 @@ def synflow_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     for module in net.modules():
         if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
             hooks.append(module.register_forward_hook(_affine_instead_of_norm))
+    for module in net.units.values():
+        hooks.append(module.register_forward_hook(_unit_scale))
     try:
         task, (args, _) = _task_inputs(spec, batch, seed)
         ones = [torch.ones_like(a, dtype=torch.float64) if a is not None and a.is_floating_point() else a
@@ -125,8 +131,12 @@ def synflow_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     finally:
         for h in hooks:
             h.remove()
-    total = sum(float((p * p.grad).sum()) for p in net.parameters() if p.grad is not None)
+    total = sum(float((p.detach() * p.grad).sum()) for p in net.parameters() if p.grad is not None)
     return math.log10(total) if total > 0 else -math.inf
+
+
+def _unit_scale(module, inputs, output):
+    return output / output.detach().abs().mean().clamp_min(1e-300)
 
 
 def _affine_instead_of_norm(module, inputs, output):

@@ -24,6 +24,14 @@ def op_colour(op: str) -> str:
     return OP_COLOURS.get(op, "#7f7f7f")
 
 
+def placeholder(message: str, size: tuple[float, float] = (6.4, 1.6)):
+    """An Axes that only says why there is nothing to draw."""
+    ax = plt.subplots(figsize=size)[1]
+    ax.text(0.5, 0.5, message, ha="center", va="center", color="#5b6475")
+    ax.set_axis_off()
+    return ax
+
+
 def to_png_data_uri(fig) -> str:
     """The figure as an inline PNG (data URI), then closed."""
     buffer = io.BytesIO()
@@ -56,6 +64,8 @@ def pareto_info(data: RunData) -> ParetoInfo:
 
 
 def draw_pareto(info: ParetoInfo, ax=None):
+    if len(info.feasible) + len(info.infeasible) == 0:
+        return placeholder("no completed trials", (6.4, 4.2))
     ax = ax or plt.subplots(figsize=(6.4, 4.2))[1]
     ax.scatter(info.feasible["x"], info.feasible["y"], s=18, c="#4e79a7", alpha=0.6, label="feasible trials")
     if len(info.infeasible):
@@ -130,6 +140,8 @@ def _hypervolume(points, ref) -> float:
 
 
 def draw_hypervolume(frame, ax=None):
+    if len(frame) == 0:
+        return placeholder("no feasible trials")
     ax = ax or plt.subplots(figsize=(6.4, 3.2))[1]
     ax.plot(frame["trial"], frame["hypervolume"], c="#4e79a7")
     ax.set_xlabel("trial")
@@ -151,6 +163,8 @@ def placement_info(slots):
 
 
 def draw_placement(counts, ax=None):
+    if len(counts) == 0:
+        return placeholder("no Pareto architectures")
     ax = ax or plt.subplots(figsize=(6.4, max(3.0, 0.22 * len(counts) + 1)))[1]
     image = ax.imshow(counts.to_numpy(), aspect="auto", cmap="Blues")
     ax.set_yticks(range(len(counts.index)), counts.index, fontsize=7)
@@ -165,6 +179,8 @@ def draw_placement(counts, ax=None):
 
 def draw_schematic(slots, ax=None):
     """One row per Pareto architecture, one cell per slot in execution order, coloured by op."""
+    if len(slots) == 0:
+        return placeholder("no Pareto architectures")
     ranks = sorted(slots["rank"].unique())
     order = list(dict.fromkeys(slots["slot"]))
     ax = ax or plt.subplots(figsize=(max(6.4, 0.25 * len(order) + 2), 0.35 * len(ranks) + 1.6))[1]
@@ -192,11 +208,10 @@ def draw_slot_latency(slots, ax=None):
     """Stacked bars: each Pareto architecture's predicted temporal latency, per op type."""
     import pandas as pd
 
-    data = slots.dropna(subset=["ms"])
-    ax = ax or plt.subplots(figsize=(6.4, 3.4))[1]
+    data = slots.dropna(subset=["ms"]) if len(slots) else slots
     if len(data) == 0:
-        ax.text(0.5, 0.5, "no per-slot latency (roofline estimate or no table)", ha="center")
-        return ax
+        return placeholder("no per-slot latency: no Pareto architectures, or no table")
+    ax = ax or plt.subplots(figsize=(6.4, 3.4))[1]
     per_op = data.pivot_table(index="rank", columns="op", values="ms", aggfunc="sum", fill_value=0.0)
     bottom = pd.Series(0.0, index=per_op.index)
     for op in per_op.columns:

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -231,7 +232,9 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
     storage = open_storage(config, run_dir)
     study = optuna.create_study(study_name=config.name, storage=storage, directions=config.directions(),
                                 sampler=make_sampler(config), load_if_exists=True)
-    study.set_metric_names([o.metric for o in config.objectives])
+    with warnings.catch_warnings():  # experimental in Optuna, stable enough for labelling dashboards
+        warnings.simplefilter("ignore")
+        study.set_metric_names([o.metric for o in config.objectives])
     total = config.trials
     if config.sampler.name == "exhaustive":
         total = space.size
@@ -390,7 +393,8 @@ def write_trials(study, config: CampaignConfig, run_dir: Path) -> Path:
     pareto = {t.number for t in pareto_trials(study, config)}
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name, "feasible": _feasible(t),
+        complete = t.state.name == "COMPLETE"
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name, "feasible": complete and _feasible(t),
                                "pareto": t.number in pareto, "stale": bool(t.user_attrs.get("stale")),
                                "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
                                "params": json.dumps(t.params, sort_keys=True, default=str)}

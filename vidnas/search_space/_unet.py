@@ -41,12 +41,13 @@ class TimeEmbedUnit(nn.Module):
         )
 
     def forward(self, timestep: torch.Tensor, added_time_ids: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time_embedding(sinusoidal_embedding(timestep, self.channels))
+        dtype = self.time_embedding.linear_1.weight.dtype
+        emb = self.time_embedding(sinusoidal_embedding(timestep, self.channels).to(dtype))
         if self.add_embedding is not None:
             if added_time_ids is None:
                 raise ValueError("this backbone needs `added_time_ids` of shape (B, num_added_time_ids)")
             ids = sinusoidal_embedding(added_time_ids.flatten(), self.add_dim).reshape(timestep.shape[0], -1)
-            emb = emb + self.add_embedding(ids)
+            emb = emb + self.add_embedding(ids.to(dtype))
         return emb
 
 
