@@ -175,7 +175,7 @@ def short_train(spec: ArchSpec, config: TrainConfig | None = None, *, seed: int 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     net.eval()
     heldout = next(iterate_batches(task.dataset(config.heldout_clips, config.data_seed + 1), config.heldout_clips,
                                    seed=0))
