@@ -49,7 +49,7 @@ def test_small_calibration_runs_and_saves(tmp_path):
                                                                        "heldout_loss_short"),
                        train=TrainConfig(batch_size=2, train_clips=4, heldout_clips=2))
     assert len(result.rows) == 6 and all(math.isfinite(r["heldout_loss"]) for r in result.rows)
-    for name, stats in result.proxies.items():
+    for stats in result.proxies.values():
         assert -1 <= stats["kendall"] <= 1 and len(stats["kendall_ci"]) == 2
         for key in ("spearman", "kendall_within_latency_bins", "partial_kendall_given_flops", "precision_at_top10"):
             assert key in stats

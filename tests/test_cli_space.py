@@ -62,6 +62,7 @@ def test_errors_name_the_field_and_value(tmp_path):
     result = runner.invoke(app, ["space", "show", "svd", "--height", "500"])
     assert result.exit_code == 2 and "height" in result.stderr and "500" in result.stderr
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"format": "vidnas.arch_spec", "version": 1, "backbone": {}, "temporal": {"x": "conv4d"}}))
+    bad.write_text(json.dumps({"format": "vidnas.arch_spec", "version": 1, "backbone": {},
+                               "temporal": {"x": "conv4d"}}))
     result = runner.invoke(app, ["space", "show", str(bad)])
     assert result.exit_code == 2 and "temporal" in result.stderr

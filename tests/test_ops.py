@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import case_id, op_cases, randomize_, streaming_cases
+
 from vidnas.search_space import TemporalSlot, get_temporal_op, slot_cost
 from vidnas.search_space._export import convert_coreml, export_onnx
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from vidnas._errors import SpecError
-from vidnas.runners import load_config, parse_config, pareto_trials, run_campaign
+from vidnas.runners import load_config, parse_config, run_campaign
 
 # A fast campaign: the debug backend's synthetic table, FLOP and parameter objectives.
 FAST = {
@@ -205,3 +203,16 @@ def test_sqlite_storage_by_url(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     result = run_campaign(config_with(trials=3, storage=url), tmp_path / "sq", local=True)
     assert result.trials == 3 and (tmp_path / "study.db").exists()
+
+
+def test_export_writes_models_for_the_pareto_set(tmp_path):
+    from vidnas.runners import export_run
+
+    result = run_campaign(config_with(trials=4), tmp_path / "run", local=True)
+    written = export_run(tmp_path / "run", ("onnx", "coreml"))
+    assert len(written) == len(result.pareto) >= 1
+    for record in written:
+        assert Path(record["onnx"]).exists() and Path(record["coreml"]).exists()
+    with pytest.raises(SpecError) as info:
+        export_run(tmp_path / "run", ("tflite",))
+    assert info.value.field == "--format"

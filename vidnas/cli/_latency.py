@@ -18,6 +18,7 @@ from vidnas.cli._options import (
     JsonOpt,
     MaxSecondsOpt,
     QuickOpt,
+    SpecArg,
     ThreadsOpt,
     WidthOpt,
     harness_config,
@@ -35,10 +36,11 @@ CfgOpt = Annotated[str, typer.Option("--cfg", help="Classifier-free guidance: no
 @latency_app.command("predict")
 @handle_errors
 def predict_command(
-    spec: Annotated[str, typer.Argument(help="A spec JSON file or a preset name.")],
+    spec: SpecArg,
     lut: Annotated[Path | None, typer.Option("--lut", help="Latency table (Parquet).")] = None,
-    roofline: Annotated[str | None, typer.Option("--roofline", help="Estimate for a datasheet device instead "
-                                                                    "(phone-npu, laptop-cpu, a100, h100, h200).")] = None,
+    roofline: Annotated[str | None, typer.Option(
+        "--roofline", help="Estimate for a datasheet device instead: phone-npu, laptop-cpu, a100, h100, h200.")
+    ] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="Refuse a table from another backend.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Refuse a table from another device.")] = None,
     batch: BatchOpt = 1,
@@ -129,7 +131,7 @@ def _print_prediction(p: dict[str, Any]) -> None:
 @latency_app.command("measure")
 @handle_errors
 def measure_command(
-    spec: Annotated[str, typer.Argument(help="A spec JSON file or a preset name.")],
+    spec: SpecArg,
     backend: BackendOpt = "onnxruntime",
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,

@@ -99,7 +99,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if corr:
         console.print(f"correction: {corr['intercept_ms']:.3f} ms + {corr['slope']:.3f} x sum - "
                       f"{corr.get('per_unit_ms', 0):.4f} ms x units, fitted on "
-                      f"{corr['n']} networks (fit MAPE {100 * corr['mape_fit']:.1f}%, naive {100 * corr['mape_naive']:.1f}%)")
+                      f"{corr['n']} networks (model {corr.get('model')}, fit MAPE {100 * corr['mape_fit']:.1f}%, "
+                      f"naive {100 * corr['mape_naive']:.1f}%)")
     table = Table(title="entries by op / unit kind")
     for col in ("op", "entries", "untrusted", "total median ms"):
         table.add_column(col, justify="left" if col == "op" else "right")

@@ -9,9 +9,10 @@ import typer
 from vidnas.cli._common import JSON_HELP
 
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
-FramesOpt = Annotated[int | None, typer.Option("--frames", help="Frames per clip (default: the preset's).")]
-HeightOpt = Annotated[int | None, typer.Option("--height", help="Video height in pixels (default: the preset's).")]
-WidthOpt = Annotated[int | None, typer.Option("--width", help="Video width in pixels (default: the preset's).")]
+SpecArg = Annotated[str, typer.Argument(help="A spec JSON file or a preset name (tiny, svd, snapgen-v, mobilevd).")]
+FramesOpt = Annotated[int | None, typer.Option("--frames", help="Frames per clip (default: the spec's).")]
+HeightOpt = Annotated[int | None, typer.Option("--height", help="Video height in pixels (default: the spec's).")]
+WidthOpt = Annotated[int | None, typer.Option("--width", help="Video width in pixels (default: the spec's).")]
 WidthMultOpt = Annotated[float | None, typer.Option("--width-mult", help="Scale every level's channels "
                                                                    "(rounded to whole heads and norm groups).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="torch, onnxruntime, coreml or debug.")]
@@ -45,8 +46,14 @@ def make_backend(name: str, device: str, threads: int | None, graph_optimization
 
 def progress_bar(description: str):
     """A rich progress bar on stderr with an ETA."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from vidnas.cli._common import stderr_console
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
-from vidnas.cli._options import FramesOpt, HeightOpt, JsonOpt, WidthMultOpt, WidthOpt, progress_bar
+from vidnas.cli._options import FramesOpt, HeightOpt, JsonOpt, SpecArg, WidthMultOpt, WidthOpt, progress_bar
 from vidnas.cli._space import load_spec_arg
 
 proxies_app = typer.Typer(help="Quality proxies: list, score one spec, calibrate against training.",
@@ -39,7 +39,7 @@ def list_command(as_json: JsonOpt = False) -> None:
 @proxies_app.command("score")
 @handle_errors
 def score_command(
-    spec: Annotated[str, typer.Argument(help="A spec JSON file or a preset name.")],
+    spec: SpecArg,
     proxy: Annotated[str, typer.Option("--proxy", help="Proxy name(s), comma-separated, or `all`.")] = "all",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initialisation and the clips.")] = 0,
     clips: Annotated[int, typer.Option("--clips", help="Procedural clips in the batch.")] = 4,

@@ -7,15 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from vidnas.cli._common import JSON_HELP, emit_json, handle_errors, human_bytes, human_count, stdout_console
+from vidnas.cli._common import emit_json, handle_errors, human_bytes, human_count, stdout_console
+from vidnas.cli._options import FramesOpt, HeightOpt, JsonOpt, SpecArg, WidthMultOpt, WidthOpt
 
 space_app = typer.Typer(help="Inspect the search space: ops, one architecture's counts, random samples.",
                         no_args_is_help=True)
-
-FramesOpt = Annotated[int | None, typer.Option("--frames", help="Frames per clip (default: the spec's).")]
-HeightOpt = Annotated[int | None, typer.Option("--height", help="Video height in pixels (default: the spec's).")]
-WidthOpt = Annotated[int | None, typer.Option("--width", help="Video width in pixels (default: the spec's).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 
 
 def load_spec_arg(value: str, *, frames: int | None = None, height: int | None = None, width: int | None = None):
@@ -109,7 +105,7 @@ def show_payload(spec, report, unit_rows: bool = True) -> dict[str, Any]:
 @space_app.command("show")
 @handle_errors
 def show_command(
-    spec: Annotated[str, typer.Argument(help="A preset name (tiny, svd, snapgen-v, mobilevd) or a spec JSON file.")],
+    spec: SpecArg,
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
@@ -160,7 +156,7 @@ def sample_command(
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
-    width_mult: Annotated[float | None, typer.Option("--width-mult", help="Scale every level's channels.")] = None,
+    width_mult: WidthMultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write N random specs of a search space as JSON files."""

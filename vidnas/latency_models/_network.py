@@ -109,10 +109,11 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     measured = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
     reference_ms = table.reference_ms
     rows = [{"arch_id": s.arch_id, "batch": batch, "naive_ms": p.naive_ms, "units": p.unit_count,
-             "measured_ms": m.measurement.median_ms, "normalized_ms": m.ms(reference_ms),
-             "ratio": m.ratio.median if m.ratio else None, **{f"raw_{k}": v for k, v in m.measurement.to_dict().items()}}
+             "measured_ms": m.ms(reference_ms), "raw_measured_ms": m.measurement.median_ms,
+             "ratio": m.ratio.median if m.ratio else None,
+             **{f"raw_{k}": v for k, v in m.measurement.to_dict().items()}}
             for s, p, m in zip(specs, predictions, measured)]
-    correction = Correction.fit([p.naive_ms for p in predictions], [m.measurement.median_ms for m in measured],
+    correction = Correction.fit([p.naive_ms for p in predictions], [r["measured_ms"] for r in rows],
                                 [s.arch_id for s in specs], [p.unit_count for p in predictions])
     table.meta.correction = correction.to_dict()
     table.meta.end_to_end = rows
@@ -150,7 +151,12 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
                    batch: int = 1, config: HarnessConfig | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    artefacts: Path | None = None) -> dict[str, Any]:
-    """Measure ``n`` architectures the correction was not fitted on; report naive and corrected accuracy."""
+    """Measure ``n`` architectures the correction was not fitted on; report naive and corrected accuracy.
+
+    Predictions are at the table's reference speed, so the primary comparison rescales each
+    measured network by the reference workload timed interleaved with it (the machine's
+    drift since the table was built cancels); the plain session medians are reported too.
+    """
     if n < 3:
         raise SpecError("n", n, "must be >= 3 for rank correlations")
     excluded = set(table.meta.correction["arch_ids"]) if table.meta.correction else set()
@@ -165,10 +171,10 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     reference_ms = table.reference_ms
     naive = [p.naive_ms for p in predictions]
     corrected = [p.ms for p in predictions]
-    measured = [m.measurement.median_ms for m in results]
-    normalized = [m.ms(reference_ms) for m in results]
+    measured = [m.ms(reference_ms) for m in results]
+    raw = [m.measurement.median_ms for m in results]
     rows = [{"arch_id": s.arch_id, "naive_ms": p.naive_ms, "corrected_ms": p.corrected_ms,
-             "measured_ms": m.measurement.median_ms, "normalized_ms": m.ms(reference_ms),
+             "measured_ms": m.ms(reference_ms), "raw_measured_ms": m.measurement.median_ms,
              "ratio": m.ratio.median if m.ratio else None, "measured_cv": m.measurement.cv,
              "measured_trusted": m.trusted, "measured_ci_low_ms": m.measurement.ci_low_ms,
              "measured_ci_high_ms": m.measurement.ci_high_ms}
@@ -180,11 +186,11 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
         "seed": seed,
         "batch": batch,
         "reference_ms": reference_ms,
+        # measured_ms: each network's median rescaled by the reference workload timed beside it
+        # (the units predictions are in); raw_*: the plain medians of this session
         "naive": AccuracyReport.from_pairs(naive, measured, ids).to_dict(),
-        # the same networks, their times rescaled by the reference workload timed beside them
-        "normalized_naive": AccuracyReport.from_pairs(naive, normalized, ids).to_dict(),
-        "normalized_corrected": AccuracyReport.from_pairs(corrected, normalized, ids).to_dict()
-        if predictor.correction else None,
+        "raw_naive": AccuracyReport.from_pairs(naive, raw, ids).to_dict(),
+        "raw_corrected": AccuracyReport.from_pairs(corrected, raw, ids).to_dict() if predictor.correction else None,
         "corrected": AccuracyReport.from_pairs(corrected, measured, ids).to_dict() if predictor.correction else None,
         "correction": predictor.correction.to_dict() if predictor.correction else None,
         "untrusted_measurements": sum(not r["measured_trusted"] for r in rows),

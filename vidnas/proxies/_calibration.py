@@ -188,8 +188,8 @@ def proxy_statistics(oriented: Sequence[float], truth: Sequence[float], flops: S
     }
 
 
-def ensemble_out_of_fold(table: dict[str, list[float]], truth: list[float], *, members: int = 3,
-                         folds: int = 5, seed: int = 0, candidates: Sequence[str]) -> tuple[list[float], list[list[str]]]:
+def ensemble_out_of_fold(table: dict[str, list[float]], truth: list[float], *, members: int = 3, folds: int = 5,
+                         seed: int = 0, candidates: Sequence[str]) -> tuple[list[float], list[list[str]]]:
     """Out-of-fold ensemble scores: members chosen (top |tau|, with sign) on the other folds."""
     n = len(truth)
     rng = random.Random(seed)

@@ -22,6 +22,7 @@ class RunData:
     table_meta: dict[str, Any] | None
     table_rows: Any | None  # DataFrame of the latency table, when it can be read
     calibration: dict[str, Any] | None
+    coverage: dict[str, Any] | None = None  # the table's coverage of the campaign's space
 
     @property
     def name(self) -> str:
@@ -39,7 +40,7 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
     campaign = json.loads((run_dir / "campaign.json").read_text())
     trials = pd.read_parquet(run_dir / "trials.parquet")
     pareto_doc = json.loads((run_dir / "pareto" / "pareto.json").read_text())
-    table_meta, table_rows = None, None
+    table_meta, table_rows, coverage = None, None, None
     latency = campaign.get("latency", {})
     if latency.get("source") == "table":
         table_meta = latency.get("meta")
@@ -50,6 +51,7 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
             table = LatencyTable.load(path)
             table_meta = {k: v for k, v in table.meta.to_dict().items()}
             table_rows = table.to_frame()
+            coverage = _coverage(campaign, table)
     cal = None
     candidates = [Path(calibration)] if calibration else []
     candidates += [Path(o["metric"][9:]) for o in campaign["config"]["objectives"]
@@ -61,7 +63,20 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
             cal["path"] = str(path)
             break
     return RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
-                   cal)
+                   cal, coverage)
+
+
+def _coverage(campaign: dict[str, Any], table) -> dict[str, Any]:
+    """How many of the units the campaign's space can produce the table holds."""
+    from vidnas.latency_models import space_units
+    from vidnas.search_space import get_space
+
+    space_cfg = campaign["config"]["space"]
+    space = get_space(space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name" and v is not None})
+    batch = campaign["config"]["target"]["batch"]
+    needed = {u.signature_id for u in space_units(space)}
+    present = {r["signature_id"] for r in table.rows() if r["batch"] == batch}
+    return {"needed": len(needed), "present": len(needed & present), "batch": batch}
 
 
 def objective_columns(data: RunData) -> list[str]:

@@ -66,7 +66,7 @@ def render(data: RunData) -> str:
         latency_source="table" if latency.get("source") == "table" else "estimate", latency=latency,
         table_entries=len(rows) if rows is not None else (latency.get("meta") or {}).get("entries", "?"),
         table_untrusted=int((~rows["trusted"].astype(bool)).sum()) if rows is not None else "?",
-        figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
+        coverage=data.coverage, figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
         proxy_metrics=", ".join(o["metric"] for o in data.objectives if o["metric"].startswith(("proxy:", "ensemble:")))
         or "none",
         config_yaml=yaml.safe_dump(campaign["config"], sort_keys=False),

@@ -225,7 +225,8 @@ def validate_config(config: CampaignConfig) -> None:
     from vidnas.search_space import list_spaces
 
     if config.space.name not in list_spaces():
-        raise SpecError("config.space.name", config.space.name, "is not a search space", f"choose one of {list_spaces()}")
+        raise SpecError("config.space.name", config.space.name, "is not a search space",
+                        f"choose one of {list_spaces()}")
     if config.target.backend not in BACKENDS:
         raise SpecError("config.target.backend", config.target.backend, "is not a backend",
                         f"choose one of {list(BACKENDS)}")
@@ -242,7 +243,8 @@ def validate_config(config: CampaignConfig) -> None:
     if config.target.batch < 1:
         raise SpecError("config.target.batch", config.target.batch, "must be >= 1")
     if config.video.cfg not in CFG_MODES:
-        raise SpecError("config.video.cfg", config.video.cfg, "is not a guidance mode", f"choose one of {list(CFG_MODES)}")
+        raise SpecError("config.video.cfg", config.video.cfg, "is not a guidance mode",
+                        f"choose one of {list(CFG_MODES)}")
     if config.video.steps < 1:
         raise SpecError("config.video.steps", config.video.steps, "must be >= 1")
     proxies = list_proxies()
@@ -271,7 +273,8 @@ def validate_config(config: CampaignConfig) -> None:
         if bound <= 0:
             raise SpecError(f"config.constraints.{key}", bound, "must be > 0")
     if config.sampler.name not in SAMPLERS:
-        raise SpecError("config.sampler.name", config.sampler.name, "is not a sampler", f"choose one of {list(SAMPLERS)}")
+        raise SpecError("config.sampler.name", config.sampler.name, "is not a sampler",
+                        f"choose one of {list(SAMPLERS)}")
     if config.sampler.population_size < 2:
         raise SpecError("config.sampler.population_size", config.sampler.population_size, "must be >= 2")
     for field, value, low in (("config.trials", config.trials, 1), ("config.workers", config.workers, 1),

@@ -82,7 +82,8 @@ class TemporalConvBranch(nn.Module):
             return nn.Conv2d(cin, cout, (k, 1), padding=(pad_t, 0))
         return nn.Conv2d(cin, cout, 3, padding=1)
 
-    def _apply_conv(self, conv: nn.Module, p: torch.Tensor, height: int, width: int, past: torch.Tensor | None) -> torch.Tensor:
+    def _apply_conv(self, conv: nn.Module, p: torch.Tensor, height: int, width: int,
+                    past: torch.Tensor | None) -> torch.Tensor:
         """Apply ``conv`` to planes ``p`` (B, C, T, H*W); ``past`` holds the frames before ``p`` when causal."""
         b, c, t, s = p.shape
         is_temporal = not (self.variant == "2plus1d" and conv is self.conv1)

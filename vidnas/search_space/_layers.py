@@ -40,7 +40,8 @@ def frames_to_tokens(x: torch.Tensor, num_frames: int) -> torch.Tensor:
 def tokens_to_frames(tokens: torch.Tensor, num_frames: int, height: int, width: int) -> torch.Tensor:
     """Inverse of :func:`frames_to_tokens`."""
     b, _, c = tokens.shape
-    return tokens.reshape(b, num_frames, height * width, c).permute(0, 1, 3, 2).reshape(b * num_frames, c, height, width)
+    frames = tokens.reshape(b, num_frames, height * width, c).permute(0, 1, 3, 2)
+    return frames.reshape(b * num_frames, c, height, width)
 
 
 def frames_to_planes(x: torch.Tensor, num_frames: int) -> torch.Tensor:

@@ -24,7 +24,6 @@ from vidnas.search_space._cost import (
 from vidnas.search_space._params import FF_IN, FUNNEL, HEADS, MERGE, POS, TEMPORAL_STRIDE, funnel_heads, window_starts
 from vidnas.search_space._registry import OpParam, SlotShape, register_temporal_op
 
-
 # Costs ---------------------------------------------------------------------------------
 
 
@@ -52,17 +51,16 @@ def transformer_branch_cost(
     flops = feedforward_flops(tokens, c, hidden)
     peak = [seq_copy]
     live = seq_copy  # seq
-    h_is_seq = True
     if params["pos"] == "mlp":
         n_params += mlp_params(c, 4 * c, c)
         flops += linear_flops(t, c, 4 * c) + linear_flops(t, 4 * c, c)
         peak.append(live + per_token_pos + f)
-        live, h_is_seq = seq_copy + f, False
+        live = seq_copy + f
     if params["ff_in"]:
         n_params += 2 * c + feedforward_params(c, hidden)
         flops += feedforward_flops(tokens, c, hidden)
         peak += [live + f + ffp, live + 2 * f]
-        live, h_is_seq = seq_copy + f, False
+        live = seq_copy + f
 
     # Self-attention on a = norm1(h) (plus a positioned copy for sinusoidal positions).
     with_pos = params["pos"] == "sinusoidal"

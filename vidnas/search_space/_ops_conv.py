@@ -22,7 +22,6 @@ from vidnas.search_space._params import (
 )
 from vidnas.search_space._registry import OpParam, SlotShape, register_temporal_op
 
-
 # Costs ---------------------------------------------------------------------------------
 
 

@@ -24,7 +24,8 @@ MERGE = OpParam(
 )
 CAUSAL = OpParam("causal", bool, False, "pad/shift in time so output frame t never sees a later frame")
 KERNEL = OpParam("kernel", int, 3, "temporal kernel size", choices=(3, 5))
-USE_TEMB = OpParam("use_temb", bool, False, "add a projection of the diffusion-time embedding (SVD's temporal resblock)")
+USE_TEMB = OpParam("use_temb", bool, False,
+                   "add a projection of the diffusion-time embedding (SVD's temporal resblock)")
 
 
 def default_heads(shape: SlotShape) -> int:

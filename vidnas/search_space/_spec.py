@@ -126,7 +126,8 @@ class BackboneSpec:
                 )
         for i, c in enumerate(self.channels):
             if c < 1 or c % self.norm_groups:
-                raise SpecError(f"{field}.channels[{i}]", c, f"must be a positive multiple of norm_groups={self.norm_groups}")
+                raise SpecError(f"{field}.channels[{i}]", c,
+                                f"must be a positive multiple of norm_groups={self.norm_groups}")
             if (self.attention[i] or (i == n - 1 and self.mid_attention)) and c % self.head_dim:
                 raise SpecError(f"{field}.channels[{i}]", c, f"is not a multiple of head_dim={self.head_dim}")
         for i, layers in enumerate(self.layers_per_block):
@@ -244,7 +245,8 @@ class TemporalChoice:
             unknown = set(value) - {"op", "params"}
             if unknown:
                 key = sorted(unknown)[0]
-                raise SpecError(f"{field}.{key}", value[key], "is not a field of a temporal choice", "use `op` and `params`")
+                raise SpecError(f"{field}.{key}", value[key], "is not a field of a temporal choice",
+                                "use `op` and `params`")
             if "op" not in value:
                 raise SpecError(f"{field}.op", None, "is missing")
             params = value.get("params", {})
@@ -415,7 +417,8 @@ class ArchSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SpecError("spec", text[:40] + ("..." if len(text) > 40 else ""), f"is not valid JSON ({exc})") from None
+            shown = text[:40] + ("..." if len(text) > 40 else "")
+            raise SpecError("spec", shown, f"is not valid JSON ({exc})") from None
         return cls.from_dict(data)
 
     @classmethod

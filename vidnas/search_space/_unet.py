@@ -31,7 +31,8 @@ class Conditioning:
 class TimeEmbedUnit(nn.Module):
     """Diffusion-time embedding plus SVD's extra conditioning scalars (fps, motion, noise aug)."""
 
-    def __init__(self, channels: int, temb_channels: int, addition_time_embed_dim: int, num_added_time_ids: int) -> None:
+    def __init__(self, channels: int, temb_channels: int, addition_time_embed_dim: int,
+                 num_added_time_ids: int) -> None:
         super().__init__()
         self.channels = channels
         self.add_dim = addition_time_embed_dim
