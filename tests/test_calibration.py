@@ -68,3 +68,12 @@ def test_calibration_rejects_bad_arguments():
         calibrate(get_space("tiny"), n=4, steps=0)
     with pytest.raises(SpecError):
         calibrate(get_space("tiny"), n=4, steps=2, proxies=("nope",))
+
+
+def test_ground_truth_averaged_over_seeds_measures_the_ceiling_on_every_architecture():
+    space = get_space("tiny", frames=4, height=64, width=64)
+    result = calibrate(space, n=4, steps=2, seed=0, truth_seeds=2, proxies=("flops",),
+                       train=TrainConfig(batch_size=2, train_clips=4, heldout_clips=2))
+    assert result.noise_ceiling["n"] == 4 and result.config["truth_seeds"] == 2
+    for row in result.rows:
+        assert row["heldout_loss"] == pytest.approx((row["heldout_loss_seed1"] + row["heldout_loss_seed2"]) / 2)

@@ -154,3 +154,17 @@ def test_unknown_proxy_is_named():
 def test_dataset_length_validation():
     with pytest.raises(SpecError):
         ShapesDataset(0)
+
+
+def test_training_on_a_folder_of_user_videos(tmp_path):
+    pytest.importorskip("av")
+    from vidnas.proxies import write_video
+
+    for i in range(3):
+        write_video(tmp_path / f"v{i}.mp4", shapes_clip(i, ShapesConfig(frames=8, height=64, width=64)).pixels)
+    spec = small("conv1d")
+    config = TrainConfig(steps=2, batch_size=2, train_clips=2, heldout_clips=2, videos=str(tmp_path))
+    result = short_train(spec, config)
+    assert math.isfinite(result.heldout_loss)
+    batch = ProxyBatch.procedural(spec, clips=2, train=config)
+    assert batch.clips["pixels"].shape == (2, 4, 3, 64, 64)

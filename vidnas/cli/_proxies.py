@@ -44,6 +44,8 @@ def score_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initialisation and the clips.")] = 0,
     clips: Annotated[int, typer.Option("--clips", help="Procedural clips in the batch.")] = 4,
     train_steps: Annotated[int, typer.Option("--train-steps", help="Steps of the training proxies.")] = 20,
+    videos: Annotated[Path | None, typer.Option("--videos", help="A folder of your videos instead of procedural "
+                                                                 "clips (needs PyAV).")] = None,
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
@@ -54,7 +56,8 @@ def score_command(
 
     arch = load_spec_arg(spec, frames=frames, height=height, width=width)
     names = list_proxies() if proxy == "all" else [p.strip() for p in proxy.split(",") if p.strip()]
-    batch = ProxyBatch.procedural(arch, clips=clips, seed=seed, train=TrainConfig(steps=train_steps))
+    batch = ProxyBatch.procedural(arch, clips=clips, seed=seed,
+                                  train=TrainConfig(steps=train_steps, videos=str(videos) if videos else None))
     values = score(arch, names, batch, seed=seed)
     if as_json:
         emit_json({"arch_id": arch.arch_id, "seed": seed, "proxies": values})
@@ -75,12 +78,16 @@ def calibrate_command(
     repeats: Annotated[int | None, typer.Option("--repeats", help="Architectures retrained with another seed "
                                                                   "(noise ceiling; default n/4).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and the training.")] = 0,
+    truth_seeds: Annotated[int, typer.Option("--truth-seeds", help="Trainings per architecture averaged into "
+                                                                   "the ground truth.")] = 1,
     proxies: Annotated[str, typer.Option("--proxies", help="Comma-separated proxies (default: all built-in).")] = "",
     lut: Annotated[Path | None, typer.Option("--lut", help="Stratify by latency from this table instead of "
                                                            "FLOPs.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per training step.")] = 4,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-3,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
+    videos: Annotated[Path | None, typer.Option("--videos", help="A folder of your videos instead of procedural "
+                                                                 "clips (needs PyAV).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for rows.parquet and summary.json.")] = None,
     frames: FramesOpt = None,
     height: HeightOpt = None,
@@ -105,7 +112,7 @@ def calibrate_command(
         def latency(spec):
             return predictor.predict(spec).ms
 
-    train = TrainConfig(batch_size=batch_size, lr=lr, threads=threads)
+    train = TrainConfig(batch_size=batch_size, lr=lr, threads=threads, videos=str(videos) if videos else None)
     with progress_bar("calibrate") as bar:
         tasks: dict[str, Any] = {}
 
@@ -115,7 +122,8 @@ def calibrate_command(
             bar.update(tasks[stage], completed=i)
 
         result = calibrate(searched, n=n, steps=steps, seed=seed, proxies=names, repeats=repeats,
-                           short_steps=short_steps, train=train, latency=latency, progress=on_progress)
+                           short_steps=short_steps, train=train, latency=latency, truth_seeds=truth_seeds,
+                           progress=on_progress)
     out = out or Path("runs") / f"calibration-{space}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     result.save(out)
     payload = {"out": str(out), "config": result.config, "proxies": result.proxies,
@@ -131,7 +139,8 @@ def print_calibration(payload: dict[str, Any]) -> None:
 
     console = stdout_console()
     c = payload["config"]
-    console.print(f"{c['n']} architectures of {c['space']} trained {c['steps']} steps; results in {payload['out']}")
+    console.print(f"{c['n']} architectures of {c['space']} trained {c['steps']} steps x {c.get('truth_seeds', 1)} "
+                  f"seed(s); results in {payload['out']}")
     nc = payload["noise_ceiling"]
     console.print(f"noise ceiling: tau between seeds {nc['kendall_between_seeds']:.3f} over {nc['n']} "
                   f"architectures (median held-out loss difference {100 * nc['median_relative_difference']:.1f}%)")

@@ -215,8 +215,15 @@ def ensemble_out_of_fold(table: dict[str, list[float]], truth: list[float], *, m
 def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies: Sequence[str] = DEFAULT_PROXIES,
               repeats: int | None = None, short_steps: int | None = None, clips: int = 4,
               train: TrainConfig | None = None, latency: Callable[[ArchSpec], float] | None = None,
+              truth_seeds: int = 1,
               progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
-    """Train ``n`` stratified architectures for ``steps`` steps and judge every proxy against them."""
+    """Train ``n`` stratified architectures for ``steps`` steps and judge every proxy against them.
+
+    With ``truth_seeds`` > 1 every architecture is trained that many times (seeds ``seed``,
+    ``seed + 1``, ...) and the ground truth is the mean held-out loss; the noise ceiling is
+    then the tau between the first two seeds over all architectures. With one seed,
+    ``repeats`` architectures are trained again to measure it.
+    """
     for name in proxies:
         get_proxy(name, field="proxies")
     if steps < 1:
@@ -228,15 +235,20 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
     specs = stratified_sample(space, n, seed, latency)
     cost = latency or (lambda s: float(count_spec(s).flops))
     rows: list[dict[str, Any]] = []
+    if truth_seeds < 1:
+        raise SpecError("truth_seeds", truth_seeds, "must be >= 1")
     for i, spec in enumerate(specs, 1):
         started = time.perf_counter()
-        result = short_train(spec, truth_config, seed=seed)
+        results = [short_train(spec, truth_config, seed=seed + k) for k in range(truth_seeds)]
         batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config)
         report = count_spec(spec)
         row: dict[str, Any] = {"arch_id": spec.arch_id, "spec": spec.to_json(), "dominant_op": dominant_op(spec),
                                "op_counts": spec.op_counts(), "flops": report.flops, "params": report.params,
-                               "latency": cost(spec), "heldout_loss": result.heldout_loss,
-                               "train_seconds": result.seconds}
+                               "latency": cost(spec),
+                               "heldout_loss": statistics.fmean(r.heldout_loss for r in results),
+                               "train_seconds": sum(r.seconds for r in results)}
+        for k, r in enumerate(results):
+            row[f"heldout_loss_seed{k + 1}"] = r.heldout_loss
         for name in proxies:
             t0 = time.perf_counter()
             row[f"proxy.{name}"] = float(get_proxy(name).fn(spec, batch, seed))
@@ -247,13 +259,16 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
             progress("architectures", i, n)
 
     # Noise ceiling: the same architectures trained with another seed.
-    again = []
-    for i, row in enumerate(rows[:repeats], 1):
-        result = short_train(ArchSpec.from_json(row["spec"]), truth_config, seed=seed + 1)
-        row["heldout_loss_seed2"] = result.heldout_loss
-        again.append((row["heldout_loss"], result.heldout_loss))
-        if progress:
-            progress("noise ceiling", i, repeats)
+    if truth_seeds >= 2:
+        again = [(r["heldout_loss_seed1"], r["heldout_loss_seed2"]) for r in rows]
+    else:
+        again = []
+        for i, row in enumerate(rows[:repeats], 1):
+            result = short_train(ArchSpec.from_json(row["spec"]), truth_config, seed=seed + 1)
+            row["heldout_loss_seed2"] = result.heldout_loss
+            again.append((row["heldout_loss_seed1"], result.heldout_loss))
+            if progress:
+                progress("noise ceiling", i, repeats)
     ceiling = {"n": len(again),
                "kendall_between_seeds": kendall([a for a, _ in again], [b for _, b in again]) if len(again) > 2
                else math.nan,
@@ -286,7 +301,8 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                 "members_all_data": [{"proxy": p, "sign": 1 if full_taus[p] >= 0 else -1} for p in members],
                 **proxy_statistics(ens_scores, truth, flops, bins, seed)}
     config = {"space": space.name, "space_shape": dict(space.shape), "n": n, "steps": steps,
-              "short_steps": short_config.steps, "seed": seed, "repeats": repeats, "clips": clips,
+              "short_steps": short_config.steps, "seed": seed, "repeats": len(again) if truth_seeds < 2 else 0,
+              "truth_seeds": truth_seeds, "clips": clips,
               "train": truth_config.to_dict(), "latency_source": "lut" if latency else "flops",
               "proxies": list(proxies)}
     return CalibrationResult(rows, stats, ceiling, ensemble, config)

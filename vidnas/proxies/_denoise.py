@@ -38,6 +38,8 @@ class TrainConfig:
     objects: int = 2
     data_seed: int = 0
     threads: int | None = None
+    videos: str | None = None  # a folder of the user's videos instead of procedural clips
+
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "train_clips", "heldout_clips"):
@@ -55,17 +57,36 @@ class TrainConfig:
 class DenoisingTask:
     """The denoising problem for one backbone: data shape, latent map, noise schedule."""
 
-    def __init__(self, spec: ArchSpec, *, objects: int = 2, timesteps: int = 1000) -> None:
+    def __init__(self, spec: ArchSpec, *, objects: int = 2, timesteps: int = 1000, videos: str | None = None) -> None:
         bb = spec.backbone
         self.spec = spec
+        self.videos = videos
         self.data = ShapesConfig(frames=bb.frames, height=bb.pixel_height, width=bb.pixel_width, objects=objects)
         self.encoder = FixedLatentEncoder(bb.out_channels, bb.vae_scale_factor)
         betas = torch.linspace(1e-4, 0.02, timesteps, dtype=torch.float64)
         self.alphas_cumprod = torch.cumprod(1 - betas, dim=0).float()
         self.timesteps = timesteps
 
-    def dataset(self, length: int, seed: int) -> ShapesDataset:
-        return ShapesDataset(length, self.data, seed)
+    def dataset(self, length: int, seed: int, *, held_out: bool = False):
+        """``length`` procedural clips of ``seed``; with ``videos``, the user's clips instead:
+        the first 80 % for training, the rest when ``held_out``."""
+        if self.videos is None:
+            return ShapesDataset(length, self.data, seed)
+        return self.video_split(held_out=held_out)
+
+    def video_split(self, *, held_out: bool):
+        from torch.utils.data import Subset
+
+        from vidnas.proxies._data import VideoFolderDataset
+
+        if not hasattr(self, "_videos"):
+            self._videos = VideoFolderDataset(self.videos, frames=self.data.frames, height=self.data.height,
+                                              width=self.data.width, objects=self.data.objects)
+        n = len(self._videos)
+        cut = max(1, int(0.8 * n))
+        if n < 2:
+            raise SpecError("videos", self.videos, f"yields {n} clip(s); at least 2 are needed (train and held out)")
+        return Subset(self._videos, range(cut, n) if held_out else range(cut))
 
     def model_inputs(self, batch: dict[str, torch.Tensor], timesteps: torch.Tensor, noise: torch.Tensor,
                      *, shuffle: torch.Tensor | None = None) -> tuple[tuple, torch.Tensor]:
@@ -163,7 +184,7 @@ def short_train(spec: ArchSpec, config: TrainConfig | None = None, *, seed: int 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
-    task = DenoisingTask(spec, objects=config.objects)
+    task = DenoisingTask(spec, objects=config.objects, videos=config.videos)
     net = VideoUNet(spec).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
@@ -177,8 +198,9 @@ def short_train(spec: ArchSpec, config: TrainConfig | None = None, *, seed: int 
         optimizer.step()
         losses.append(loss.item())
     net.eval()
-    heldout = next(iterate_batches(task.dataset(config.heldout_clips, config.data_seed + 1), config.heldout_clips,
-                                   seed=0))
+    heldout_set = task.dataset(config.heldout_clips, config.data_seed + 1, held_out=True)
+    size = min(config.heldout_clips, len(heldout_set))
+    heldout = next(iterate_batches(heldout_set, size, seed=0))
     ordered = task.fixed_loss(net, heldout, config.eval_timesteps)
     shuffled = task.fixed_loss(net, heldout, config.eval_timesteps, shuffle=frame_shuffle(spec.backbone.frames))
     return TrainResult(spec.arch_id, seed, config.steps, tuple(losses), ordered, shuffled,

@@ -35,10 +35,16 @@ class ProxyBatch:
     @classmethod
     def procedural(cls, spec: ArchSpec, *, clips: int = 4, seed: int = 0,
                    train: TrainConfig | None = None) -> ProxyBatch:
-        """``clips`` procedural clips at the spec's frames and resolution."""
-        task = DenoisingTask(spec)
-        batch = next(iterate_batches(task.dataset(clips, seed + 101), clips, seed=seed))
-        return cls(batch, train or TrainConfig(steps=20))
+        """``clips`` clips at the spec's frames and resolution: procedural, or from
+        ``train.videos`` (the user's folder) when given."""
+        train = train or TrainConfig(steps=20)
+        if train.videos:
+            data = DenoisingTask(spec, videos=train.videos).video_split(held_out=False)
+            clips = min(clips, len(data))
+        else:
+            data = DenoisingTask(spec).dataset(clips, seed + 101)
+        batch = next(iterate_batches(data, clips, seed=seed))
+        return cls(batch, train)
 
 
 ProxyFn = Callable[[ArchSpec, ProxyBatch, int], float]
