@@ -11,7 +11,7 @@ import torch
 from conftest import case_id, op_cases, randomize_, streaming_cases
 
 from vidnas.search_space import TemporalSlot, get_temporal_op, slot_cost
-from vidnas.search_space._export import convert_coreml, export_onnx
+from vidnas.search_space._export import convert_coreml, export_onnx, onnx_input_name
 
 CASES = op_cases()
 
@@ -175,7 +175,7 @@ def test_onnx_export_matches_torch(case, slot_shape, tmp_path):
         expected = model(*args).numpy()
     path = export_onnx(model, args, tmp_path / "op.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    arrays = dict(zip(("x", "temb", "ctx"), (a.numpy() for a in args)))
+    arrays = {onnx_input_name(i): a.numpy() for i, a in enumerate(args)}
     feeds = {i.name: arrays[i.name] for i in session.get_inputs()}
     (got,) = session.run(None, feeds)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
