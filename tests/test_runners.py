@@ -179,7 +179,9 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path):
     assert result.trials == 12
     stale = [t for t in study.trials if t.user_attrs.get("stale")]
     requeued = [t for t in study.trials if "requeued_from" in t.user_attrs]
-    assert len(stale) == len(requeued) <= 1
+    assert len(stale) <= 1  # at most the trial running at the kill
+    # a stale trial is re-queued with its parameters if it had been sampled before the kill
+    assert len(requeued) == sum(1 for t in stale if t.params)
     for t in requeued:
         original = next(s for s in study.trials if s.number == t.user_attrs["requeued_from"])
         assert t.params == original.params

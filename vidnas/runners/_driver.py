@@ -77,19 +77,25 @@ def make_sampler(config: CampaignConfig):
 
 
 def requeue_stale(study) -> list[int]:
-    """Trials a dead driver left RUNNING: mark them FAIL and enqueue their parameters again."""
+    """Trials a dead driver left RUNNING: mark them FAIL and enqueue their parameters again.
+
+    A trial killed before its architecture was sampled has no parameters; it is marked
+    stale (so it does not count against the budget) and a fresh trial takes its place.
+    Returns the numbers of the stale trials.
+    """
     from optuna.trial import TrialState
 
-    requeued = []
+    stale = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                           "driver stopped while the trial ran; re-queued")
+        reason = ("driver stopped while the trial ran; re-queued" if trial.params
+                  else "driver stopped before the trial was sampled; not counted")
+        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
         study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
-        requeued.append(trial.number)
-    return requeued
+        stale.append(trial.number)
+    return stale
 
 
 def counted_trials(study) -> int:
@@ -244,9 +250,9 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
         if not resume:
             for spec in space.enumerate():
                 study.enqueue_trial(space.params_of(spec))
-    requeued = requeue_stale(study) if resume else []
-    if requeued:
-        log(f"re-queued {len(requeued)} trials left running by the stopped driver: {requeued}")
+    stale = requeue_stale(study) if resume else []
+    if stale:
+        log(f"{len(stale)} trials left running by the stopped driver marked stale (sampled ones re-queued): {stale}")
     _write_campaign_json(run_dir, config, space, table, table_path, status="running")
     progress = Progress(total=total)
     _refresh_progress(study, config, progress)
