@@ -129,3 +129,41 @@ def test_robust_correction_ignores_one_disturbed_measurement():
     c = Correction.fit(naive, measured, [str(i) for i in range(10)])
     assert c.slope == pytest.approx(1.05, rel=0.02) and c.model in ("scale", "affine")
     assert c.loo_error is not None and c.loo_error < 0.02
+
+
+def test_networks_are_measured_in_groups_with_bounded_memory():
+    """At most ``group_size`` prepared networks are alive at once; every spec gets its own paired figure."""
+    import dataclasses
+    import weakref
+
+    from vidnas.latency_models import measure_networks
+
+    alive: list = []
+    peak = [0]
+
+    @dataclasses.dataclass
+    class Counting(DebugBackend):
+        def prepare(self, module, inputs, *, key=None):
+            run = super().prepare(module, inputs, key=key)
+
+            class Held:  # stands for a session holding the network's memory
+                clock = run.clock  # the debug backend's virtual clock
+
+                def __call__(self):
+                    run()
+
+            held = Held()
+            alive.append(weakref.ref(held))
+            peak[0] = max(peak[0], sum(r() is not None for r in alive))
+            return held
+
+    specs = get_space("tiny").random_specs(5, seed=3)
+    results = measure_networks(specs, Counting(), config=QUICK, group_size=2)
+    assert peak[0] <= 3  # two networks of a group plus the group's reference workload
+    assert len(results) == 5 and all(r.ratio is not None for r in results)
+    direct = measure_networks(specs, DebugBackend(), config=QUICK, group_size=8)
+    for grouped, whole in zip(results, direct):  # the debug backend is exact: grouping changes nothing
+        assert grouped.ratio.median == pytest.approx(whole.ratio.median, rel=1e-6)
+    with pytest.raises(SpecError) as info:
+        measure_networks(specs, DebugBackend(), config=QUICK, group_size=0)
+    assert info.value.field == "group_size"

@@ -218,3 +218,83 @@ def test_export_writes_models_for_the_pareto_set(tmp_path):
     with pytest.raises(SpecError) as info:
         export_run(tmp_path / "run", ("tflite",))
     assert info.value.field == "--format"
+
+
+def test_run_directory_opens_in_optuna_dashboard(tmp_path):
+    """optuna-dashboard's own server (as a WSGI app) lists the campaign and its trials."""
+    dashboard = pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is in the test extras")
+    from wsgiref.util import setup_testing_defaults
+
+    run_campaign(config_with(trials=3), tmp_path / "run", local=True)
+    app = dashboard.wsgi(_journal(tmp_path / "run"))
+
+    def get(path):
+        environ: dict = {}
+        setup_testing_defaults(environ)
+        environ["PATH_INFO"] = path
+        status = []
+        body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+        assert status[0].startswith("200"), (path, status, body[:300])
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "fast" and summary["directions"] == ["minimize", "maximize"]
+    study = get(f"/api/studies/{summary['study_id']}")
+    assert len(study["trials"]) == 3
+    assert study["objective_names"] == ["latency_ms", "params"]
+    assert all(t["state"] == "Complete" for t in study["trials"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_campaign_on_an_existing_ray_cluster_leaves_it_running(tmp_path):
+    """`--ray-address`: trials run on a cluster started by `ray start`; the campaign does not stop it."""
+    import contextlib
+    import os
+    import shutil
+    import socket
+
+    import psutil
+
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.exists():
+        ray_bin = Path(shutil.which("ray") or "ray")
+    port = _free_port()
+    temp = Path(f"/tmp/vidnas-test-ray-{os.getpid()}")  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                             f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                             f"--temp-dir={temp}", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while True:  # wait for the head's GCS port
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert head.poll() is None, "ray start exited"
+            assert time.time() < deadline, "the Ray head did not come up"
+            time.sleep(0.5)
+        result = run_campaign(config_with(trials=4, ray={"address": f"127.0.0.1:{port}"}), tmp_path / "run",
+                              local=False)
+        assert result.trials == 4 and result.failed == 0
+        assert head.poll() is None  # the cluster is left running
+        assert not (tmp_path / "run" / "ray.pids").exists()
+    finally:  # stop only what this test started: the head and its children, by PID
+        procs = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(head.pid)
+            procs = [parent, *parent.children(recursive=True)]
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        shutil.rmtree(temp, ignore_errors=True)

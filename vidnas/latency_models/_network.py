@@ -69,30 +69,47 @@ class NetworkMeasurement:
         return self.measurement.trusted
 
 
+NETWORK_GROUP = 8  # networks prepared and alive at once: 50 ONNX Runtime sessions of a mobile UNet exceed 20 GB
+
+
 def measure_networks(specs: Sequence[ArchSpec], backend: Backend, *, batch: int = 1,
                      config: HarnessConfig | None = None, progress: Callable[[int, int], None] | None = None,
-                     artefacts: Path | None = None) -> list[NetworkMeasurement]:
+                     artefacts: Path | None = None, group_size: int = NETWORK_GROUP) -> list[NetworkMeasurement]:
     """End-to-end latency of several networks, measured interleaved in shuffled rounds.
 
-    Every network is prepared first (``progress`` counts the preparations), then sampled
-    round by round so that a burst of machine noise cannot single one out; with
-    ``config.paired_reference`` the reference workload is sampled in every round too and
-    each network gets its paired ratio to it.
+    Networks are taken ``group_size`` at a time so that memory stays bounded: a group's
+    networks are prepared (``progress`` counts the preparations), sampled round by round
+    so that a burst of machine noise cannot single one out, and released before the next
+    group. With ``config.paired_reference`` the reference workload is sampled in every
+    round of every group, and each network gets its paired ratio to it, so figures from
+    different groups stay comparable.
     """
+    import gc
+
     from vidnas.latency_models._reference import reference_runner
 
+    if group_size < 1:
+        raise SpecError("group_size", group_size, "must be at least 1")
     config = config or HarnessConfig()
-    runners = {}
-    for i, spec in enumerate(specs, 1):
-        runners[spec.arch_id] = network_runner(spec, backend, batch=batch, artefacts=artefacts)
-        if progress:
-            progress(i, len(specs))
-    if not config.paired_reference:
-        measured = measure_interleaved(runners, config)
-        return [NetworkMeasurement(measured[s.arch_id]) for s in specs]
-    measured, ratios = compare({"reference": reference_runner(backend, artefacts), **runners}, config)
-    by_id = {r.a: r for r in ratios}
-    return [NetworkMeasurement(measured[s.arch_id], by_id[s.arch_id], measured["reference"]) for s in specs]
+    results: dict[str, NetworkMeasurement] = {}
+    done = 0
+    for start in range(0, len(specs), group_size):
+        runners = {}
+        for spec in specs[start : start + group_size]:
+            runners[spec.arch_id] = network_runner(spec, backend, batch=batch, artefacts=artefacts)
+            done += 1
+            if progress:
+                progress(done, len(specs))
+        if not config.paired_reference:
+            measured = measure_interleaved(runners, config)
+            results.update({k: NetworkMeasurement(measured[k]) for k in runners})
+        else:
+            measured, ratios = compare({"reference": reference_runner(backend, artefacts), **runners}, config)
+            by_id = {r.a: r for r in ratios}
+            results.update({k: NetworkMeasurement(measured[k], by_id[k], measured["reference"]) for k in runners})
+        del runners, measured
+        gc.collect()  # sessions hold hundreds of MB each; free them before preparing the next group
+    return [results[s.arch_id] for s in specs]
 
 
 def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *, n: int, seed: int,
