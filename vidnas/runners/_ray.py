@@ -48,7 +48,16 @@ class RaySession:
 
         kill_recorded(self.run_dir)  # a previous driver killed mid-run may have left its Ray behind
         if self.address:
-            ray.init(address=self.address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+            _use_token_auth_if_available()
+            try:
+                ray.init(address=self.address, include_dashboard=False, configure_logging=False,
+                         log_to_driver=False)
+            except (ConnectionError, RuntimeError) as exc:
+                from vidnas._errors import SpecError
+
+                raise SpecError("ray.address", self.address, f"could not be joined ({exc})",
+                                "check the head's address (ray status on the head prints it); a cluster with token "
+                                "authentication needs its token in RAY_AUTH_TOKEN or ~/.ray/auth_token") from exc
             return self
         self.temp_dir = self._temp_dir()
         before = {p.pid for p in psutil.Process().children(recursive=True)}
@@ -73,6 +82,23 @@ class RaySession:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _use_token_auth_if_available() -> None:
+    """Present the cluster token when one is available and the user has not chosen a mode.
+
+    ``ray start`` enables token authentication by default, but a driver joining with
+    ``ray.init(address=...)`` does not pick the token up by itself.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _alive(pid: int) -> bool:
