@@ -62,8 +62,8 @@ def calibration(path: Path) -> None:
     cfg = d["config"]
     noise = d["noise_ceiling"]
     print(f"{cfg['n']} architectures of `{cfg['space']}` at {cfg['space_shape']}, {cfg['steps']} training steps, "
-          f"{cfg['train'].get('truth_seeds', 1)} training seed(s) for the truth; noise ceiling (tau between two "
-          f"seeds on {noise['n']} architectures): {noise['kendall_between_seeds']:.2f}.")
+          f"{cfg.get('truth_seeds', 1)} training seed(s) for the truth (sample seed {cfg['seed']}); "
+          f"noise ceiling (tau between two seeds on {noise['n']} architectures): {noise['kendall_between_seeds']:.2f}.")
     print()
     print("| proxy | kind | Kendall tau [95 % CI] | Spearman [95 % CI] | tau within latency bins | "
           "partial tau given FLOPs | precision at top 10 % | s per arch |")
