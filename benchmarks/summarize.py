@@ -25,10 +25,13 @@ def _shape(space: str, overrides: dict) -> str:
 
 
 def latency(paths: list[Path]) -> None:
-    print("| space (shape) | backend | entries (noisy) | build | naive sum | corrected (the predictor) "
-          "| raw ms, corrected | in-session 5-fold | rebuild: ratio within 5 % or flagged | rebuild: ms within 5 % or "
+    from vidnas.latency_models._network import AccuracyReport
+
+    print("| run | space (shape) | backend | entries (noisy) | build | naive sum | corrected (the predictor) "
+          "| corrected, trusted measurements only (n) | raw ms, corrected | in-session 5-fold "
+          "| rebuild: ratio within 5 % or flagged | rebuild: ms within 5 % or "
           "flagged (machine speed shift) | archs/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in paths:
         d = json.loads(path.read_text())
         v = d["validation"]
@@ -36,9 +39,15 @@ def latency(paths: list[Path]) -> None:
         if d["space_shape"].get("width_mult"):
             shape += f", width x{d['space_shape']['width_mult']}"
         rep = d.get("repeatability")
-        print(f"| {d['space']} ({shape}) | {d['backend']} {d['device']}, {d['threads']} thread | "
+        trusted = [r for r in v["rows"] if r["measured_trusted"]]
+        subset = AccuracyReport.from_pairs([r["corrected_ms"] for r in trusted], [r["measured_ms"] for r in trusted],
+                                           [r["arch_id"] for r in trusted]).to_dict() if len(trusted) > 2 else None
+        only = (_acc(subset) + f" ({len(trusted)})") if subset else f"- ({len(trusted)})"
+        print(f"| {path.stem.removeprefix('latency-')} | {d['space']} ({shape}) | "
+              f"{d['backend']} {d['device']}, {d['threads']} thread | "
               f"{d['entries']} ({d['untrusted_entries']}) | {d['build_seconds']:.0f} s | {_acc(v['naive'])} | "
-              f"{_acc(v['corrected'])} | {_acc(v['raw_corrected']) if 'raw_corrected' in v else '-'} | "
+              f"{_acc(v['corrected'])} | {only} | "
+              f"{_acc(v['raw_corrected']) if 'raw_corrected' in v else '-'} | "
               f"{_acc(d['in_session_cv'])} | "
               + (f"{100 * rep['ratio']['within_5pct_or_flagged']:.0f} % ({100 * rep['ratio']['within_5pct']:.0f} % "
                  f"within) | {100 * rep['ms']['within_5pct_or_flagged']:.0f} % "
