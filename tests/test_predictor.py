@@ -76,19 +76,16 @@ def test_correction_learns_a_per_unit_overhead():
     assert c.apply(15.0, 30) == pytest.approx(1.0 + 16.5 - 1.5)
 
 
-def test_space_predictor_agrees_and_is_fast(debug_table):
-    import time
-
+def test_space_predictor_agrees_with_the_per_spec_predictor(debug_table):
+    """The vectorised path gives the same numbers; its speed is measured in benchmarks/, not asserted here."""
     space = get_space("tiny")
     predictor = LatencyPredictor(debug_table)
     fast = predictor.compile(space)
     for spec in space.random_specs(10, seed=9):
         assert fast.predict(spec) == pytest.approx(predictor.predict(spec).ms)
     indices = fast.random_indices(100_000, seed=1)
-    start = time.perf_counter()
     naive, corrected = fast.predict_indices(indices)
-    assert naive.shape == (100_000,) and np.all(naive > 0)
-    assert time.perf_counter() - start < 30  # a sanity bound only; speed is measured in benchmarks/
+    assert naive.shape == (100_000,) and np.all(naive > 0) and np.all(np.isfinite(corrected))
 
 
 def test_video_cost_modes():
