@@ -21,12 +21,6 @@ import time
 from pathlib import Path
 
 
-def hypervolume(points, ref) -> float:
-    from vidnas.reports._figures import _hypervolume
-
-    return _hypervolume(points, ref)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lut", required=True, type=Path)
@@ -41,6 +35,7 @@ def main() -> None:
     import pandas as pd
 
     from vidnas._env import fingerprint
+    from vidnas._pareto import hypervolume, non_dominated
     from vidnas.runners import parse_config, run_campaign
     from vidnas.search_space import get_space
 
@@ -74,8 +69,11 @@ def main() -> None:
         return (np.asarray(p) - lo) / np.where(hi > lo, hi - lo, 1)
 
     ref = np.array([1.1, 1.1])
-    true_front = {a for a, (lat, q) in value.items()
-                  if not any(l2 <= lat and q2 >= q and (l2, q2) != (lat, q) for l2, q2 in value.values())}
+    def front_of(archs) -> set[str]:
+        archs = list(archs)
+        return {a for a, keep in zip(archs, non_dominated([(value[a][0], -value[a][1]) for a in archs])) if keep}
+
+    true_front = front_of(value)
     true_hv = hypervolume(norm([(value[a][0], -value[a][1]) for a in true_front]), ref)
     result["space_size"] = len(value)
     result["true_front_size"] = len(true_front)
@@ -99,9 +97,7 @@ def main() -> None:
                 arch = space.sample(trial).arch_id
                 seen.append(arch)
                 study.tell(trial, list(value[arch]))
-            found = {a for a in seen
-                     if not any(value[b][0] <= value[a][0] and value[b][1] >= value[a][1] and value[b] != value[a]
-                                for b in seen)}
+            found = front_of(set(seen))
             hvs.append(hypervolume(norm([(value[a][0], -value[a][1]) for a in found]), ref) / true_hv)
             recovered.append(len(found & true_front) / len(true_front))
         quality[name] = {"budget": budget, "seeds": args.seeds, "hypervolume_share_median": statistics.median(hvs),

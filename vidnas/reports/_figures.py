@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vidnas._pareto import hypervolume, non_dominated  # noqa: E402
 from vidnas.reports._data import RunData, completed, objective_columns  # noqa: E402
 
 OP_COLOURS = {
@@ -101,42 +102,16 @@ def hypervolume_info(data: RunData):
     span = np.where(hi > lo, hi - lo, 1.0)
     norm = (values - lo) / span
     ref = np.full(len(cols), 1.1)
+    row_of = {number: i for i, number in enumerate(ok["number"])}
     out, hv = [], 0.0
-    done_numbers = set(ok["number"])
-    seen: list[np.ndarray] = []
+    front: list[np.ndarray] = []  # the feasible front so far: the hypervolume of all points seen
     for number in trials["number"]:
-        if number in done_numbers:
-            seen.append(norm[list(ok["number"]).index(number)])
-            hv = _hypervolume(np.asarray(seen), ref)
+        if number in row_of:
+            candidates = [*front, norm[row_of[number]]]
+            front = [p for p, keep in zip(candidates, non_dominated(candidates)) if keep]
+            hv = hypervolume(front, ref)
         out.append({"trial": int(number), "hypervolume": hv})
     return pd.DataFrame(out)
-
-
-def _hypervolume(points, ref) -> float:
-    """Exact hypervolume dominated by ``points`` (minimisation) up to ``ref``: sweep in 2-D,
-    slicing along the last objective above that (fronts here are small)."""
-    import numpy as np
-
-    pts = np.asarray([p for p in points if np.all(p < ref)])
-    if len(pts) == 0:
-        return 0.0
-    if pts.shape[1] == 1:
-        return float(ref[0] - pts[:, 0].min())
-    if pts.shape[1] == 2:
-        pts = pts[np.argsort(pts[:, 0])]
-        volume, best_y = 0.0, ref[1]
-        for x, y in pts:
-            if y < best_y:
-                volume += (ref[0] - x) * (best_y - y)
-                best_y = y
-        return float(volume)
-    order = np.argsort(pts[:, -1])
-    pts = pts[order]
-    volume = 0.0
-    for i in range(len(pts)):
-        upper = pts[i + 1, -1] if i + 1 < len(pts) else ref[-1]
-        volume += (upper - pts[i, -1]) * _hypervolume(pts[: i + 1, :-1], ref[:-1])
-    return float(volume)
 
 
 def draw_hypervolume(frame, ax=None):

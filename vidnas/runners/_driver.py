@@ -5,8 +5,8 @@ told to Optuna with its metrics as user attributes and its constraints through
 ``trial.set_constraint``; a failing or timed-out evaluation becomes a FAIL trial with its
 reason, and the campaign goes on. Optuna's storage is the source of truth: a journal
 file in the run directory by default, so a killed campaign resumes where it stopped
-(trials the dead driver left RUNNING are marked FAIL and re-queued with the same
-parameters) and ``optuna-dashboard RUN_DIR/journal.log`` opens it.
+(trials the dead driver left RUNNING are marked FAIL and, when they had been sampled,
+re-queued with the same parameters) and ``optuna-dashboard RUN_DIR/journal.log`` opens it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vidnas._errors import SpecError, VidnasError
+from vidnas._pareto import non_dominated
 from vidnas.runners._config import CampaignConfig, load_config
 from vidnas.runners._evaluate import EvalSettings, evaluate, load_ensemble
 from vidnas.search_space import ArchSpec, SearchSpace, get_space
@@ -349,11 +350,9 @@ def pareto_trials(study, config: CampaignConfig) -> list:
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _feasible(t)]
     points = [[s * v for s, v in zip(signs, t.values)] for t in trials]
     front, seen = [], set()
-    for i, t in enumerate(trials):
-        dominated = any(all(b <= a for a, b in zip(points[i], points[j])) and points[j] != points[i]
-                        for j in range(len(trials)))
+    for t, keep in zip(trials, non_dominated(points)):
         arch = t.user_attrs.get("arch_id")
-        if not dominated and arch not in seen:
+        if keep and arch not in seen:
             front.append(t)
             seen.add(arch)
     return sorted(front, key=lambda t: t.values[0] * signs[0])
