@@ -17,7 +17,7 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend, fingerprint_id
-from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure, measure_interleaved
+from vidnas.latency_models._harness import HarnessConfig, Ratio, measure, measure_group
 from vidnas.latency_models._stats import Measurement
 from vidnas.latency_models._table import LatencyTable, TableMeta
 from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
@@ -117,8 +117,8 @@ def _timed(runner, reference, config: HarnessConfig) -> tuple[Measurement, Ratio
     """Measure ``runner`` alone, or interleaved with ``reference`` and their paired ratio."""
     if reference is None:
         return measure(runner, config), None, None
-    measured, ratios = compare({"reference": reference, "unit": runner}, config)
-    return measured["unit"], ratios[0], measured["reference"]
+    measured, ratios, reference_measurement = measure_group({"unit": runner}, reference, config)
+    return measured["unit"], ratios["unit"], reference_measurement
 
 
 def new_table(backend: Backend, space: SearchSpace | None, config: HarnessConfig) -> LatencyTable:
@@ -165,8 +165,8 @@ def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, 
     todo = [u for u in units if (u.signature_id, batch) not in table]
     artefacts = path.with_name(path.stem + ".artefacts")
     reference = reference_runner(backend, artefacts) if config.paired_reference else None
-    pending = [u for u in units if u.signature_id not in {t.signature_id for t in todo}
-               and _needs_recheck(table.get(u.signature_id, batch))]
+    new_ids = {t.signature_id for t in todo}
+    pending = [u for u in units if u.signature_id not in new_ids and _needs_recheck(table.get(u.signature_id, batch))]
     total = 2 * len(todo) + len(pending)
     done = 0
     if progress:
@@ -185,11 +185,7 @@ def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, 
     for start in range(0, len(recheck), RECHECK_GROUP):
         group = recheck[start : start + RECHECK_GROUP]
         runners = {u.signature_id: unit_runner(u, backend, batch, backbone, artefacts=artefacts) for u in group}
-        if reference is not None:
-            measured, ratios = compare({"reference": reference, **runners}, config)
-            by_id = {r.a: r for r in ratios}
-        else:
-            measured, by_id = measure_interleaved(runners, config), {}
+        measured, by_id, _ = measure_group(runners, reference, config)
         for plan in group:
             row = table.get(plan.signature_id, batch)
             table.add(recheck_row(row, measured[plan.signature_id], by_id.get(plan.signature_id),

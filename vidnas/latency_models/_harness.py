@@ -216,6 +216,23 @@ def compare(runs: Mapping[str, Runner], config: HarnessConfig | None = None, *,
     return measurements, ratios
 
 
+_REFERENCE = "\0reference"  # the reference's key inside measure_group: never a caller's name
+
+
+def measure_group(runs: Mapping[str, Runner], reference: Runner | None, config: HarnessConfig | None = None, *,
+                  seed: int = 0) -> tuple[dict[str, Measurement], dict[str, Ratio], Measurement | None]:
+    """Measure ``runs`` interleaved; with a ``reference`` callable, sampled in every round too,
+    each run also gets its paired ratio to it.
+
+    Returns ``(measurements by name, ratios by name, the reference's measurement)``; the
+    ratios are empty and the reference ``None`` without a reference.
+    """
+    if reference is None:
+        return measure_interleaved(runs, config, seed=seed), {}, None
+    measured, ratios = compare({_REFERENCE: reference, **runs}, config, seed=seed)
+    return {name: measured[name] for name in runs}, {r.a: r for r in ratios}, measured[_REFERENCE]
+
+
 def _paired_ratio(a: str, b: str, xa: list[float], xb: list[float], rng: random.Random,
                   resamples: int = 2000) -> Ratio:
     pairs = [x / y for x, y in zip(xa, xb) if y > 0]

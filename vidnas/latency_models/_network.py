@@ -11,7 +11,7 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend
-from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure, measure_interleaved
+from vidnas.latency_models._harness import HarnessConfig, Ratio, measure, measure_group
 from vidnas.latency_models._predictor import Correction, LatencyPredictor
 from vidnas.latency_models._stats import Measurement, kendall, spearman
 from vidnas.latency_models._table import LatencyTable
@@ -100,14 +100,10 @@ def measure_networks(specs: Sequence[ArchSpec], backend: Backend, *, batch: int 
             done += 1
             if progress:
                 progress(done, len(specs))
-        if not config.paired_reference:
-            measured = measure_interleaved(runners, config)
-            results.update({k: NetworkMeasurement(measured[k]) for k in runners})
-        else:
-            measured, ratios = compare({"reference": reference_runner(backend, artefacts), **runners}, config)
-            by_id = {r.a: r for r in ratios}
-            results.update({k: NetworkMeasurement(measured[k], by_id[k], measured["reference"]) for k in runners})
-        del runners, measured
+        reference = reference_runner(backend, artefacts) if config.paired_reference else None
+        measured, ratios, reference_measurement = measure_group(runners, reference, config)
+        results.update({k: NetworkMeasurement(measured[k], ratios.get(k), reference_measurement) for k in runners})
+        del runners, reference, measured
         gc.collect()  # sessions hold hundreds of MB each; free them before preparing the next group
     return [results[s.arch_id] for s in specs]
 
