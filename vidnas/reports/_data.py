@@ -49,7 +49,7 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
             from vidnas.latency_models import LatencyTable
 
             table = LatencyTable.load(path)
-            table_meta = {k: v for k, v in table.meta.to_dict().items()}
+            table_meta = table.meta.to_dict()
             table_rows = table.to_frame()
             coverage = _coverage(campaign, table)
     cal = None
@@ -113,15 +113,15 @@ def accuracy_frame(data: RunData):
     """Predicted vs measured end-to-end latency: the table's fitting networks (and a validation, if stored)."""
     import pandas as pd
 
+    from vidnas.latency_models import Correction
+
     rows = []
     if data.table_meta:
+        corr = data.table_meta.get("correction")
+        correction = Correction.from_dict(corr) if corr else None
         for r in data.table_meta.get("end_to_end", []) or []:
             measured = r.get("measured_ms") or r.get("median_ms")
-            corr = data.table_meta.get("correction")
-            predicted = r["naive_ms"]
-            if corr:
-                predicted = corr["intercept_ms"] + corr["slope"] * r["naive_ms"] - corr.get("per_unit_ms", 0.0) * \
-                    r.get("units", 0)
+            predicted = correction.apply(r["naive_ms"], r.get("units", 0)) if correction else r["naive_ms"]
             rows.append({"set": "correction fit", "arch_id": r["arch_id"], "naive_ms": r["naive_ms"],
                          "predicted_ms": predicted, "measured_ms": measured})
     validation = data.run_dir / "validation.json"

@@ -64,9 +64,13 @@ def latency_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
                 "slot_ms": slots, "latency_source": "table",
                 "latency_untrusted_units": len(prediction.untrusted)}
     est = roofline_estimate(spec, settings.roofline, batch=settings.batch, dtype=settings.roofline_dtype)
-    video = video_cost(lambda b: roofline_estimate(spec, settings.roofline, batch=b,
-                                                   dtype=settings.roofline_dtype)["per_call_ms"],
-                       steps=settings.steps, cfg=settings.cfg)
+
+    def per_call_ms(b: int) -> float:
+        if b == settings.batch:
+            return est["per_call_ms"]
+        return roofline_estimate(spec, settings.roofline, batch=b, dtype=settings.roofline_dtype)["per_call_ms"]
+
+    video = video_cost(per_call_ms, steps=settings.steps, cfg=settings.cfg)
     slots = {u["slot"]: u["estimate_ms"] for u in est["units"] if u["kind"] == "temporal"}
     return {"latency_ms": est["per_call_ms"], "video_ms": video["per_video_ms"], "slot_ms": slots,
             "latency_source": f"roofline estimate ({settings.roofline})"}
@@ -98,9 +102,9 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
     out.update(params=report.params, flops=report.flops,
                memory_bytes=memory_bytes(spec, batch=call_batch)["total_bytes"])
     seconds["latency_and_counts"] = time.perf_counter() - t0
-    wanted = [m for m in settings.metrics if m.startswith(("proxy:", "ensemble:"))]
-    proxy_names = {m[6:] for m in wanted if m.startswith("proxy:")}
-    for path in (m[9:] for m in wanted if m.startswith("ensemble:")):
+    proxy_names = {m[6:] for m in settings.metrics if m.startswith("proxy:")}
+    ensemble_paths = [m[9:] for m in settings.metrics if m.startswith("ensemble:")]
+    for path in ensemble_paths:
         proxy_names |= {member["proxy"] for member in settings.ensembles[path]["ensemble"]["members_all_data"]}
     batch = None
     values: dict[str, float] = {}
@@ -112,7 +116,7 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
         values[name] = float(get_proxy(name).fn(spec, batch, settings.proxy_seed))
         seconds[f"proxy:{name}"] = time.perf_counter() - t0
         out[f"proxy:{name}"] = values[name]
-    for path in (m[9:] for m in wanted if m.startswith("ensemble:")):
+    for path in ensemble_paths:
         summary = settings.ensembles[path]
         score = 0.0
         for member in summary["ensemble"]["members_all_data"]:
