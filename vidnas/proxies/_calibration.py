@@ -228,6 +228,8 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
         get_proxy(name, field="proxies")
     if steps < 1:
         raise SpecError("steps", steps, "must be >= 1")
+    if truth_seeds < 1:
+        raise SpecError("truth_seeds", truth_seeds, "must be >= 1")
     base = train or TrainConfig()
     truth_config = dataclasses.replace(base, steps=steps)
     short_config = dataclasses.replace(base, steps=short_steps or max(1, steps // 10))
@@ -235,8 +237,6 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
     specs = stratified_sample(space, n, seed, latency)
     cost = latency or (lambda s: float(count_spec(s).flops))
     rows: list[dict[str, Any]] = []
-    if truth_seeds < 1:
-        raise SpecError("truth_seeds", truth_seeds, "must be >= 1")
     for i, spec in enumerate(specs, 1):
         started = time.perf_counter()
         results = [short_train(spec, truth_config, seed=seed + k) for k in range(truth_seeds)]

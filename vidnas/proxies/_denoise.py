@@ -40,7 +40,6 @@ class TrainConfig:
     threads: int | None = None
     videos: str | None = None  # a folder of the user's videos instead of procedural clips
 
-
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "train_clips", "heldout_clips"):
             if getattr(self, name) < 1:
@@ -79,13 +78,13 @@ class DenoisingTask:
 
         from vidnas.proxies._data import VideoFolderDataset
 
-        if not hasattr(self, "_videos"):
+        if not hasattr(self, "_videos"):  # opened once per task, on first use
             self._videos = VideoFolderDataset(self.videos, frames=self.data.frames, height=self.data.height,
                                               width=self.data.width, objects=self.data.objects)
         n = len(self._videos)
-        cut = max(1, int(0.8 * n))
         if n < 2:
             raise SpecError("videos", self.videos, f"yields {n} clip(s); at least 2 are needed (train and held out)")
+        cut = max(1, int(0.8 * n))
         return Subset(self._videos, range(cut, n) if held_out else range(cut))
 
     def model_inputs(self, batch: dict[str, torch.Tensor], timesteps: torch.Tensor, noise: torch.Tensor,

@@ -38,12 +38,8 @@ class ProxyBatch:
         """``clips`` clips at the spec's frames and resolution: procedural, or from
         ``train.videos`` (the user's folder) when given."""
         train = train or TrainConfig(steps=20)
-        if train.videos:
-            data = DenoisingTask(spec, videos=train.videos).video_split(held_out=False)
-            clips = min(clips, len(data))
-        else:
-            data = DenoisingTask(spec).dataset(clips, seed + 101)
-        batch = next(iterate_batches(data, clips, seed=seed))
+        data = DenoisingTask(spec, videos=train.videos).dataset(clips, seed + 101)
+        batch = next(iterate_batches(data, min(clips, len(data)), seed=seed))
         return cls(batch, train)
 
 

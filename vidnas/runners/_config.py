@@ -17,7 +17,7 @@ from vidnas._errors import SpecError
 SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
 DIRECTIONS = ("minimize", "maximize")
 BASE_METRICS = ("latency_ms", "video_ms", "memory_bytes", "params", "flops")
-CONSTRAINT_METRICS = ("latency_ms", "video_ms", "memory_bytes", "params", "flops")
+CONSTRAINT_METRICS = BASE_METRICS  # every base metric can be bounded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +154,7 @@ def _scalar(value: Any, annotation: Any, default: Any, field: str) -> Any:
         if not isinstance(value, bool):
             raise SpecError(field, value, "must be true or false")
         return value
-    if text.startswith("int") or text == "int | None":
+    if text.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpecError(field, value, "must be an integer")
         return value
