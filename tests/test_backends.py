@@ -26,8 +26,7 @@ def tiny_unit(kind: str = "resblock"):
     spec = preset_spec("tiny")
     plan = next(p for p in build_plan(spec) if p.kind == kind)
     bb = spec.backbone
-    inputs = unit_example_inputs(plan, 1, temb_channels=bb.temb_channels,
-                                 context=(bb.context_tokens, bb.cross_attention_dim))
+    inputs = unit_example_inputs(plan, bb, 1)
     return UnitHarness(plan).eval(), inputs
 
 

@@ -123,27 +123,23 @@ def test_cost_formula_matches_trace(case, batch, channels_last, slot_shape):
     within 2 %, for inputs laid out as at a ``res`` slot and inside a transformer."""
     import dataclasses
 
-    from vidnas.search_space import unit_example_inputs
-    from vidnas.search_space._plan import UnitPlan
+    from vidnas.search_space import BackboneSpec, UnitHarness, UnitPlan, slot_config, unit_example_inputs
     from vidnas.search_space._tracing import _fake_mode, count_module_call
 
     op, params = case
     _, canonical = build(op, params, slot_shape)
     s = dataclasses.replace(slot_shape, channels_last=channels_last)
-    plan = UnitPlan("slot", "temporal", {"op": op, "params": canonical, "temb_channels": s.temb_channels,
-                                         "context_dim": s.context_dim, "context_tokens": s.context_tokens,
-                                         "norm_groups": s.norm_groups, "head_dim": s.head_dim,
-                                         "channels_last": channels_last},
-                    (s.channels, s.height, s.width), (s.channels, s.height, s.width), s.frames, slot="slot")
+    plan = UnitPlan("slot", "temporal", slot_config(op, canonical, s), (s.channels, s.height, s.width),
+                    (s.channels, s.height, s.width), s.frames, slot="slot")
     cost = slot_cost(op, canonical, s, batch)
-    from vidnas.search_space._unet import UnitHarness
 
     with torch.device("meta"):
         harness = UnitHarness(plan)
     params_traced = sum(p.numel() for p in harness.parameters())
     with _fake_mode():
         harness = harness.to_empty(device="cpu")
-        args = tuple(torch.empty_strided(a.shape, a.stride()) for a in unit_example_inputs(plan, batch))
+        args = tuple(torch.empty_strided(a.shape, a.stride())
+                     for a in unit_example_inputs(plan, BackboneSpec(), batch))
         flops, peak = count_module_call(harness, args, args)
     assert cost.params == params_traced
     assert cost.flops == flops

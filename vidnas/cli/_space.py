@@ -18,7 +18,6 @@ def load_spec_arg(value: str, *, frames: int | None = None, height: int | None =
     """A preset name or a spec JSON file, optionally resized."""
     from vidnas._errors import SpecError
     from vidnas.search_space import ArchSpec, list_presets, preset_spec
-    from vidnas.search_space._presets import resize_backbone
 
     if value in list_presets():
         return preset_spec(value, frames=frames, height=height, width=width)
@@ -26,11 +25,7 @@ def load_spec_arg(value: str, *, frames: int | None = None, height: int | None =
     if not path.exists():
         raise SpecError("SPEC", value, "is neither a preset nor an existing spec file",
                         f"presets: {list_presets()}")
-    spec = ArchSpec.load(path)
-    if frames is None and height is None and width is None:
-        return spec
-    backbone = resize_backbone(spec.backbone, frames=frames, height=height, width=width)
-    return ArchSpec(backbone, spec.temporal, spec.name)
+    return ArchSpec.load(path).resized(frames=frames, height=height, width=width)
 
 
 def op_rows() -> list[dict[str, Any]]:

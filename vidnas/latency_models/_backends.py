@@ -211,7 +211,7 @@ class OnnxRuntimeBackend:
         return opts
 
     def export(self, module, inputs, key: str | None) -> Path:
-        from vidnas.search_space._export import export_onnx
+        from vidnas.search_space import export_onnx
 
         directory = self.cache_dir or Path(tempfile.mkdtemp(prefix="vidnas-onnx-"))
         path = Path(directory) / f"{key or 'model'}.onnx"
@@ -271,7 +271,7 @@ class CoreMLBackend:
     name: str = "coreml"
 
     def __post_init__(self) -> None:
-        from vidnas.search_space._export import COREML_COMPUTE_UNITS, COREML_PRECISIONS
+        from vidnas.search_space import COREML_COMPUTE_UNITS, COREML_PRECISIONS
 
         if self.compute_units not in COREML_COMPUTE_UNITS:
             raise SpecError("compute_units", self.compute_units, "is not a Core ML compute unit",
@@ -290,12 +290,12 @@ class CoreMLBackend:
                 "versions": package_versions(("coremltools", "torch")), **_host()}
 
     def convert(self, module, inputs, path: Path | None = None):
-        from vidnas.search_space._export import convert_coreml
+        from vidnas.search_space import convert_coreml
 
         return convert_coreml(module, inputs, path, compute_units=self.compute_units, precision=self.precision)
 
     def prepare(self, module, inputs, *, key=None):
-        from vidnas.search_space._export import coreml_can_run
+        from vidnas.search_space import coreml_can_run
 
         if not coreml_can_run():
             raise BackendUnavailableError(
@@ -357,12 +357,12 @@ class DebugBackend:
 
     def latency_ms(self, module, inputs) -> float:
         """The synthetic latency of a unit harness or a network harness on ``inputs``."""
-        from vidnas.search_space import unit_cost
+        from vidnas.search_space import get_family, unit_cost
 
         plan = getattr(module, "plan", None)
         rows = inputs[0].shape[0] if inputs else 1
-        if plan is not None:  # a UnitHarness: (B*T, ...) rows, or (B,) timesteps for the time embedding
-            batch = rows if plan.kind == "time_embed" else max(1, rows // plan.frames)
+        if plan is not None:  # a UnitHarness
+            batch = get_family(plan.family).batch_of(plan, inputs)
             return self.overhead_ms + unit_cost(plan, batch).flops / (self.gflops * 1e6)
         plans = getattr(module, "network_plan", None)
         if plans is None:

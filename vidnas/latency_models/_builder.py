@@ -8,7 +8,6 @@ at most the entry being measured and ``build_table`` on the same path resumes.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -28,24 +27,15 @@ ProgressCallback = Callable[[int, int, UnitPlan, dict[str, Any] | None], None]
 def space_units(space: SearchSpace) -> list[UnitPlan]:
     """One plan per distinct unit signature the space can produce, in execution order."""
     plans = build_plan(space.base)
-    by_slot = {p.slot: p for p in plans if p.kind == "temporal"}
     seen: dict[str, UnitPlan] = {}
     for plan in plans:
-        if plan.kind != "temporal" and plan.signature_id not in seen:
+        if plan.slot is None and plan.signature_id not in seen:
             seen[plan.signature_id] = plan
-    slots = {s.name: s for s in space.base.slots()}
-    for group in space.groups:
-        for slot in group.slots:
-            base_plan = by_slot[slot]
-            for option in group.options:
-                for choice in option.choices():
-                    canonical = choice.canonical(slots[slot].shape, f"temporal.{slot}")
-                    plan = dataclasses.replace(base_plan, config={**base_plan.config, "op": canonical.op,
-                                                                  "params": dict(canonical.params)})
-                    if not plan.is_identity and plan.signature_id not in seen:
-                        seen[plan.signature_id] = plan
-    for plan in plans:  # temporal units of slots the space does not search
-        if plan.kind == "temporal" and not plan.is_identity and plan.signature_id not in seen:
+    for _group, _slot, _choice, plan in space.slot_units(plans):
+        if not plan.is_identity and plan.signature_id not in seen:
+            seen[plan.signature_id] = plan
+    for plan in plans:  # slot units of slots the space does not search
+        if plan.slot is not None and not plan.is_identity and plan.signature_id not in seen:
             seen[plan.signature_id] = plan
     return list(seen.values())
 
@@ -68,9 +58,7 @@ def unit_runner(plan: UnitPlan, backend: Backend, batch: int, backbone, *, seed:
 
     torch.manual_seed(seed)
     harness = randomize_zero_layers_(UnitHarness(plan).eval(), seed)
-    inputs = unit_example_inputs(plan, batch, temb_channels=backbone.temb_channels,
-                                 context=(backbone.context_tokens, backbone.cross_attention_dim),
-                                 num_added_time_ids=backbone.num_added_time_ids, seed=seed)
+    inputs = unit_example_inputs(plan, backbone, batch, seed=seed)
     if artefacts is not None and hasattr(backend, "cache_dir"):
         backend.cache_dir = artefacts
     return backend.prepare(harness, inputs, key=f"{plan.signature_id}-b{batch}")
@@ -86,7 +74,7 @@ def measurement_row(plan: UnitPlan, batch: int, m: Measurement, fp_id: str, sour
         "signature_id": plan.signature_id,
         "batch": batch,
         "kind": plan.kind,
-        "op": plan.config.get("op") if plan.kind == "temporal" else plan.kind,
+        "op": plan.config["op"] if plan.slot is not None else plan.kind,
         "signature": json.dumps(plan.signature, sort_keys=True),
         "median_ms": m.median_ms,
         "p10_ms": m.p10_ms,

@@ -26,8 +26,7 @@ BUNDLE_FORMAT = "vidnas.coreml_bundle"
 def export_coreml_bundle(space: SearchSpace, out_dir: str | Path, *, batch: int = 1, compute_units: str = "ALL",
                          precision: str = "float16", config: HarnessConfig | None = None,
                          progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
-    from vidnas.search_space import UnitHarness, randomize_zero_layers_, unit_example_inputs
-    from vidnas.search_space._export import convert_coreml
+    from vidnas.search_space import UnitHarness, convert_coreml, randomize_zero_layers_, unit_example_inputs
 
     out = Path(out_dir)
     (out / "units").mkdir(parents=True, exist_ok=True)
@@ -36,12 +35,10 @@ def export_coreml_bundle(space: SearchSpace, out_dir: str | Path, *, batch: int 
     entries = []
     for i, plan in enumerate(units, 1):
         harness = randomize_zero_layers_(UnitHarness(plan).eval())
-        inputs = unit_example_inputs(plan, batch, temb_channels=backbone.temb_channels,
-                                     context=(backbone.context_tokens, backbone.cross_attention_dim),
-                                     num_added_time_ids=backbone.num_added_time_ids)
+        inputs = unit_example_inputs(plan, backbone, batch)
         package = f"units/{plan.signature_id}-b{batch}.mlpackage"
         entry: dict[str, Any] = {"signature_id": plan.signature_id, "batch": batch, "kind": plan.kind,
-                                 "op": plan.config.get("op") if plan.kind == "temporal" else plan.kind,
+                                 "op": plan.config["op"] if plan.slot is not None else plan.kind,
                                  "signature": json.dumps(plan.signature, sort_keys=True), "package": package}
         try:
             model = convert_coreml(harness, inputs, out / package, compute_units=compute_units, precision=precision)

@@ -23,10 +23,10 @@ def network_runner(spec: ArchSpec, backend: Backend, *, batch: int = 1, seed: in
     """A runner for one UNet call of ``spec`` on ``backend``."""
     import torch
 
-    from vidnas.search_space import NetworkHarness, VideoUNet, randomize_zero_layers_
+    from vidnas.search_space import NetworkHarness, build_network, randomize_zero_layers_
 
     torch.manual_seed(seed)
-    harness = NetworkHarness(randomize_zero_layers_(VideoUNet(spec), seed)).eval()
+    harness = NetworkHarness(randomize_zero_layers_(build_network(spec), seed)).eval()
     if artefacts is not None and hasattr(backend, "cache_dir"):
         backend.cache_dir = artefacts
     return backend.prepare(harness, harness.example_inputs(batch, seed=seed), key=f"net-{spec.arch_id}-b{batch}")
@@ -227,7 +227,7 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
 
     import torch
 
-    from vidnas.search_space import VideoUNet, randomize_zero_layers_
+    from vidnas.search_space import build_network, randomize_zero_layers_
 
     if not spec.is_causal:
         raise SpecError("spec", spec.arch_id, "has non-causal temporal ops and cannot stream",
@@ -239,7 +239,7 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
         torch.set_num_threads(threads)
     total = spec.backbone.frames
     chunks = chunks or max(1, total // chunk_frames)
-    net = randomize_zero_layers_(VideoUNet(spec)).eval().to(device)
+    net = randomize_zero_layers_(build_network(spec)).eval().to(device)
     sample, timestep, context, ids = net.example_inputs(batch=1)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     chunk_sample = sample[:, :chunk_frames].to(device)
@@ -285,7 +285,7 @@ def measure_frame_scaling(ops: Sequence[tuple[str, dict]], backend: Backend, *, 
     """
     import dataclasses as dc
 
-    from vidnas.search_space import SlotShape, UnitPlan, get_temporal_op
+    from vidnas.search_space import SlotShape, UnitPlan, get_temporal_op, slot_config
 
     config = config or HarnessConfig()
     rows: list[dict[str, Any]] = []
@@ -295,10 +295,8 @@ def measure_frame_scaling(ops: Sequence[tuple[str, dict]], backend: Backend, *, 
             shape = SlotShape(channels=channels, frames=t, height=height, width=width, temb_channels=4 * channels,
                               context_dim=context[1], context_tokens=context[0])
             canonical = get_temporal_op(op).canonical_params(params, shape, f"ops[{op}]")
-            cfg = {"op": op, "params": canonical, "temb_channels": shape.temb_channels, "context_dim": context[1],
-                   "context_tokens": context[0], "norm_groups": 32, "head_dim": 64, "channels_last": False}
-            plan = UnitPlan(f"{op}@{t}", "temporal", cfg, (channels, height, width), (channels, height, width), t,
-                            slot="sweep")
+            plan = UnitPlan(f"{op}@{t}", "temporal", slot_config(op, canonical, shape), (channels, height, width),
+                            (channels, height, width), t, slot="sweep")
             from vidnas.latency_models._builder import unit_runner
             from vidnas.search_space import BackboneSpec
 

@@ -157,7 +157,7 @@ class Prediction:
     @property
     def unit_count(self) -> int:
         """Units actually run (identity slots excluded)."""
-        return sum(1 for u in self.units if not (u["kind"] == "temporal" and u["op"] == "none"))
+        return sum(1 for u in self.units if not (u["slot"] is not None and u["op"] == "none"))
 
     @property
     def ms(self) -> float:
@@ -165,11 +165,11 @@ class Prediction:
         return self.corrected_ms if self.corrected_ms is not None else self.naive_ms
 
     def slot_rows(self) -> list[dict[str, Any]]:
-        return [u for u in self.units if u["kind"] == "temporal"]
+        return [u for u in self.units if u["slot"] is not None]
 
     @property
     def temporal_ms(self) -> float:
-        return sum(u["median_ms"] for u in self.units if u["kind"] == "temporal")
+        return sum(u["median_ms"] for u in self.units if u["slot"] is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch_id": self.arch_id, "batch": self.batch, "naive_ms": self.naive_ms,
@@ -223,7 +223,7 @@ class LatencyPredictor:
             if not trusted:
                 untrusted.append(p.name)
             units.append({"name": p.name, "kind": p.kind, "slot": p.slot, "level": p.level,
-                          "op": p.config.get("op") if p.kind == "temporal" else None,
+                          "op": p.config["op"] if p.slot is not None else None,
                           "signature_id": p.signature_id, "median_ms": ms, "trusted": trusted})
         naive = sum(u["median_ms"] for u in units)
         count = sum(1 for p in plans if not p.is_identity)
@@ -251,7 +251,6 @@ class SpacePredictor:
         self.correction = predictor.correction
         table = predictor.table
         plans = build_plan(space.base)
-        by_slot = {p.slot: p for p in plans if p.kind == "temporal"}
         searched = {s for g in space.groups for s in g.slots}
         missing: dict[str, UnitPlan] = {}
 
@@ -264,29 +263,22 @@ class SpacePredictor:
                 return 0.0
             return ms
 
-        fixed = [p for p in plans if p.kind != "temporal" or p.slot not in searched]
+        fixed = [p for p in plans if p.slot is None or p.slot not in searched]
         self.backbone_ms = sum(lookup(p) for p in fixed)
         self.backbone_units = sum(1 for p in fixed if not p.is_identity)
-        slots = {s.name: s for s in space.base.slots()}
-        self.choices: list[list[tuple[str, tuple]]] = []
+        per_group: dict[str, dict[tuple, list[float]]] = {g.name: {} for g in space.groups}
+        for group, _slot, choice, plan in space.slot_units(plans):
+            entry = per_group[group.name].setdefault(_choice_key(choice.op, choice.params), [0.0, 0])
+            entry[0] += lookup(plan)
+            entry[1] += 0 if plan.is_identity else 1
+        self.choices: list[list[tuple]] = []
         self.matrix = []
         self.counts = []
         for group in space.groups:
-            keys, costs, counts = [], [], []
-            for option in group.options:
-                for choice in option.choices():
-                    total = 0.0
-                    for slot in group.slots:
-                        canonical = choice.canonical(slots[slot].shape, f"temporal.{slot}")
-                        plan = dataclasses.replace(by_slot[slot], config={**by_slot[slot].config, "op": canonical.op,
-                                                                          "params": dict(canonical.params)})
-                        total += lookup(plan)
-                    keys.append(_choice_key(choice.op, choice.params))
-                    costs.append(total)
-                    counts.append(0 if choice.op == "none" else len(group.slots))
+            keys = [_choice_key(c.op, c.params) for o in group.options for c in o.choices()]
             self.choices.append(keys)
-            self.matrix.append(np.asarray(costs))
-            self.counts.append(np.asarray(counts))
+            self.matrix.append(np.asarray([per_group[group.name][k][0] for k in keys]))
+            self.counts.append(np.asarray([per_group[group.name][k][1] for k in keys]))
         if missing:
             raise MissingEntriesError(list(missing.values()), batch)
         self._index = [{k: i for i, k in enumerate(keys)} for keys in self.choices]

@@ -71,7 +71,7 @@ def roofline_estimate(spec: ArchSpec, device: str | DeviceSpec, *, batch: int = 
         memory_ms = bytes_moved / dev.memory_bandwidth * 1000
         ms = max(compute_ms, memory_ms) + dev.launch_overhead_us / 1000
         units.append({"name": plan.name, "kind": plan.kind, "slot": plan.slot,
-                      "op": plan.config.get("op") if plan.kind == "temporal" else None, "flops": cost.flops,
+                      "op": plan.config["op"] if plan.slot is not None else None, "flops": cost.flops,
                       "bytes": bytes_moved, "estimate_ms": ms, "bound": "compute" if compute_ms >= memory_ms
                       else "memory"})
     return {"estimate": True, "model": "roofline", "device": dataclasses.asdict(dev), "dtype": dtype,

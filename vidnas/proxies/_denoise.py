@@ -177,14 +177,14 @@ def frame_shuffle(frames: int, seed: int = 1) -> torch.Tensor:
 
 def short_train(spec: ArchSpec, config: TrainConfig | None = None, *, seed: int = 0) -> TrainResult:
     """Train ``spec`` from scratch for ``config.steps`` steps; return losses and the held-out loss."""
-    from vidnas.search_space import VideoUNet
+    from vidnas.search_space import build_network
 
     config = config or TrainConfig()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
     task = DenoisingTask(spec, objects=config.objects, videos=config.videos)
-    net = VideoUNet(spec).train()
+    net = build_network(spec).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     data = iterate_batches(task.dataset(config.train_clips, config.data_seed), config.batch_size, seed=seed)

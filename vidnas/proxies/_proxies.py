@@ -22,10 +22,10 @@ from vidnas.search_space import ArchSpec, count_spec
 
 def probe_network(spec: ArchSpec, seed: int) -> torch.nn.Module:
     """The network at a seeded initialisation, with zero-initialised layers re-initialised."""
-    from vidnas.search_space import VideoUNet
+    from vidnas.search_space import build_network
 
     torch.manual_seed(seed)
-    net = VideoUNet(spec).eval()
+    net = build_network(spec).eval()
     reinit_zero_layers_(net)
     return net
 

@@ -71,7 +71,7 @@ def latency_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
         return roofline_estimate(spec, settings.roofline, batch=b, dtype=settings.roofline_dtype)["per_call_ms"]
 
     video = video_cost(per_call_ms, steps=settings.steps, cfg=settings.cfg)
-    slots = {u["slot"]: u["estimate_ms"] for u in est["units"] if u["kind"] == "temporal"}
+    slots = {u["slot"]: u["estimate_ms"] for u in est["units"] if u["slot"] is not None}
     return {"latency_ms": est["per_call_ms"], "video_ms": video["per_video_ms"], "slot_ms": slots,
             "latency_source": f"roofline estimate ({settings.roofline})"}
 

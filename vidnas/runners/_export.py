@@ -16,8 +16,7 @@ FORMATS = ("onnx", "coreml")
 def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out: str | Path | None = None,
                batch: int = 1, progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
     """Write ``export/<rank>-<arch_id>.onnx`` / ``.mlpackage`` for every Pareto spec of a run."""
-    from vidnas.search_space import NetworkHarness, VideoUNet
-    from vidnas.search_space._export import convert_coreml, export_onnx
+    from vidnas.search_space import NetworkHarness, build_network, convert_coreml, export_onnx
 
     run_dir = Path(run_dir)
     for f in formats:
@@ -33,7 +32,7 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out
     written = []
     for i, entry in enumerate(entries, 1):
         spec = ArchSpec.load(run_dir / "pareto" / entry["spec"])
-        harness = NetworkHarness(VideoUNet(spec)).eval()
+        harness = NetworkHarness(build_network(spec)).eval()
         inputs = harness.example_inputs(batch)
         stem = f"{entry['rank']:02d}-{spec.arch_id}"
         record: dict[str, Any] = {"rank": entry["rank"], "arch_id": spec.arch_id}

@@ -1,17 +1,29 @@
-"""The search space: temporal-op registry, ArchSpec, the video UNet, presets, counting, sampling.
+"""The search space: op registry, ArchSpec, backbone families, presets, counting, sampling.
 
-Describing, validating, counting and sampling architectures needs no torch; the
-modules (``VideoUNet``, ``TemporalSlot``, ``build_unit``) import it when first used.
+Describing, validating, counting and sampling architectures needs no torch; building
+modules (``build_network``, ``UnitHarness``, ``TemporalSlot``) imports it when first used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vidnas.search_space._backbone import Backbone, SlotInfo
 from vidnas.search_space._cost import Cost
 from vidnas.search_space._counting import COUNT_METHODS, ITEMSIZE, CountReport, UnitCount, count_spec
-from vidnas.search_space._plan import UnitPlan, build_plan, signature_id, slot_cost, slot_shape, unit_cost
-from vidnas.search_space._presets import PRESETS, Preset, get_preset, list_presets, preset_spec
+from vidnas.search_space._family import (
+    BackboneFamily,
+    build_network,
+    build_plan,
+    build_unit,
+    get_family,
+    list_families,
+    module_key,
+    register_family,
+    unit_cost,
+)
+from vidnas.search_space._plan import PlanWalk, UnitPlan, signature_id, slot_config, slot_cost, slot_shape, slot_unit
+from vidnas.search_space._presets import PRESETS, Preset, get_preset, list_presets, preset_spec, register_preset
 from vidnas.search_space._registry import (
     OpParam,
     SlotShape,
@@ -29,17 +41,23 @@ from vidnas.search_space._sampling import (
     list_spaces,
     random_specs,
 )
-from vidnas.search_space._spec import SPEC_FORMAT, SPEC_VERSION, ArchSpec, BackboneSpec, SlotInfo, TemporalChoice
+from vidnas.search_space._spec import SPEC_FORMAT, SPEC_VERSION, ArchSpec, TemporalChoice
+from vidnas.search_space._unet_spec import BackboneSpec
 
 _TORCH_NAMES = {
     "Conditioning": "vidnas.search_space._unet",
     "VideoUNet": "vidnas.search_space._unet",
-    "build_unit": "vidnas.search_space._unet",
-    "UnitHarness": "vidnas.search_space._unet",
-    "NetworkHarness": "vidnas.search_space._unet",
-    "randomize_zero_layers_": "vidnas.search_space._unet",
-    "unit_example_inputs": "vidnas.search_space._unet",
+    "UnitHarness": "vidnas.search_space._modules",
+    "NetworkHarness": "vidnas.search_space._modules",
+    "randomize_zero_layers_": "vidnas.search_space._modules",
+    "unit_example_inputs": "vidnas.search_space._modules",
     "TemporalSlot": "vidnas.search_space._slot",
+    "export_onnx": "vidnas.search_space._export",
+    "COREML_COMPUTE_UNITS": "vidnas.search_space._export",
+    "COREML_PRECISIONS": "vidnas.search_space._export",
+    "convert_coreml": "vidnas.search_space._export",
+    "coreml_can_run": "vidnas.search_space._export",
+    "onnx_input_name": "vidnas.search_space._export",
 }
 
 
@@ -52,18 +70,23 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "COREML_COMPUTE_UNITS",
+    "COREML_PRECISIONS",
     "COUNT_METHODS",
     "ITEMSIZE",
     "PRESETS",
     "SPEC_FORMAT",
     "SPEC_VERSION",
     "ArchSpec",
+    "Backbone",
+    "BackboneFamily",
     "BackboneSpec",
     "Conditioning",
     "Cost",
     "CountReport",
     "NetworkHarness",
     "OpOption",
+    "PlanWalk",
     "OpParam",
     "Preset",
     "SearchSpace",
@@ -78,22 +101,34 @@ __all__ = [
     "UnitHarness",
     "UnitPlan",
     "VideoUNet",
+    "build_network",
     "build_plan",
     "build_unit",
+    "coreml_can_run",
+    "convert_coreml",
     "count_spec",
+    "export_onnx",
+    "get_family",
     "get_preset",
     "get_space",
     "get_temporal_op",
+    "list_families",
     "list_presets",
     "list_spaces",
     "list_temporal_ops",
+    "module_key",
+    "onnx_input_name",
     "preset_spec",
     "random_specs",
     "randomize_zero_layers_",
+    "register_family",
+    "register_preset",
     "register_temporal_op",
     "signature_id",
+    "slot_config",
     "slot_cost",
     "slot_shape",
+    "slot_unit",
     "unit_cost",
     "unit_example_inputs",
 ]

@@ -9,9 +9,10 @@ Two methods give the same numbers:
   of every tensor storage created. This is the reference the formulas are tested
   against; it costs a few seconds (mostly importing ``torch._dynamo``).
 
-Either way the whole-network peak is assembled from the plan's wiring: the skip and
-residual tensors alive at each unit, plus that unit's own peak. A test checks it
-against tracing the whole network at once.
+Either way the whole-network peak is assembled from the plan's wiring, walked by the
+same :class:`~vidnas.search_space._plan.PlanWalk` the networks run on: the stacked
+tensors alive at each unit, plus that unit's own peak. A test checks it against tracing
+the whole network at once.
 
 FLOPs are ``torch.utils.flop_counter``'s: 2 per multiply-accumulate in matmuls,
 convolutions and attention (normalisations and activations are not counted). CPU
@@ -24,7 +25,8 @@ import dataclasses
 from typing import Any
 
 from vidnas._errors import SpecError
-from vidnas.search_space._plan import UnitPlan, build_plan, unit_cost
+from vidnas.search_space._family import build_plan, get_family, unit_cost
+from vidnas.search_space._plan import PlanWalk, UnitPlan
 from vidnas.search_space._spec import ArchSpec
 
 __all__ = ["COUNT_METHODS", "ITEMSIZE", "CountReport", "UnitCount", "count_spec"]
@@ -65,18 +67,18 @@ class CountReport:
 
     @property
     def temporal_params(self) -> int:
-        return sum(u.params for u in self.units if u.kind == "temporal")
+        return sum(u.params for u in self.units if u.slot is not None)
 
     @property
     def temporal_flops(self) -> int:
-        return sum(u.flops for u in self.units if u.kind == "temporal")
+        return sum(u.flops for u in self.units if u.slot is not None)
 
     def slot_rows(self) -> list[dict[str, Any]]:
         """One row per temporal slot: slot, op, params, flops."""
         return [
             {"slot": u.slot, "level": u.level, "op": u.op, "params": u.params, "flops": u.flops}
             for u in self.units
-            if u.kind == "temporal"
+            if u.slot is not None
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +106,11 @@ def _unit_counts(plan: UnitPlan, spec: ArchSpec, batch: int, dtype: str, method:
     return trace_unit(plan, spec, batch, dtype)
 
 
+def _unit_count(plan: UnitPlan, params: int, flops: int, peak: int, live: int) -> UnitCount:
+    op = plan.config["op"] if plan.slot is not None else None
+    return UnitCount(plan.name, plan.kind, plan.slot, plan.level, op, plan.signature_id, params, flops, peak, live)
+
+
 def _bytes(shape: tuple[int, ...], n: int, itemsize: int) -> int:
     size = n * itemsize
     for d in shape:
@@ -129,41 +136,36 @@ def count_spec(spec: ArchSpec, *, batch: int = 1, dtype: str = "float32", method
     plans = build_plan(spec)
     itemsize = ITEMSIZE[dtype]
     bb = spec.backbone
-    n = batch * bb.frames
-    cond_bytes = _bytes((bb.temb_channels,), n, itemsize)
-    if bb.cross_attention_dim:
-        cond_bytes += _bytes((bb.context_tokens, bb.cross_attention_dim), n, itemsize)
+    cond_bytes = get_family(spec.family).conditioning_elements(bb, batch) * itemsize
 
     units: list[UnitCount] = []
-    # Simulate the run: which tensors are alive at each unit (ids -> bytes).
-    next_id = 0
-    h_id, sizes = -1, {-1: 0}  # the network input is not an activation it created
-    skips: list[int] = []
-    residuals: list[int] = []
+    # Walk the plan with symbolic tensors (ids -> bytes) to know what is alive at each unit.
+    sizes = {-1: 0}  # the network input is not an activation the call created
+    walk = PlanWalk()
     peak = 0
-    for plan in plans:
+
+    def visit(plan: UnitPlan, h_id: int, aux: int | None) -> int:
+        nonlocal peak
         params, flops, unit_peak = _unit_counts(plan, spec, batch, dtype, method)
-        if plan.kind == "time_embed":
-            live = unit_peak
-        elif plan.is_identity:  # the output is the input tensor itself
-            live = 0
-            if plan.push == "skip":
-                skips.append(h_id)
+        if plan.is_identity:  # the output is the input tensor itself
+            live, out = 0, h_id
         else:
-            aux = skips.pop() if plan.pop == "skip" else residuals.pop() if plan.pop == "residual" else None
-            if plan.push == "residual":
-                residuals.append(h_id)
-            alive = {h_id, *skips, *residuals} | ({aux} if aux is not None else set())
+            alive = {h_id, *walk.alive()} | ({aux} if aux is not None else set())
             live = cond_bytes + sum(sizes[i] for i in alive) + unit_peak
-            next_id += 1
-            h_id = next_id
-            sizes[h_id] = _bytes(plan.out_shape, n, itemsize)
-            if plan.push == "skip":
-                skips.append(h_id)
+            out = len(sizes)
+            sizes[out] = _bytes(plan.out_shape, batch * plan.out_frames, itemsize)
         peak = max(peak, live)
-        op = plan.config["op"] if plan.kind == "temporal" else None
-        units.append(UnitCount(plan.name, plan.kind, plan.slot, plan.level, op, plan.signature_id, params, flops,
-                               unit_peak, live))
+        units.append(_unit_count(plan, params, flops, unit_peak, live))
+        return out
+
+    for plan in plans:
+        if plan.conditioning:  # computed before the stream starts; alone in memory
+            params, flops, unit_peak = _unit_counts(plan, spec, batch, dtype, method)
+            peak = max(peak, unit_peak)
+            units.append(_unit_count(plan, params, flops, unit_peak, unit_peak))
+    walk.run([p for p in plans if not p.conditioning], -1, visit)
+    order = {p.name: i for i, p in enumerate(plans)}
+    units.sort(key=lambda u: order[u.name])
     return CountReport(
         arch_id=spec.arch_id,
         batch=batch,

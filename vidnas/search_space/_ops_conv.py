@@ -108,6 +108,7 @@ _CONV_PARAMS = (KERNEL, CAUSAL, USE_TEMB, FUNNEL, TEMPORAL_STRIDE, MERGE)
     "none",
     summary="no temporal layer: the slot is the identity (temporal-block pruning)",
     cost=lambda shape, params, batch: Cost(0, 0, 0),
+    layouts=("*",),
 )
 def _build_none(shape: SlotShape, params: Mapping[str, Any]) -> None:
     return None

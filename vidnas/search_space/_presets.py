@@ -11,12 +11,13 @@ compact mobile UNet (about 0.6 B parameters) with a temporal layer in every slot
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from vidnas._errors import SpecError
-from vidnas.search_space._spec import ArchSpec, BackboneSpec
+from vidnas.search_space._backbone import Backbone
+from vidnas.search_space._spec import ArchSpec
+from vidnas.search_space._unet_spec import BackboneSpec
 
 __all__ = ["PRESETS", "Preset", "get_preset", "list_presets"]
 
@@ -33,50 +34,16 @@ class Preset:
 
     name: str
     summary: str
-    backbone: BackboneSpec
+    backbone: Backbone
     temporal: Mapping[str, Any]  # slot pattern -> choice; later patterns override earlier ones
 
     def spec(self, *, frames: int | None = None, height: int | None = None, width: int | None = None,
              width_mult: float | None = None) -> ArchSpec:
         """The preset's spec, optionally at another clip length, pixel size or channel width."""
-        backbone = resize_backbone(self.backbone, frames=frames, height=height, width=width, width_mult=width_mult)
+        backbone = self.backbone
+        if frames is not None or height is not None or width is not None or width_mult is not None:
+            backbone = backbone.resized(frames=frames, height=height, width=width, width_mult=width_mult)
         return ArchSpec.create(backbone, self.temporal, name=self.name)
-
-
-def resize_backbone(
-    backbone: BackboneSpec, *, frames: int | None = None, height: int | None = None, width: int | None = None,
-    width_mult: float | None = None,
-) -> BackboneSpec:
-    """``backbone`` at ``frames``, a pixel ``height`` x ``width`` (divided by the VAE factor), and
-    channels scaled by ``width_mult`` (rounded to whole attention heads and norm groups)."""
-    changes: dict[str, Any] = {}
-    if width_mult is not None:
-        if not 0 < width_mult <= 4:
-            raise SpecError("width_mult", width_mult, "must be in (0, 4]")
-        step = math.lcm(backbone.norm_groups, backbone.head_dim)
-        changes["channels"] = tuple(max(step, round(c * width_mult / step) * step) for c in backbone.channels)
-    if frames is not None:
-        if frames < 1:
-            raise SpecError("frames", frames, "must be >= 1")
-        changes["frames"] = frames
-    factor = backbone.vae_scale_factor
-    for key, value in (("height", height), ("width", width)):
-        if value is None:
-            continue
-        if value < 1 or value % factor:
-            raise SpecError(key, value, f"must be a positive multiple of the autoencoder factor {factor} (pixels)")
-        changes[f"latent_{key}"] = value // factor
-    result = dataclasses.replace(backbone, **changes)
-    try:
-        result.validate()
-    except SpecError as exc:
-        if exc.field in ("backbone.latent_height", "backbone.latent_width"):
-            key = exc.field.split("_")[-1]
-            pixels = exc.value * factor
-            raise SpecError(key, pixels, exc.problem.replace(str(exc.value), str(pixels)) + " (in pixels: "
-                            f"a multiple of {factor * 2 ** (backbone.num_levels - 1)})") from None
-        raise
-    return result
 
 
 SVD_BACKBONE = BackboneSpec(
@@ -100,8 +67,13 @@ SVD_BACKBONE = BackboneSpec(
 PRESETS: dict[str, Preset] = {}
 
 
-def _register(preset: Preset) -> None:
+def register_preset(preset: Preset) -> Preset:
+    """Add a named architecture (a backbone of any family and its slot choices)."""
     PRESETS[preset.name] = preset
+    return preset
+
+
+_register = register_preset
 
 
 _register(Preset(

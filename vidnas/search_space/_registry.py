@@ -71,9 +71,15 @@ class SlotShape:
     norm_groups: int = 32  # GroupNorm groups used by the backbone
     head_dim: int = 64  # the backbone's attention head width; default ``heads = C // head_dim``
     channels_last: bool = False  # the input arrives as a channels-last view (inside a spatial transformer)
+    layout: str = "frames"  # the tensor contract of the slot: "frames" (this module's docstring) or a family's own
+    extras: tuple[tuple[str, Any], ...] = ()  # family-specific facts ops may read (sorted key/value pairs)
 
     def with_frames(self, frames: int) -> SlotShape:
         return dataclasses.replace(self, frames=frames)
+
+    def extra(self, key: str, default: Any = None) -> Any:
+        """A family-specific fact about the slot (e.g. a transformer's positional encoding)."""
+        return dict(self.extras).get(key, default)
 
 
 class TemporalBranch(Protocol):
@@ -110,21 +116,9 @@ class OpParam:
 
     def check(self, value: Any, field: str) -> Any:
         """Return ``value`` coerced to :attr:`kind`, or raise :class:`SpecError` naming ``field``."""
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise SpecError(field, value, "must be true or false")
-        elif self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                else:
-                    raise SpecError(field, value, "must be an integer")
-        elif self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SpecError(field, value, "must be a number")
-            value = float(value)
-        elif self.kind is str and not isinstance(value, str):
-            raise SpecError(field, value, "must be a string")
+        from vidnas._coerce import coerce_scalar
+
+        value = coerce_scalar(self.kind, value, field)
         if self.choices is not None and value not in self.choices:
             raise SpecError(field, value, "is not allowed", f"choose one of {list(self.choices)}")
         if self.minimum is not None and value < self.minimum:
@@ -156,6 +150,7 @@ class TemporalOpDef:
     reference: str
     cost: BranchCost | None = None  # closed-form cost of the branch at (shape, params, batch)
     causal_block: Callable[[Mapping[str, Any]], int] | None = None  # frames per causal block (default 1)
+    layouts: tuple[str, ...] = ("frames",)  # slot layouts (tensor contracts) the op accepts; "*": any
 
     def causal_block_frames(self, params: Mapping[str, Any]) -> int:
         """For a causal op: output frame t may see input frames up to the end of its block of
@@ -171,6 +166,9 @@ class TemporalOpDef:
 
     def canonical_params(self, given: Mapping[str, Any], shape: SlotShape, field: str) -> dict[str, Any]:
         """Validate ``given`` against the schema, fill defaults for ``shape``, return sorted params."""
+        if shape.layout not in self.layouts and "*" not in self.layouts:
+            raise SpecError(f"{field}", self.name, f"does not accept the `{shape.layout}` layout of this slot",
+                            f"it accepts {list(self.layouts)}")
         known = {p.name for p in self.params}
         unknown = sorted(set(given) - known)
         if unknown:
@@ -202,6 +200,9 @@ class TemporalOpDef:
             "width": shape.width,
             "channels_last": shape.channels_last,  # the input's layout changes eager copies
         }
+        if shape.layout != "frames":  # other contracts (a family's own) and their facts decide cost too
+            sig["layout"] = shape.layout
+            sig["extras"] = {k: v for k, v in shape.extras}
         if self.name == "none":
             return {"op": "none"}
         if self.uses_temb(params):
@@ -231,6 +232,7 @@ def register_temporal_op(
     check_shape: ShapeCheck | None = None,
     cost: BranchCost | None = None,
     causal_block: Callable[[Mapping[str, Any]], int] | None = None,
+    layouts: tuple[str, ...] = ("frames",),
     reference: str = "",
 ) -> Callable[[BranchBuilder], BranchBuilder]:
     """Decorator registering ``builder(shape, params) -> branch module`` under ``name``.
@@ -257,6 +259,7 @@ def register_temporal_op(
             reference=reference,
             cost=cost,
             causal_block=causal_block,
+            layouts=tuple(layouts),
         )
         return builder
 

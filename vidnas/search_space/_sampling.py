@@ -18,8 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from vidnas._errors import SpecError
+from vidnas.search_space._backbone import SlotInfo
+from vidnas.search_space._plan import UnitPlan
 from vidnas.search_space._presets import SVD_TEMPORAL_ATTN, SVD_TEMPORAL_RES, get_preset
-from vidnas.search_space._spec import ArchSpec, SlotInfo, TemporalChoice
+from vidnas.search_space._spec import ArchSpec, TemporalChoice
 
 __all__ = [
     "OpOption",
@@ -172,6 +174,26 @@ class SearchSpace:
             seen.add(spec.arch_id)
             out.append(spec)
         return out
+
+    def slot_units(self, plans: Sequence[UnitPlan] | None = None
+                   ) -> Iterator[tuple[SlotGroup, str, TemporalChoice, UnitPlan]]:
+        """Every (group, slot, choice, unit) the space can put at a searched slot, slot by slot.
+
+        ``plans`` is the base spec's plan (built when not given); each unit is the slot's
+        unit with the choice's canonical op and parameters.
+        """
+        from vidnas.search_space._family import build_plan
+        from vidnas.search_space._plan import slot_unit
+
+        plans = build_plan(self.base) if plans is None else plans
+        by_slot = {p.slot: p for p in plans if p.slot is not None}
+        shapes = {s.name: s.shape for s in self.base.slots()}
+        for group in self.groups:
+            for slot in group.slots:
+                for option in group.options:
+                    for choice in option.choices():
+                        canonical = choice.canonical(shapes[slot], f"temporal.{slot}")
+                        yield group, slot, choice, slot_unit(by_slot[slot], canonical.op, canonical.params)
 
     def describe(self) -> dict[str, Any]:
         return {

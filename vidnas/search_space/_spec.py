@@ -1,18 +1,16 @@
 """ArchSpec: a frozen, validated, versioned description of one video architecture.
 
-An ArchSpec is a backbone (a latent video UNet: levels, channels, blocks, spatial
-attention, conditioning, frames and latent resolution) plus the temporal choice at
-every *slot*. Slots are named ``{stage}.{level}.{block}.{position}``:
+An ArchSpec is a backbone of some *family* (``unet``: a latent video UNet; ``dit``: a
+video diffusion transformer; see ``_family``) plus the op chosen at every *slot* the
+backbone offers (``vidnas space show PRESET`` lists them; ``_unet_spec`` and
+``_dit_spec`` name them).
 
-* ``stage``: ``down``, ``mid`` or ``up``;
-* ``level``: resolution level, 0 the finest (the mid block is at the last level);
-* ``block``: index of the residual block in that stage and level;
-* ``position``: ``res`` (after the residual block) or ``attn`` (inside the spatial
-  transformer, between its spatial block and its output projection, as in SVD).
-
-The canonical JSON (sorted keys, defaults filled in, no whitespace) is the spec's
-identity: ``arch_id`` is the first 16 hex digits of its SHA-256, the spec's name
-excluded. It keys every cache, table row and trial attribute.
+Format: version 2 records the family (``"family": "unet"``); version 1 files, written
+before there was more than one family, are UNets and still load. The canonical JSON
+(sorted keys, defaults filled in, no whitespace) is the spec's identity: ``arch_id`` is
+the first 16 hex digits of its SHA-256, the spec's name excluded. A UNet's id is computed
+from its version-1 form, so ids (and every cache keyed by them) survive the format change.
+The key ``temporal`` holds the choice at every slot, whatever the slot's position.
 """
 
 from __future__ import annotations
@@ -26,193 +24,14 @@ from types import MappingProxyType
 from typing import Any
 
 from vidnas._errors import SpecError
+from vidnas.search_space._backbone import Backbone, SlotInfo
 from vidnas.search_space._registry import SlotShape, get_temporal_op
 
-__all__ = ["SPEC_FORMAT", "SPEC_VERSION", "ArchSpec", "BackboneSpec", "SlotInfo", "TemporalChoice"]
+__all__ = ["SPEC_FORMAT", "SPEC_VERSION", "ArchSpec", "TemporalChoice"]
 
 SPEC_FORMAT = "vidnas.arch_spec"
-SPEC_VERSION = 1
-POSITIONS = ("res", "attn")
-
-
-@dataclasses.dataclass(frozen=True)
-class BackboneSpec:
-    """A latent video UNet (the SVD family). One entry per resolution level where a tuple."""
-
-    channels: tuple[int, ...] = (320, 640, 1280, 1280)  # block width per level
-    layers_per_block: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level going down (up: +1)
-    attention: tuple[bool, ...] = (True, True, True, False)  # spatial transformer after each block of the level
-    in_channels: int = 8  # latent channels in (SVD: noisy latent + conditioning-image latent)
-    out_channels: int = 4  # latent channels predicted
-    head_dim: int = 64  # width of a spatial attention head
-    cross_attention_dim: int = 1024  # width of conditioning tokens; 0 = no cross-attention
-    context_tokens: int = 1  # conditioning tokens per clip (SVD: 1 CLIP image embedding)
-    mid_attention: bool = True  # spatial transformer in the mid block
-    norm_groups: int = 32  # GroupNorm groups throughout
-    addition_time_embed_dim: int = 0  # width of each extra conditioning scalar's embedding (SVD: 256)
-    num_added_time_ids: int = 0  # extra conditioning scalars (SVD: fps, motion bucket, noise aug = 3)
-    frames: int = 14  # frames per clip
-    latent_height: int = 72  # latent rows (pixels / vae_scale_factor)
-    latent_width: int = 128  # latent columns
-    vae_scale_factor: int = 8  # pixels per latent cell of the autoencoder (recorded, not built)
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.channels)
-
-    @property
-    def temb_channels(self) -> int:
-        return 4 * self.channels[0]
-
-    @property
-    def pixel_height(self) -> int:
-        return self.latent_height * self.vae_scale_factor
-
-    @property
-    def pixel_width(self) -> int:
-        return self.latent_width * self.vae_scale_factor
-
-    def level_size(self, level: int) -> tuple[int, int]:
-        """Latent (height, width) at ``level``."""
-        return self.latent_height >> level, self.latent_width >> level
-
-    def slot_shape(self, level: int, position: str = "res") -> SlotShape:
-        height, width = self.level_size(level)
-        return SlotShape(
-            channels=self.channels[level],
-            frames=self.frames,
-            height=height,
-            width=width,
-            temb_channels=self.temb_channels,
-            context_dim=self.cross_attention_dim or None,
-            context_tokens=self.context_tokens if self.cross_attention_dim else None,
-            norm_groups=self.norm_groups,
-            head_dim=self.head_dim,
-            channels_last=position == "attn",
-        )
-
-    def slots(self) -> list[SlotInfo]:
-        """Every temporal slot in execution order."""
-        out: list[SlotInfo] = []
-        last = self.num_levels - 1
-
-        def add(stage: str, level: int, block: int, with_attn: bool) -> None:
-            out.append(SlotInfo(f"{stage}.{level}.{block}.res", stage, level, block, "res", self.slot_shape(level)))
-            if with_attn:
-                out.append(SlotInfo(f"{stage}.{level}.{block}.attn", stage, level, block, "attn",
-                                    self.slot_shape(level, "attn")))
-
-        for level in range(self.num_levels):
-            for block in range(self.layers_per_block[level]):
-                add("down", level, block, self.attention[level])
-        add("mid", last, 0, self.mid_attention)
-        add("mid", last, 1, False)
-        for level in reversed(range(self.num_levels)):
-            for block in range(self.layers_per_block[level] + 1):
-                add("up", level, block, self.attention[level])
-        return out
-
-    def validate(self, field: str = "backbone") -> None:
-        """Raise :class:`SpecError` naming the first invalid field."""
-        n = len(self.channels)
-        if n < 1:
-            raise SpecError(f"{field}.channels", self.channels, "needs at least one level")
-        for name in ("layers_per_block", "attention"):
-            value = getattr(self, name)
-            if len(value) != n:
-                raise SpecError(
-                    f"{field}.{name}", value, f"has {len(value)} entries but `channels` has {n} levels",
-                    "give one entry per level",
-                )
-        for i, c in enumerate(self.channels):
-            if c < 1 or c % self.norm_groups:
-                raise SpecError(f"{field}.channels[{i}]", c,
-                                f"must be a positive multiple of norm_groups={self.norm_groups}")
-            if (self.attention[i] or (i == n - 1 and self.mid_attention)) and c % self.head_dim:
-                raise SpecError(f"{field}.channels[{i}]", c, f"is not a multiple of head_dim={self.head_dim}")
-        for i, layers in enumerate(self.layers_per_block):
-            if layers < 1:
-                raise SpecError(f"{field}.layers_per_block[{i}]", layers, "must be >= 1")
-        positive = ("in_channels", "out_channels", "head_dim", "norm_groups", "frames", "latent_height",
-                    "latent_width", "vae_scale_factor", "context_tokens")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 1")
-        for name in ("cross_attention_dim", "addition_time_embed_dim", "num_added_time_ids"):
-            if getattr(self, name) < 0:
-                raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 0")
-        if (self.addition_time_embed_dim == 0) != (self.num_added_time_ids == 0):
-            raise SpecError(
-                f"{field}.num_added_time_ids", self.num_added_time_ids,
-                "must be 0 exactly when addition_time_embed_dim is 0",
-            )
-        factor = 2 ** (n - 1)
-        for name in ("latent_height", "latent_width"):
-            value = getattr(self, name)
-            if value % factor:
-                raise SpecError(
-                    f"{field}.{name}", value, f"must be divisible by {factor} for {n} levels",
-                    f"pixel sizes must be multiples of {factor * self.vae_scale_factor}",
-                )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], field: str = "backbone") -> BackboneSpec:
-        if not isinstance(data, Mapping):
-            raise SpecError(field, data, "must be an object")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in known:
-                raise SpecError(f"{field}.{key}", value, "is not a backbone field", f"known fields: {sorted(known)}")
-            kwargs[key] = _coerce_field(known[key], value, f"{field}.{key}")
-        spec = cls(**kwargs)
-        spec.validate(field)
-        return spec
-
-
-def _coerce_field(f: dataclasses.Field, value: Any, field: str) -> Any:
-    default = f.default
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise SpecError(field, value, "must be a list with one entry per level")
-        item_type = type(default[0])
-        return tuple(_coerce_scalar(item_type, v, f"{field}[{i}]") for i, v in enumerate(value))
-    return _coerce_scalar(type(default), value, field)
-
-
-def _coerce_scalar(kind: type, value: Any, field: str) -> Any:
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise SpecError(field, value, "must be true or false")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(field, value, "must be an integer")
-        return value
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-@dataclasses.dataclass(frozen=True)
-class SlotInfo:
-    """A temporal slot of a backbone and the shape it offers."""
-
-    name: str
-    stage: str
-    level: int
-    block: int
-    position: str
-    shape: SlotShape
+SPEC_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,13 +83,13 @@ class TemporalChoice:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ArchSpec:
-    """A backbone plus the temporal choice at every slot; validated and canonical on creation.
+    """A backbone plus the choice at every slot; validated and canonical on creation.
 
     ``temporal`` must name every slot of the backbone exactly once (see
-    :meth:`BackboneSpec.slots`). Use :meth:`create` to fill unnamed slots with a default.
+    :meth:`Backbone.slots`). Use :meth:`create` to fill unnamed slots with a default.
     """
 
-    backbone: BackboneSpec
+    backbone: Backbone
     temporal: Mapping[str, TemporalChoice]
     name: str = ""
 
@@ -300,7 +119,7 @@ class ArchSpec:
     @classmethod
     def create(
         cls,
-        backbone: BackboneSpec,
+        backbone: Backbone,
         temporal: Mapping[str, Any] | None = None,
         *,
         default: Any = "none",
@@ -330,12 +149,26 @@ class ArchSpec:
 
     def with_shape(self, *, frames: int | None = None, latent_height: int | None = None,
                    latent_width: int | None = None) -> ArchSpec:
-        """The same architecture at another clip length or resolution (revalidated)."""
+        """The same architecture at another clip length or resolution, in latent units (revalidated)."""
         changes = {k: v for k, v in (("frames", frames), ("latent_height", latent_height),
                                      ("latent_width", latent_width)) if v is not None}
         return ArchSpec(dataclasses.replace(self.backbone, **changes), self.temporal, self.name)
 
+    def resized(self, *, frames: int | None = None, height: int | None = None, width: int | None = None,
+                width_mult: float | None = None) -> ArchSpec:
+        """The same choices on the backbone resized to ``frames`` x ``height`` x ``width`` pixels and
+        ``width_mult`` times its channels (see :meth:`Backbone.resized`)."""
+        if frames is None and height is None and width is None and width_mult is None:
+            return self
+        backbone = self.backbone.resized(frames=frames, height=height, width=width, width_mult=width_mult)
+        return ArchSpec(backbone, self.temporal, self.name)
+
     # Views -----------------------------------------------------------------------------
+
+    @property
+    def family(self) -> str:
+        """The backbone family (``unet``, ``dit``, ...)."""
+        return self.backbone.family
 
     def slots(self) -> list[SlotInfo]:
         return self.backbone.slots()
@@ -371,11 +204,20 @@ class ArchSpec:
         data: dict[str, Any] = {
             "format": SPEC_FORMAT,
             "version": SPEC_VERSION,
+            "family": self.family,
             "backbone": self.backbone.to_dict(),
             "temporal": {k: v.to_dict() for k, v in self.temporal.items()},
         }
         if include_name:
             data["name"] = self.name
+        return data
+
+    def _identity_dict(self) -> dict[str, Any]:
+        """What ``arch_id`` hashes: the canonical content; a UNet in its version-1 form."""
+        data = self.to_dict(include_name=False)
+        if self.family == "unet":
+            del data["family"]
+            data["version"] = 1
         return data
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -385,7 +227,7 @@ class ArchSpec:
 
     @property
     def arch_id(self) -> str:
-        canonical = json.dumps(self.to_dict(include_name=False), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(self._identity_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @classmethod
@@ -396,9 +238,11 @@ class ArchSpec:
         if fmt != SPEC_FORMAT:
             raise SpecError("format", fmt, "is not an architecture spec", f"expected \"{SPEC_FORMAT}\"")
         version = data.get("version")
-        if version != SPEC_VERSION:
-            raise SpecError("version", version, "is not supported", f"this vidnas reads version {SPEC_VERSION}")
-        unknown = sorted(set(data) - {"format", "version", "name", "backbone", "temporal"})
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
+            raise SpecError("version", version, "is not supported",
+                            f"this vidnas reads versions {list(READABLE_VERSIONS)}")
+        allowed = {"format", "version", "name", "backbone", "temporal"} | ({"family"} if version >= 2 else set())
+        unknown = sorted(set(data) - allowed)
         if unknown:
             raise SpecError(unknown[0], data[unknown[0]], "is not a field of an architecture spec")
         for key in ("backbone", "temporal"):
@@ -410,7 +254,15 @@ class ArchSpec:
         name = data.get("name", "")
         if not isinstance(name, str):
             raise SpecError("name", name, "must be a string")
-        return cls(BackboneSpec.from_dict(data["backbone"]), temporal, name)
+        family_name = data.get("family", "unet")  # version 1 had only UNets
+        if version >= 2 and "family" not in data:
+            raise SpecError("family", None, "is missing", "version-2 specs name their backbone family")
+        if not isinstance(family_name, str):
+            raise SpecError("family", family_name, "must be a string")
+        from vidnas.search_space._family import get_family
+
+        backbone_type = get_family(family_name).backbone_type
+        return cls(backbone_type.from_dict(data["backbone"]), temporal, name)
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:

@@ -15,9 +15,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from vidnas.search_space._family import build_unit, get_family
 from vidnas.search_space._plan import UnitPlan
 from vidnas.search_space._spec import ArchSpec
-from vidnas.search_space._unet import Conditioning, build_unit
 
 __all__ = ["StorageTracker", "count_module_call", "register_cpu_attention_flops", "trace_unit"]
 
@@ -81,30 +81,6 @@ def _fake_mode():
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
-def _cond_tensors(plan: UnitPlan, spec: ArchSpec, batch: int, dtype: torch.dtype) -> Conditioning:
-    bb = spec.backbone
-    n = batch * plan.frames
-    temb = torch.empty(n, bb.temb_channels, dtype=dtype)
-    context = torch.empty(n, bb.context_tokens, bb.cross_attention_dim, dtype=dtype) if bb.cross_attention_dim else None
-    return Conditioning(plan.frames, temb, context)
-
-
-def _unit_inputs(plan: UnitPlan, spec: ArchSpec, batch: int, dtype: torch.dtype) -> tuple[Any, ...]:
-    """``(args, existing_tensors)`` to call the unit's module with."""
-    if plan.kind == "time_embed":
-        timestep = torch.empty(batch)
-        ids = torch.empty(batch, spec.backbone.num_added_time_ids) if spec.backbone.num_added_time_ids else None
-        return (timestep, ids), [timestep] + ([ids] if ids is not None else [])
-    n = batch * plan.frames
-    h = torch.empty(n, *plan.in_shape, dtype=dtype)
-    if plan.channels_last_input:
-        h = h.contiguous(memory_format=torch.channels_last)
-    aux = torch.empty(n, *plan.aux_shape, dtype=dtype) if plan.aux_shape is not None else None
-    cond = _cond_tensors(plan, spec, batch, dtype)
-    existing = [t for t in (h, aux, cond.temb, cond.context) if t is not None]
-    return (h, cond, aux), existing
-
-
 def count_module_call(module: torch.nn.Module, args: tuple, existing: Iterable[torch.Tensor] = ()) -> tuple[int, int]:
     """Run ``module(*args)`` counting ``(flops, peak_bytes_allocated)``; use fake tensors for free counting."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -125,14 +101,16 @@ def trace_unit(plan: UnitPlan, spec: ArchSpec, batch: int, dtype: str = "float32
     """``(params, flops, peak_bytes)`` of one unit by a fake-tensor run, cached by signature."""
     if plan.is_identity:
         return 0, 0, 0
+    from vidnas.search_space._modules import UnitHarness
+
     key = (plan.signature_id, batch, dtype)
     if key not in _TRACE_CACHE:
         with torch.device("meta"):
             module = build_unit(plan).to(_DTYPES[dtype])
         params = sum(p.numel() for p in module.parameters())
         with _fake_mode():
-            module = module.to_empty(device="cpu")
-            args, existing = _unit_inputs(plan, spec, batch, _DTYPES[dtype])
-            flops, peak = count_module_call(module, args, existing)
+            harness = UnitHarness(plan, module.to_empty(device="cpu"))
+            args = get_family(plan.family).unit_inputs(plan, spec.backbone, batch, dtype=_DTYPES[dtype])
+            flops, peak = count_module_call(harness, args, args)
         _TRACE_CACHE[key] = (params, flops, peak)
     return _TRACE_CACHE[key]

@@ -1,4 +1,4 @@
-"""The latent video UNet as PyTorch modules, built from a plan (see ``_plan``)."""
+"""The latent video UNet as PyTorch modules, built from its plan (see ``_unet_plan``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidnas.search_space._family import module_key
 from vidnas.search_space._layers import Attention, FeedForward, GroupNorm, TimestepMLP, sinusoidal_embedding
-from vidnas.search_space._plan import UnitPlan, build_plan, slot_shape
+from vidnas.search_space._plan import PlanWalk, UnitPlan, slot_shape
 from vidnas.search_space._slot import TemporalSlot
-from vidnas.search_space._spec import ArchSpec, BackboneSpec
+from vidnas.search_space._spec import ArchSpec
+from vidnas.search_space._unet_plan import unet_plan
+from vidnas.search_space._unet_spec import BackboneSpec
 
-__all__ = ["Conditioning", "NetworkHarness", "UnitHarness", "VideoUNet", "build_unit", "unit_example_inputs"]
+__all__ = ["Conditioning", "VideoUNet", "build_unet_unit", "call_unet_unit", "unet_unit_inputs"]
 
 
 @dataclasses.dataclass
@@ -188,8 +191,8 @@ class ConvOutUnit(nn.Module):
         return self.conv(F.silu(self.norm(h)))
 
 
-def build_unit(plan: UnitPlan) -> nn.Module:
-    """The module of one unit, freshly initialised."""
+def build_unet_unit(plan: UnitPlan) -> nn.Module:
+    """The module of one UNet unit, freshly initialised."""
     c = plan.config
     if plan.kind == "temporal":
         return TemporalUnit(TemporalSlot(c["op"], c["params"], slot_shape(plan)))
@@ -206,61 +209,69 @@ def build_unit(plan: UnitPlan) -> nn.Module:
     return builders[plan.kind](**c)
 
 
-class UnitHarness(nn.Module):
-    """One unit as a module of plain tensors, for timing and export.
-
-    ``forward(*tensors)`` takes the tensors of :func:`unit_example_inputs` in order:
-    ``(timestep[, added_time_ids])`` for the time embedding, else ``(h[, temb][, context][, aux])``.
-    """
-
-    def __init__(self, plan: UnitPlan, module: nn.Module | None = None) -> None:
-        super().__init__()
-        self.plan = plan
-        self.unit = module if module is not None else build_unit(plan)
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        if self.plan.kind == "time_embed":
-            return self.unit(*tensors)
-        it = iter(tensors)
-        h = next(it)
-        temb = next(it) if self.plan.needs_temb else None
-        context = next(it) if self.plan.needs_context else None
-        aux = next(it) if self.plan.pop is not None else None
-        return self.unit(h, Conditioning(self.plan.frames, temb, context), aux)
+def channels_last_input(plan: UnitPlan) -> bool:
+    """Whether the main input arrives as a channels-last view: inside a spatial transformer
+    (the ``attn`` slot and the transformer's second half)."""
+    return plan.kind == "attn_out" or (plan.kind == "temporal" and plan.config.get("channels_last", False))
 
 
-def unit_example_inputs(plan: UnitPlan, batch: int = 1, *, temb_channels: int | None = None,
-                        context: tuple[int, int] | None = None, num_added_time_ids: int = 0, seed: int = 0,
-                        dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
-    """Random inputs for :class:`UnitHarness` of ``plan`` on ``batch`` clips.
+def needs_temb(plan: UnitPlan) -> bool:
+    """Whether the unit reads the time embedding."""
+    if plan.kind == "temporal":
+        from vidnas.search_space._registry import get_temporal_op
 
-    ``temb_channels`` and ``context`` (tokens, width) come from the backbone; for a
-    temporal unit they are read from its config.
-    """
+        return get_temporal_op(plan.config["op"]).uses_temb(plan.config["params"])
+    return plan.kind == "resblock"
+
+
+def needs_context(plan: UnitPlan) -> bool:
+    """Whether the unit reads the conditioning tokens."""
+    if plan.kind == "temporal":
+        from vidnas.search_space._registry import get_temporal_op
+
+        return get_temporal_op(plan.config["op"]).uses_context
+    return plan.kind == "attn_in" and bool(plan.config.get("context_dim"))
+
+
+def call_unet_unit(module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Run a UNet unit on plain tensors: ``(timestep[, added_time_ids])`` for the time embedding,
+    else ``(h[, temb][, context][, aux])``."""
+    if plan.kind == "time_embed":
+        return module(*tensors)
+    it = iter(tensors)
+    h = next(it)
+    temb = next(it) if needs_temb(plan) else None
+    context = next(it) if needs_context(plan) else None
+    aux = next(it) if plan.pop is not None else None
+    return module(h, Conditioning(plan.frames, temb, context), aux)
+
+
+def unet_unit_inputs(plan: UnitPlan, backbone: BackboneSpec, batch: int = 1, *, seed: int = 0,
+                     dtype: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+    """Random inputs for :func:`call_unet_unit` of ``plan`` on ``batch`` clips of ``backbone``."""
+    dtype = dtype or torch.float32
     gen = torch.Generator().manual_seed(seed)
     cfg = plan.config
     if plan.kind == "time_embed":
         timestep = torch.rand(batch, generator=gen) * 1000
-        ids = (torch.rand(batch, num_added_time_ids, generator=gen) * 10,) if num_added_time_ids else ()
+        n_ids = cfg["num_added_time_ids"]
+        ids = (torch.rand(batch, n_ids, generator=gen) * 10,) if n_ids else ()
         return (timestep, *ids)
     n = batch * plan.frames
     h = torch.randn(n, *plan.in_shape, generator=gen, dtype=dtype)
-    if plan.channels_last_input:
+    if channels_last_input(plan):
         h = h.contiguous(memory_format=torch.channels_last)  # as the spatial transformer hands it over
     out = [h]
-    if plan.needs_temb:
-        width = cfg.get("temb_channels") or temb_channels
+    if needs_temb(plan):
+        width = cfg.get("temb_channels") or backbone.temb_channels
         out.append(torch.randn(n, width, generator=gen, dtype=dtype))
-    if plan.needs_context:
-        tokens, width = (cfg["context_tokens"], cfg["context_dim"]) if cfg.get("context_dim") else context
+    if needs_context(plan):
+        tokens, width = ((cfg["context_tokens"], cfg["context_dim"]) if cfg.get("context_dim")
+                         else (backbone.context_tokens, backbone.cross_attention_dim))
         out.append(torch.randn(n, tokens, width, generator=gen, dtype=dtype))
     if plan.pop is not None:
         out.append(torch.randn(n, *plan.aux_shape, generator=gen, dtype=dtype))
     return tuple(out)
-
-
-def _module_key(name: str) -> str:
-    return name.replace(".", "_")
 
 
 class VideoUNet(nn.Module):
@@ -276,15 +287,15 @@ class VideoUNet(nn.Module):
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.plan = build_plan(spec)
-        self.units = nn.ModuleDict({_module_key(p.name): build_unit(p) for p in self.plan})
+        self.plan = unet_plan(spec)
+        self.units = nn.ModuleDict({module_key(p.name): build_unet_unit(p) for p in self.plan})
 
     @property
     def backbone(self) -> BackboneSpec:
         return self.spec.backbone
 
     def unit(self, name: str) -> nn.Module:
-        return self.units[_module_key(name)]
+        return self.units[module_key(name)]
 
     def conditioning(
         self,
@@ -307,21 +318,15 @@ class VideoUNet(nn.Module):
     def run_units(self, h: torch.Tensor, cond: Conditioning, *, streams: dict | None = None,
                   commit: bool = False) -> torch.Tensor:
         """Run every unit after the time embedding on ``h`` ``(B*T, C, H, W)``."""
-        skips: list[torch.Tensor] = []
-        residuals: list[torch.Tensor] = []
-        for plan in self.plan[1:]:
-            module = self.units[_module_key(plan.name)]
-            aux = skips.pop() if plan.pop == "skip" else residuals.pop() if plan.pop == "residual" else None
-            if plan.push == "residual":
-                residuals.append(h)
+
+        def apply(plan: UnitPlan, h: torch.Tensor, aux: torch.Tensor | None) -> torch.Tensor:
+            module = self.units[module_key(plan.name)]
             if streams is not None and plan.kind == "temporal":
-                h = module.slot.stream(h, cond.num_frames, streams.setdefault(plan.name, {}), commit=commit,
-                                       temb=cond.temb, context=cond.context)
-            else:
-                h = module(h, cond, aux)
-            if plan.push == "skip":
-                skips.append(h)
-        return h
+                return module.slot.stream(h, cond.num_frames, streams.setdefault(plan.name, {}), commit=commit,
+                                          temb=cond.temb, context=cond.context)
+            return module(h, cond, aux)
+
+        return PlanWalk().run([p for p in self.plan if not p.conditioning], h, apply)
 
     def forward(
         self,
@@ -368,39 +373,3 @@ class VideoUNet(nn.Module):
             context = torch.randn(batch, bb.context_tokens, bb.cross_attention_dim, generator=gen)
         ids = torch.rand(batch, bb.num_added_time_ids, generator=gen) * 10 if bb.num_added_time_ids else None
         return sample, timestep, context, ids
-
-
-class NetworkHarness(nn.Module):
-    """A whole :class:`VideoUNet` as a module of plain tensors, for timing and export.
-
-    ``forward(*tensors)`` takes the non-``None`` entries of :meth:`VideoUNet.example_inputs`
-    in order: ``sample, timestep[, context][, added_time_ids]``.
-    """
-
-    def __init__(self, net: VideoUNet) -> None:
-        super().__init__()
-        self.net = net
-        self.network_plan = net.plan
-        bb = net.backbone
-        self._has_context = bool(bb.cross_attention_dim)
-        self._has_ids = bool(bb.num_added_time_ids)
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        it = iter(tensors)
-        sample, timestep = next(it), next(it)
-        context = next(it) if self._has_context else None
-        ids = next(it) if self._has_ids else None
-        return self.net(sample, timestep, context, ids)
-
-    def example_inputs(self, batch: int = 1, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        return tuple(t for t in self.net.example_inputs(batch, seed=seed) if t is not None)
-
-
-def randomize_zero_layers_(module: nn.Module, seed: int = 0, std: float = 0.02) -> nn.Module:
-    """Give zero-initialised weights small random values, so timing never meets an all-zero fast path."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.numel() > 1 and not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return module

@@ -1,0 +1,138 @@
+"""Backbone families behind one seam.
+
+A family (``unet``, ``dit``, or one registered by a plugin) is one module implementing
+:class:`BackboneFamily` and one :func:`register_family` call. The rest of vidnas never
+names a family's classes: it builds networks with :func:`build_network`, lists units
+with :func:`build_plan`, counts them with :func:`unit_cost` and times them through
+:class:`~vidnas.search_space.UnitHarness`, each dispatching on ``spec.family`` (or
+``plan.family``).
+
+Describing, planning and counting need no torch; a family imports torch only in
+:meth:`BackboneFamily.build_unit`, :meth:`build_network` and the input builders.
+"""
+
+from __future__ import annotations
+
+import abc
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from vidnas._errors import SpecError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from vidnas.search_space._backbone import Backbone
+    from vidnas.search_space._cost import Cost
+    from vidnas.search_space._plan import UnitPlan
+    from vidnas.search_space._spec import ArchSpec
+
+__all__ = ["BackboneFamily", "build_network", "build_plan", "get_family", "list_families", "register_family",
+           "unit_cost"]
+
+
+class BackboneFamily(abc.ABC):
+    """What a backbone family implements.
+
+    Networks a family builds take ``forward(sample, timestep, context=None,
+    added_time_ids=None)`` with ``sample`` ``(B, T, input_channels, H, W)`` latents and return
+    ``(B, T, output_channels, H, W)``; they expose ``plan`` (the units, in order) and
+    ``units`` (an ``nn.ModuleDict`` of unit modules keyed by :func:`module_key` of the
+    unit's name), ``example_inputs(batch, seed=)``, and ``stream(...)`` when they can stream.
+    """
+
+    name: str
+    backbone_type: type
+
+    @abc.abstractmethod
+    def plan(self, spec: ArchSpec) -> list[UnitPlan]:
+        """The units of ``spec`` in execution order."""
+
+    @abc.abstractmethod
+    def unit_cost(self, plan: UnitPlan, batch: int) -> Cost | None:
+        """Closed-form cost of one unit on ``batch`` clips; ``None`` when it has no formula."""
+
+    @abc.abstractmethod
+    def build_unit(self, plan: UnitPlan) -> nn.Module:
+        """The module of one unit, freshly initialised."""
+
+    @abc.abstractmethod
+    def build_network(self, spec: ArchSpec) -> nn.Module:
+        """The whole network of ``spec``, freshly initialised."""
+
+    @abc.abstractmethod
+    def unit_inputs(self, plan: UnitPlan, backbone: Backbone, batch: int, *, seed: int = 0,
+                    dtype: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+        """Random plain-tensor inputs of one unit (see :meth:`call_unit`)."""
+
+    @abc.abstractmethod
+    def call_unit(self, module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Run a unit's module on the tensors of :meth:`unit_inputs` (for timing and export)."""
+
+    def batch_of(self, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> int:
+        """The number of clips the tensors of :meth:`unit_inputs` hold. Default: a conditioning
+        unit's first input has one row per clip, any other unit's one row per frame."""
+        rows = tensors[0].shape[0] if tensors else 1
+        return rows if plan.conditioning else max(1, rows // plan.frames)
+
+    def conditioning_elements(self, backbone: Backbone, batch: int) -> int:
+        """Elements of the conditioning tensors alive through a whole call (time embedding,
+        context ...), for the activation-memory count. Default: none."""
+        return 0
+
+
+_FAMILIES: dict[str, BackboneFamily] = {}
+
+
+def register_family(family: BackboneFamily) -> BackboneFamily:
+    """Register ``family`` under ``family.name``; registering a name twice replaces it and warns."""
+    if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
+        warnings.warn(f"backbone family `{family.name}` is registered again; the new one replaces it", stacklevel=2)
+    _FAMILIES[family.name] = family
+    return family
+
+
+def _ensure_builtin() -> None:
+    from vidnas.search_space import _unet_plan  # noqa: F401  (registers on import)
+
+
+def get_family(name: str, field: str = "family") -> BackboneFamily:
+    _ensure_builtin()
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise SpecError(field, name, "is not a backbone family", f"known families: {sorted(_FAMILIES)}") from None
+
+
+def list_families() -> list[str]:
+    _ensure_builtin()
+    return list(_FAMILIES)
+
+
+def module_key(name: str) -> str:
+    """The key of a unit's module in a network's ``units`` dict (dots are not allowed there)."""
+    return name.replace(".", "_")
+
+
+# Dispatch --------------------------------------------------------------------------------------
+
+
+def build_plan(spec: ArchSpec) -> list[UnitPlan]:
+    """The units of ``spec`` in execution order (its family's plan)."""
+    return get_family(spec.family).plan(spec)
+
+
+def unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
+    """Closed-form cost of one unit on ``batch`` clips (its family's formula)."""
+    return get_family(plan.family).unit_cost(plan, batch)
+
+
+def build_unit(plan: UnitPlan) -> Any:
+    """The module of one unit, freshly initialised."""
+    return get_family(plan.family).build_unit(plan)
+
+
+def build_network(spec: ArchSpec) -> Any:
+    """The network ``spec`` describes, freshly initialised: the only way vidnas builds one."""
+    return get_family(spec.family).build_network(spec)
