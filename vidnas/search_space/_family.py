@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vidnas._errors import SpecError
@@ -40,6 +41,9 @@ class BackboneFamily(abc.ABC):
     ``(B, T, output_channels, H, W)``; they expose ``plan`` (the units, in order) and
     ``units`` (an ``nn.ModuleDict`` of unit modules keyed by :func:`module_key` of the
     unit's name), ``example_inputs(batch, seed=)``, and ``stream(...)`` when they can stream.
+    A network runs every non-conditioning unit through :class:`~vidnas.search_space.PlanWalk` as
+    ``self.units[module_key(plan.name)](h, cond, aux)`` with a family-specific ``cond``, so that
+    a unit's module can be swapped for another with the same call (the supernet does).
     """
 
     name: str
@@ -69,6 +73,16 @@ class BackboneFamily(abc.ABC):
     @abc.abstractmethod
     def call_unit(self, module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Run a unit's module on the tensors of :meth:`unit_inputs` (for timing and export)."""
+
+    def reference_state_dict(self, spec: ArchSpec, state: Mapping[str, torch.Tensor], *, reference: str
+                             ) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Map a reference implementation's weights onto ``build_network(spec)``'s parameter names.
+
+        ``reference`` names the implementation (e.g. ``diffusers``). Returns the mapped state
+        dict and the reference keys that found no place in ``spec`` (blocks it does not have).
+        Families without a mapping raise :class:`SpecError`.
+        """
+        raise SpecError("reference", reference, f"has no weight mapping for the `{self.name}` family")
 
     def batch_of(self, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> int:
         """The number of clips the tensors of :meth:`unit_inputs` hold. Default: a conditioning
