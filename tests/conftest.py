@@ -76,3 +76,11 @@ def randomize_(module, seed: int = 0, std: float = 0.2) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Every test session caches tables, backbones and supernets in its own directory."""
+    if "VIDNAS_CACHE" not in os.environ or not os.environ.get("VIDNAS_TEST_KEEP_CACHE"):
+        os.environ["VIDNAS_CACHE"] = str(tmp_path_factory.mktemp("vidnas-cache"))
+    yield

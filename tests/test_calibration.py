@@ -8,6 +8,8 @@ import math
 import pytest
 
 from vidnas.proxies import (
+    PretrainConfig,
+    SupernetConfig,
     TrainConfig,
     calibrate,
     dominant_op,
@@ -41,24 +43,35 @@ def test_stratified_sample_spreads_over_op_types():
     assert len({dominant_op(s) for s in specs}) >= 4
 
 
-def test_small_calibration_runs_and_saves(tmp_path):
+FAST_PRETRAIN = PretrainConfig(steps=2, batch_size=2, train_clips=4)
+FAST_SUPERNET = SupernetConfig(steps=2, batch_size=2, train_clips=4, heldout_clips=2, eval_timesteps=(200, 800),
+                               finetune_steps=1)
+
+
+def test_small_calibration_runs_measures_the_truths_reliability_and_saves(tmp_path):
     import pandas as pd
 
     space = get_space("tiny", frames=4, height=64, width=64)
-    result = calibrate(space, n=6, steps=3, seed=0, repeats=3, proxies=("flops", "grad_norm", "cross_frame_sensitivity",
-                                                                       "heldout_loss_short"),
-                       train=TrainConfig(batch_size=2, train_clips=4, heldout_clips=2))
+    result = calibrate(space, n=6, steps=2, seed=0, proxies=("flops", "grad_norm", "cross_frame_sensitivity",
+                                                             "heldout_loss_short", "supernet", "supernet_ft"),
+                       train=TrainConfig(batch_size=2, train_clips=4, heldout_clips=2), pretrain=FAST_PRETRAIN,
+                       supernet=FAST_SUPERNET)
     assert len(result.rows) == 6 and all(math.isfinite(r["heldout_loss"]) for r in result.rows)
+    for row in result.rows:  # the truth is the mean of two independently trained seeds
+        assert row["heldout_loss"] == pytest.approx((row["heldout_loss_seed1"] + row["heldout_loss_seed2"]) / 2)
     for stats in result.proxies.values():
         assert -1 <= stats["kendall"] <= 1 and len(stats["kendall_ci"]) == 2
         for key in ("spearman", "kendall_within_latency_bins", "partial_kendall_given_flops", "precision_at_top10"):
             assert key in stats
-    assert result.noise_ceiling["n"] == 3
+    reliability = result.truth_reliability
+    assert reliability["n"] == 6 and -1 <= reliability["kendall_between_seeds"] <= 1
+    assert len(reliability["kendall_between_seeds_ci"]) == 2 and "spearman_brown_mean_of_two" in reliability
     assert result.ensemble["members_all_data"]
+    assert result.config["backbone_id"] and result.config["supernet"]["step"] == 2
     out = result.save(tmp_path / "cal")
     assert len(pd.read_parquet(out / "rows.parquet")) == 6
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["steps"] == 3 and "ensemble" in summary
+    assert summary["config"]["steps"] == 2 and summary["version"] == 2 and "truth_reliability" in summary
 
 
 def test_calibration_rejects_bad_arguments():
@@ -68,12 +81,6 @@ def test_calibration_rejects_bad_arguments():
         calibrate(get_space("tiny"), n=4, steps=0)
     with pytest.raises(SpecError):
         calibrate(get_space("tiny"), n=4, steps=2, proxies=("nope",))
-
-
-def test_ground_truth_averaged_over_seeds_measures_the_ceiling_on_every_architecture():
-    space = get_space("tiny", frames=4, height=64, width=64)
-    result = calibrate(space, n=4, steps=2, seed=0, truth_seeds=2, proxies=("flops",),
-                       train=TrainConfig(batch_size=2, train_clips=4, heldout_clips=2))
-    assert result.noise_ceiling["n"] == 4 and result.config["truth_seeds"] == 2
-    for row in result.rows:
-        assert row["heldout_loss"] == pytest.approx((row["heldout_loss_seed1"] + row["heldout_loss_seed2"]) / 2)
+    with pytest.raises(SpecError) as info:
+        calibrate(get_space("tiny"), n=4, steps=2, truth_seeds=1)
+    assert info.value.field == "truth_seeds"

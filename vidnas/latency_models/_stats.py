@@ -103,15 +103,3 @@ def summarize(samples_ms: Sequence[float], *, inner_loops: int, warmup_runs: int
         trusted=not reasons,
         reason="; ".join(reasons),
     )
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    from scipy import stats
-
-    return float(stats.spearmanr(x, y).statistic)
-
-
-def kendall(x: Sequence[float], y: Sequence[float]) -> float:
-    from scipy import stats
-
-    return float(stats.kendalltau(x, y).statistic)

@@ -1,18 +1,25 @@
-"""Calibration: how well each proxy ranks architectures by a real training signal.
+"""Calibration: how well each quality signal ranks architectures by the ground truth.
 
-``calibrate`` trains N architectures of a space (stratified over temporal-op types and
-latency) for K steps on procedural clips and records their held-out loss — the ground
-truth. It scores every proxy on the same architectures and reports, per proxy:
+The ground truth follows SnapGen-V's protocol: the space's spatial backbone is pretrained
+once as an image denoiser (``_pretrain``) and frozen; each of N architectures (stratified
+over temporal-op types and latency) gets its slot layers at identity initialisation and is
+trained K steps on video clips, with ``truth_seeds`` independent seeds (initialisation, data
+order, noise); its truth is the mean held-out loss at fixed timesteps and noise. Truth always
+comes from training each architecture on its own, never from a proxy.
 
-* Kendall tau and Spearman rho against held-out loss, oriented so that positive means
-  the proxy ranks better models higher, each with a bootstrap 95 % interval;
+The truth's own reliability is measured and reported with every calibration: Kendall tau
+(with a bootstrap interval) and Spearman rho between the first two seeds over all N
+architectures, and the Spearman-Brown reliability of their mean. Then, per signal (every
+registered proxy; ``supernet`` and ``supernet_ft`` with the space's trained supernet):
+
+* Kendall tau and Spearman rho against the truth, oriented so that positive means the
+  signal ranks better models higher, each with a bootstrap 95 % interval;
 * tau within latency bins (does it rank models of similar cost?), and the partial tau
   controlling for FLOPs (what it knows beyond size);
 * precision at the top 10 %.
 
-A few architectures are trained again with another seed: the tau between the two runs
-is the noise ceiling no proxy can beat. An ensemble (sum of normalised ranks of the best
-proxies) is judged out of fold: its members are chosen on the other folds.
+An ensemble (sum of normalised ranks of the best training-free proxies) is judged out of
+fold: its members are chosen on the other folds.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from vidnas._errors import SpecError
-from vidnas.proxies._denoise import TrainConfig, short_train
+from vidnas._stats import bootstrap_interval, kendall, spearman
+from vidnas.proxies._denoise import TrainConfig, train_candidate
 from vidnas.proxies._registry import ProxyBatch, get_proxy, list_proxies
 from vidnas.search_space import ArchSpec, SearchSpace, count_spec
 
@@ -73,42 +81,6 @@ def stratified_sample(space: SearchSpace, n: int, seed: int,
 # Statistics ------------------------------------------------------------------------------------
 
 
-def kendall(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall tau-b; 0 when either input is constant (no ranking information)."""
-    import warnings
-
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = stats.kendalltau(x, y).statistic
-    return float(value) if value == value else 0.0
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rho; 0 when either input is constant."""
-    import warnings
-
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = stats.spearmanr(x, y).statistic
-    return float(value) if value == value else 0.0
-
-
-def bootstrap_interval(x: Sequence[float], y: Sequence[float], stat: Callable, *, resamples: int = 1000,
-                       seed: int = 0) -> tuple[float, float]:
-    rng = random.Random(seed)
-    n = len(x)
-    values = []
-    for _ in range(resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
-        values.append(stat([x[i] for i in idx], [y[i] for i in idx]))
-    values.sort()
-    return values[int(0.025 * resamples)], values[int(0.975 * resamples) - 1]
-
-
 def partial_kendall(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
     """Kendall's partial tau of x and y controlling for z."""
     txy, txz, tyz = kendall(x, y), kendall(x, z), kendall(y, z)
@@ -149,11 +121,11 @@ def normalised_ranks(values: Sequence[float]) -> list[float]:
 
 @dataclasses.dataclass
 class CalibrationResult:
-    """Per-architecture rows and per-proxy statistics."""
+    """Per-architecture rows, the truth's reliability and per-signal statistics."""
 
     rows: list[dict[str, Any]]
     proxies: dict[str, dict[str, Any]]
-    noise_ceiling: dict[str, Any]
+    truth_reliability: dict[str, Any]
     ensemble: dict[str, Any]
     config: dict[str, Any]
 
@@ -166,10 +138,12 @@ class CalibrationResult:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(self.rows).to_parquet(directory / "rows.parquet", index=False)
-        summary = {"format": "vidnas.calibration", "version": 1, "config": self.config, "proxies": self.proxies,
-                   "noise_ceiling": self.noise_ceiling, "ensemble": self.ensemble}
-        (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2, default=str))
         return directory
+
+    def summary(self) -> dict[str, Any]:
+        return {"format": "vidnas.calibration", "version": 2, "config": self.config, "proxies": self.proxies,
+                "truth_reliability": self.truth_reliability, "ensemble": self.ensemble}
 
 
 def proxy_statistics(oriented: Sequence[float], truth: Sequence[float], flops: Sequence[float],
@@ -212,35 +186,62 @@ def ensemble_out_of_fold(table: dict[str, list[float]], truth: list[float], *, m
     return scores, chosen_per_fold
 
 
-def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies: Sequence[str] = DEFAULT_PROXIES,
-              repeats: int | None = None, short_steps: int | None = None, clips: int = 4,
-              train: TrainConfig | None = None, latency: Callable[[ArchSpec], float] | None = None,
-              truth_seeds: int = 1,
-              progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
-    """Train ``n`` stratified architectures for ``steps`` steps and judge every proxy against them.
+DEFAULT_SIGNALS = (*DEFAULT_PROXIES, "supernet", "supernet_ft")
 
-    With ``truth_seeds`` > 1 every architecture is trained that many times (seeds ``seed``,
-    ``seed + 1``, ...) and the ground truth is the mean held-out loss; the noise ceiling is
-    then the tau between the first two seeds over all architectures. With one seed,
-    ``repeats`` architectures are trained again to measure it.
+
+def truth_reliability(first: Sequence[float], second: Sequence[float], seed: int = 0) -> dict[str, Any]:
+    """Agreement of the truth with itself across two training seeds over the same architectures."""
+    rho = spearman(first, second)
+    return {"n": len(first), "kendall_between_seeds": kendall(first, second),
+            "kendall_between_seeds_ci": bootstrap_interval(first, second, kendall, seed=seed),
+            "spearman_between_seeds": rho,
+            "spearman_brown_mean_of_two": 2 * rho / (1 + rho) if rho > -1 else math.nan,
+            "median_relative_difference": statistics.median(abs(a - b) / a for a, b in zip(first, second))}
+
+
+def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies: Sequence[str] = DEFAULT_SIGNALS,
+              truth_seeds: int = 2, short_steps: int | None = None, clips: int = 4,
+              train: TrainConfig | None = None, pretrain: Any = None, supernet: Any = None,
+              supernet_dir: Path | None = None, latency: Callable[[ArchSpec], float] | None = None,
+              progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
+    """Train ``n`` stratified architectures ``steps`` steps each on the pretrained frozen backbone,
+    ``truth_seeds`` times, and judge every signal in ``proxies`` against the mean held-out loss.
+
+    ``pretrain`` (:class:`PretrainConfig`) and ``supernet`` (:class:`SupernetConfig`) default to the
+    data source of ``train``; the backbone and supernet come from the cache when trained before.
     """
+    from vidnas.proxies._pretrain import PretrainConfig, pretrain_backbone
+    from vidnas.proxies._supernet import SupernetConfig, train_supernet
+
     for name in proxies:
         get_proxy(name, field="proxies")
     if steps < 1:
         raise SpecError("steps", steps, "must be >= 1")
-    if truth_seeds < 1:
-        raise SpecError("truth_seeds", truth_seeds, "must be >= 1")
+    if truth_seeds < 2:
+        raise SpecError("truth_seeds", truth_seeds, "must be >= 2 (the truth's reliability needs two seeds)")
     base = train or TrainConfig()
     truth_config = dataclasses.replace(base, steps=steps)
     short_config = dataclasses.replace(base, steps=short_steps or max(1, steps // 10))
-    repeats = repeats if repeats is not None else max(4, n // 4)
+    pretrain = pretrain or PretrainConfig(data=base.data, objects=base.objects, data_seed=base.data_seed)
+    started = time.perf_counter()
+    backbone = pretrain_backbone(space.base, pretrain,
+                                 progress=(lambda i, k: progress("pretrain backbone", i, k)) if progress else None)
+    net = None
+    if any("supernet" in get_proxy(p).requires for p in proxies):
+        supernet = supernet or SupernetConfig(data=base.data, objects=base.objects, data_seed=base.data_seed,
+                                              heldout_clips=base.heldout_clips,
+                                              eval_timesteps=base.eval_timesteps)
+        net = train_supernet(space, backbone, supernet, out=supernet_dir,
+                             progress=(lambda i, k: progress("train supernet", i, k)) if progress else None)
+    setup_seconds = time.perf_counter() - started
     specs = stratified_sample(space, n, seed, latency)
     cost = latency or (lambda s: float(count_spec(s).flops))
     rows: list[dict[str, Any]] = []
     for i, spec in enumerate(specs, 1):
         started = time.perf_counter()
-        results = [short_train(spec, truth_config, seed=seed + k) for k in range(truth_seeds)]
-        batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config)
+        results = [train_candidate(spec, truth_config, seed=seed + k, backbone=backbone) for k in range(truth_seeds)]
+        batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config, backbone=backbone,
+                                      supernet=net)
         report = count_spec(spec)
         row: dict[str, Any] = {"arch_id": spec.arch_id, "spec": spec.to_json(), "dominant_op": dominant_op(spec),
                                "op_counts": spec.op_counts(), "flops": report.flops, "params": report.params,
@@ -258,22 +259,8 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
         if progress:
             progress("architectures", i, n)
 
-    # Noise ceiling: the same architectures trained with another seed.
-    if truth_seeds >= 2:
-        again = [(r["heldout_loss_seed1"], r["heldout_loss_seed2"]) for r in rows]
-    else:
-        again = []
-        for i, row in enumerate(rows[:repeats], 1):
-            result = short_train(ArchSpec.from_json(row["spec"]), truth_config, seed=seed + 1)
-            row["heldout_loss_seed2"] = result.heldout_loss
-            again.append((row["heldout_loss_seed1"], result.heldout_loss))
-            if progress:
-                progress("noise ceiling", i, repeats)
-    ceiling = {"n": len(again),
-               "kendall_between_seeds": kendall([a for a, _ in again], [b for _, b in again]) if len(again) > 2
-               else math.nan,
-               "median_relative_difference": statistics.median(abs(a - b) / a for a, b in again) if again else math.nan}
-
+    reliability = truth_reliability([r["heldout_loss_seed1"] for r in rows], [r["heldout_loss_seed2"] for r in rows],
+                                    seed)
     truth = [-r["heldout_loss"] for r in rows]  # higher = better model
     flops = [float(r["flops"]) for r in rows]
     values = [r["latency"] for r in rows]
@@ -293,19 +280,23 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                        **proxy_statistics(oriented, truth, flops, bins, seed)}
     zero_cost = [p for p in proxies if get_proxy(p).kind in ("count", "zero_cost", "temporal")
                  and p != "temporal_order_gap"]
-    ens_scores, chosen = ensemble_out_of_fold(table, truth, candidates=zero_cost, seed=seed)
-    full_taus = {p: kendall(table[p], truth) for p in zero_cost}
-    members = sorted(full_taus, key=lambda p: -abs(full_taus[p]))[:3]
-    ensemble = {"kind": "sum of normalised ranks, members chosen out of fold from the training-free proxies",
-                "members_per_fold": chosen,
-                "members_all_data": [{"proxy": p, "sign": 1 if full_taus[p] >= 0 else -1} for p in members],
-                **proxy_statistics(ens_scores, truth, flops, bins, seed)}
+    ensemble: dict[str, Any] = {"kind": "none: fewer than two training-free proxies"}
+    if len(zero_cost) >= 2:
+        ens_scores, chosen = ensemble_out_of_fold(table, truth, candidates=zero_cost, seed=seed)
+        full_taus = {p: kendall(table[p], truth) for p in zero_cost}
+        members = sorted(full_taus, key=lambda p: -abs(full_taus[p]))[:3]
+        ensemble = {"kind": "sum of normalised ranks, members chosen out of fold from the training-free proxies",
+                    "members_per_fold": chosen,
+                    "members_all_data": [{"proxy": p, "sign": 1 if full_taus[p] >= 0 else -1} for p in members],
+                    **proxy_statistics(ens_scores, truth, flops, bins, seed)}
     config = {"space": space.name, "space_shape": dict(space.shape), "n": n, "steps": steps,
-              "short_steps": short_config.steps, "seed": seed, "repeats": len(again) if truth_seeds < 2 else 0,
-              "truth_seeds": truth_seeds, "clips": clips,
-              "train": truth_config.to_dict(), "latency_source": "lut" if latency else "flops",
-              "proxies": list(proxies)}
-    return CalibrationResult(rows, stats, ceiling, ensemble, config)
+              "short_steps": short_config.steps, "seed": seed, "truth_seeds": truth_seeds, "clips": clips,
+              "train": truth_config.to_dict(), "pretrain": pretrain.key(), "backbone_id": backbone.backbone_id,
+              "backbone": backbone.meta, "supernet": net.describe() if net is not None else None,
+              "setup_seconds": setup_seconds, "truth_seconds_per_architecture":
+                  statistics.median(r["train_seconds"] for r in rows),
+              "latency_source": "lut" if latency else "flops", "proxies": list(proxies)}
+    return CalibrationResult(rows, stats, reliability, ensemble, config)
 
 
 def available_proxies() -> list[str]:

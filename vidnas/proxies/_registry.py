@@ -1,9 +1,11 @@
 """The proxy registry: quality estimates for an untrained architecture, cheapest first.
 
 A proxy is a pure function ``fn(spec, batch, seed) -> float`` registered once with its
-kind (``count``, ``zero_cost``, ``temporal``, ``training``), its orientation
+kind (``count``, ``zero_cost``, ``temporal``, ``one_shot``, ``training``), its orientation
 (``higher_is_better``: the direction the proxy *claims* predicts quality; calibration
-reports whether it does) and a word on its cost.
+reports whether it does), a word on its cost, and what it needs beyond clips
+(``requires``: ``backbone`` for the pretrained spatial backbone, ``supernet`` for a trained
+supernet of the space), which the :class:`ProxyBatch` carries.
 """
 
 from __future__ import annotations
@@ -22,25 +24,28 @@ from vidnas.proxies._data import FixedLatentEncoder  # noqa: F401  (re-exported 
 from vidnas.proxies._denoise import DenoisingTask, TrainConfig, iterate_batches
 from vidnas.search_space import ArchSpec
 
-KINDS = ("count", "zero_cost", "temporal", "training")
+KINDS = ("count", "zero_cost", "temporal", "one_shot", "training")
+REQUIREMENTS = ("backbone", "supernet")
 
 
 @dataclasses.dataclass(frozen=True)
 class ProxyBatch:
-    """The data a proxy may use: a few clips and, for training proxies, how to train."""
+    """What a proxy may use: a few clips, how training proxies train, and (when available) the
+    pretrained backbone candidates start from and the space's trained supernet."""
 
     clips: dict[str, torch.Tensor]  # pixels (N, T, 3, H, W) in [-1, 1]; condition (N, F)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(steps=20))
+    backbone: Any = None  # a PretrainedBackbone
+    supernet: Any = None  # a trained Supernet of the candidate's space
 
     @classmethod
-    def procedural(cls, spec: ArchSpec, *, clips: int = 4, seed: int = 0,
-                   train: TrainConfig | None = None) -> ProxyBatch:
-        """``clips`` clips at the spec's frames and resolution: procedural, or from
-        ``train.videos`` (the user's folder) when given."""
+    def procedural(cls, spec: ArchSpec, *, clips: int = 4, seed: int = 0, train: TrainConfig | None = None,
+                   backbone: Any = None, supernet: Any = None) -> ProxyBatch:
+        """``clips`` training clips at the spec's frames and resolution from ``train.data``."""
         train = train or TrainConfig(steps=20)
-        data = DenoisingTask(spec, videos=train.videos).dataset(clips, seed + 101)
+        data = DenoisingTask(spec, data=train.data).dataset(clips, seed + 101)
         batch = next(iterate_batches(data, min(clips, len(data)), seed=seed))
-        return cls(batch, train)
+        return cls(batch, train, backbone, supernet)
 
 
 ProxyFn = Callable[[ArchSpec, ProxyBatch, int], float]
@@ -54,21 +59,26 @@ class ProxyDef:
     higher_is_better: bool
     summary: str
     cost: str
+    requires: tuple[str, ...] = ()
 
 
 _PROXIES: dict[str, ProxyDef] = {}
 
 
 def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str,
-                   cost: str) -> Callable[[ProxyFn], ProxyFn]:
+                   cost: str, requires: tuple[str, ...] = ()) -> Callable[[ProxyFn], ProxyFn]:
     """Decorator registering ``fn(spec, batch, seed) -> float`` as proxy ``name``."""
     if kind not in KINDS:
         raise SpecError("kind", kind, "is not a proxy kind", f"choose one of {list(KINDS)}")
+    for need in requires:
+        if need not in REQUIREMENTS:
+            raise SpecError("requires", need, "is not something a proxy batch carries",
+                            f"choose from {list(REQUIREMENTS)}")
 
     def decorate(fn: ProxyFn) -> ProxyFn:
         if name in _PROXIES:
             warnings.warn(f"proxy `{name}` is registered again; the new definition replaces it", stacklevel=2)
-        _PROXIES[name] = ProxyDef(name, fn, kind, higher_is_better, summary, cost)
+        _PROXIES[name] = ProxyDef(name, fn, kind, higher_is_better, summary, cost, tuple(requires))
         return fn
 
     return decorate
@@ -97,6 +107,10 @@ def score(spec: ArchSpec, names: list[str], batch: ProxyBatch | None = None, *, 
     out = {}
     for name in names:
         proxy = get_proxy(name)
+        missing = [need for need in proxy.requires if getattr(batch, need) is None]
+        if missing:
+            raise SpecError("proxy", name, f"needs a {missing[0]} that was not given",
+                            "train or load it first (`vidnas proxies supernet`; or pass --supernet DIR)")
         start = time.perf_counter()
         value = float(proxy.fn(spec, batch, seed))
         out[name] = {"value": value, "seconds": time.perf_counter() - start, "kind": proxy.kind,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vidnas._cache import cache_dir
 from vidnas._errors import SpecError, VidnasError
 from vidnas._pareto import non_dominated
 from vidnas.runners._config import CampaignConfig, load_config
@@ -108,14 +109,6 @@ def counted_trials(study) -> int:
 
 
 # Latency source --------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    import os
-
-    root = os.environ.get("VIDNAS_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME",
-                                                                         os.path.expanduser("~/.cache")), "vidnas")
-    return Path(root)
 
 
 def resolve_table(config: CampaignConfig, space: SearchSpace, run_dir: Path,

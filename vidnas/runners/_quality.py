@@ -1,0 +1,157 @@
+"""A campaign's quality signal: the proxy scale, the pretrained backbone and the supernet, prepared once.
+
+Before its trials, a campaign whose objectives or constraints name proxies prepares, in the
+driver: the proxy scale (stated in the config, or chosen to fit ``proxy.memory_budget_bytes``
+and ``proxy.seconds_budget``; see ``proxies._scale``), the space's pretrained spatial backbone
+at that scale, and, for ``proxy:supernet`` / ``proxy:supernet_ft``, the space's trained
+supernet (both cached, so a second campaign reuses them). Trials receive file paths
+(:class:`QualitySettings`, picklable) and each worker process loads them once.
+
+A trial's architecture is evaluated for latency at its real shape; its quality at the proxy
+scale: the same op and searched parameters at every slot group, on the space rebuilt at that
+scale. Before a proxy runs, the memory it will need is predicted from the counts; an
+evaluation over ``proxy.memory_budget_bytes`` is refused with a message naming the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from vidnas._errors import SpecError
+from vidnas.search_space import ArchSpec, SearchSpace, get_space
+
+__all__ = ["QualitySettings", "prepare_quality", "proxy_context", "proxy_spec"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QualitySettings:
+    """Everything a trial needs to compute quality signals at the proxy scale (picklable)."""
+
+    space: str
+    real_shape: dict[str, Any]
+    scale: dict[str, Any]  # ProxyScale fields
+    scale_choice: dict[str, Any] | None  # how an automatic scale was chosen
+    data: str
+    pretrain: dict[str, Any]  # PretrainConfig fields
+    backbone_path: str
+    supernet: dict[str, Any] | None  # SupernetConfig fields, when a supernet signal is used
+    supernet_path: str | None
+    memory_budget_bytes: float
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _needs(metrics: list[str]) -> tuple[list[str], bool]:
+    from vidnas.proxies import get_proxy
+
+    proxies = [m[6:] for m in metrics if m.startswith("proxy:")]
+    return proxies, any("supernet" in get_proxy(p).requires for p in proxies)
+
+
+def prepare_quality(config, metrics: list[str], log: Callable[[str], None] = lambda m: None
+                    ) -> QualitySettings | None:
+    """Choose the proxy scale, pretrain the backbone and train the supernet (cached) for ``config``."""
+    from vidnas.proxies import PretrainConfig, SupernetConfig, pretrain_backbone, train_supernet
+    from vidnas.proxies._pretrain import backbone_path
+    from vidnas.proxies._scale import ProxyScale, choose_scale, scale_summary
+    from vidnas.proxies._supernet import supernet_dir
+
+    proxies, needs_supernet = _needs(metrics)
+    if not proxies:
+        return None
+    p = config.proxy
+    real = {k: getattr(config.space, k) for k in ("frames", "height", "width", "width_mult")}
+    s = p.supernet
+    supernet_config = SupernetConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, sampling=s.sampling,
+                                     data=p.data, seed=p.seed, finetune_steps=s.finetune_steps,
+                                     heldout_clips=s.heldout_clips)
+    choice = None
+    if p.scale.auto:
+        choice = choose_scale(config.space.name, real, memory_budget_bytes=p.memory_budget_bytes,
+                              seconds_budget=p.seconds_budget, steps=supernet_config.steps + p.pretrain_steps,
+                              batch_size=supernet_config.batch_size)
+        scale = choice.scale
+        log(scale_summary(choice))
+    else:
+        scale = ProxyScale(frames=p.scale.frames, height=p.scale.height, width=p.scale.width,
+                           width_mult=p.scale.width_mult)
+    space = scale.space(config.space.name, real)
+    pretrain = PretrainConfig(steps=p.pretrain_steps, data=p.data, seed=p.seed)
+    path = backbone_path(space.base.replace_choices({s.name: "none" for s in space.base.slots()}), pretrain)
+    log(f"pretrained backbone: {path} ({'cached' if path.exists() else 'training now'})")
+    backbone = pretrain_backbone(space.base, pretrain,
+                                 progress=lambda i, n: log(f"backbone step {i}/{n}") if i % 100 == 0 else None)
+    supernet_path = None
+    if needs_supernet:
+        directory = supernet_dir(space, supernet_config, backbone)
+        log(f"supernet: {directory} ({'resuming' if directory.exists() else 'training now'})")
+        train_supernet(space, backbone, supernet_config, out=directory,
+                       progress=lambda i, n: log(f"supernet step {i}/{n}") if i % 100 == 0 else None)
+        supernet_path = str(directory)
+    return QualitySettings(space=config.space.name, real_shape=real, scale=scale.to_dict(),
+                           scale_choice=choice.to_dict() if choice else None, data=p.data,
+                           pretrain=pretrain.key(), backbone_path=str(path),
+                           supernet=supernet_config.to_dict() if needs_supernet else None,
+                           supernet_path=supernet_path, memory_budget_bytes=p.memory_budget_bytes)
+
+
+_CONTEXT: dict[str, Any] = {}
+
+
+def proxy_context(settings: QualitySettings) -> tuple[SearchSpace, Any, Any]:
+    """``(space at the proxy scale, pretrained backbone, supernet or None)``, loaded once per process."""
+    key = repr(settings)
+    if _CONTEXT.get("key") != key:
+        from pathlib import Path
+
+        from vidnas.proxies import PretrainedBackbone, SupernetConfig, load_supernet
+        from vidnas.proxies._scale import ProxyScale
+
+        space = ProxyScale(**settings.scale).space(settings.space, settings.real_shape)
+        backbone = PretrainedBackbone.load(Path(settings.backbone_path))
+        supernet = None
+        if settings.supernet_path is not None:
+            supernet = load_supernet(settings.supernet_path, space, backbone,
+                                     SupernetConfig.from_dict(settings.supernet))
+        _CONTEXT.clear()
+        _CONTEXT.update(key=key, value=(space, backbone, supernet))
+    return _CONTEXT["value"]
+
+
+def proxy_spec(spec: ArchSpec, settings: QualitySettings, proxy_space: SearchSpace) -> ArchSpec:
+    """``spec`` (at the campaign's real shape) at the proxy scale: the same choices per slot group."""
+    real_space = get_space(settings.space, **{k: v for k, v in settings.real_shape.items() if v is not None})
+    if spec.backbone == proxy_space.base.backbone:
+        return spec
+    params = real_space.params_of(spec)
+
+    class Fixed:
+        def suggest_categorical(self, name: str, choices):
+            if name not in params:
+                raise SpecError("trial", name, "is missing from the trial's parameters")
+            return params[name]
+
+    return proxy_space.sample(Fixed())
+
+
+def check_memory(spec: ArchSpec, proxy: str, *, clips: int, train_batch: int, budget: float) -> int:
+    """Predicted bytes of ``proxy`` on ``spec``; a :class:`SpecError` naming the budget if over it."""
+    from vidnas.proxies import get_proxy
+    from vidnas.proxies._scale import evaluation_bytes
+
+    kind = get_proxy(proxy).kind
+    if kind == "count":
+        return 0
+    if kind == "one_shot":
+        need = evaluation_bytes(spec, clips=clips, training=proxy.endswith("_ft"))
+    else:
+        need = evaluation_bytes(spec, clips=max(clips, train_batch), training=True)
+    if need > budget:
+        raise SpecError("proxy.memory_budget_bytes", budget,
+                        f"is below the {need / 2**30:.2f} GiB that proxy `{proxy}` is predicted to need on "
+                        f"{spec.arch_id} at the proxy scale; it was not started",
+                        "lower the proxy scale (proxy.scale) or raise the budget")
+    return need
