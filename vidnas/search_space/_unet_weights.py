@@ -129,11 +129,8 @@ def _diffusers_table(spec: ArchSpec, ref_levels: int) -> dict[str, tuple[str, st
             block(f"down_blocks.{level}.{{}}.{b}", f"down.{level}.{b}", bb.attention[level])
         if level < last:
             table[f"down_blocks.{level}.downsamplers.0.conv."] = (unit(f"down.{level}.downsample") + "conv.", "same")
-    block(f"mid_block.{{}}.{0}", f"mid.{last}.0", bb.mid_attention)
-    table[f"mid_block.resnets.1.spatial_res_block."] = (unit(f"mid.{last}.1.resblock"), "same")
-    if spec.temporal[f"mid.{last}.1.res"].op == _REFERENCE_OPS["res"]:
-        table["mid_block.resnets.1.temporal_res_block."] = (unit(f"mid.{last}.1.res") + "slot.branch.", "conv1d")
-        table["mid_block.resnets.1.time_mixer.mix_factor"] = (unit(f"mid.{last}.1.res") + "slot.mix_factor", "mix")
+    block("mid_block.{}.0", f"mid.{last}.0", bb.mid_attention)
+    block("mid_block.{}.1", f"mid.{last}.1", False)
     for level in range(bb.num_levels):
         index = ref_levels - 1 - level  # diffusers counts up blocks from the coarsest level
         if index < 0:
@@ -195,8 +192,7 @@ def unet_reference_state_dict(spec: ArchSpec, state: Mapping[str, torch.Tensor],
         name, transform = found
         if transform == "conv1d" and tensor.ndim == 5 and tuple(tensor.shape[-2:]) == (1, 1):
             tensor = tensor.reshape(*tensor.shape[:3], 1)  # Conv3d (k,1,1) -> Conv2d (k,1) on planes
-        elif transform == "mix":
-            if merges[name.split(".")[1]] == "alpha_temporal":
-                tensor = -tensor
+        elif transform == "mix" and merges[name.split(".")[1]] == "alpha_temporal":
+            tensor = -tensor
         mapped[name] = tensor
     return mapped, unused
