@@ -6,55 +6,12 @@ import dataclasses
 
 import pytest
 import torch
+from svd_reference import REDUCED_BACKBONE, reduced_inputs, reduced_reference, reduced_spec
 
 from vidnas._errors import SpecError
 from vidnas.search_space import ArchSpec, build_network, get_family, get_preset, preset_spec
-from vidnas.search_space._presets import SVD_BACKBONE
 
 diffusers = pytest.importorskip("diffusers")
-
-# The same code path at a reduced size: four levels (three with cross-attention, as SVD),
-# uneven residual blocks per level, 16-wide heads, small conditioning, 3 frames at 16x16.
-REDUCED_REFERENCE = {
-    "block_out_channels": (32, 64, 64, 64),
-    "layers_per_block": (1, 2, 1, 1),
-    "num_attention_heads": (2, 4, 4, 4),
-    "cross_attention_dim": 32,
-    "addition_time_embed_dim": 8,
-    "projection_class_embeddings_input_dim": 24,
-    "num_frames": 3,
-}
-REDUCED_BACKBONE = dataclasses.replace(
-    SVD_BACKBONE, channels=(32, 64, 64, 64), layers_per_block=(1, 2, 1, 1), head_dim=16, cross_attention_dim=32,
-    addition_time_embed_dim=8, frames=3, latent_height=16, latent_width=16,
-)
-
-
-def reduced_spec(**choices) -> ArchSpec:
-    """SVD's temporal layers (the preset's) on the reduced backbone, ``choices`` overriding slots."""
-    return ArchSpec.create(REDUCED_BACKBONE, {**get_preset("svd").temporal, **choices})
-
-
-def reduced_reference(seed: int = 0):
-    """A randomly initialised reduced diffusers SVD UNet whose norms and blends are perturbed
-    away from their initial values, so that group statistics, epsilons and blend signs matter."""
-    torch.manual_seed(seed)
-    reference = diffusers.UNetSpatioTemporalConditionModel(**REDUCED_REFERENCE).eval()
-    with torch.no_grad():
-        for name, param in reference.named_parameters():
-            if "mix_factor" in name or "norm" in name:
-                param.add_(torch.randn_like(param) * 0.5)
-    return reference
-
-
-def reduced_inputs(batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, ...]:
-    """``(sample (B, T, C, H, W), timestep (B,), context (B, 1, D), added_time_ids (B, 3))``, both models' layout."""
-    gen = torch.Generator().manual_seed(seed)
-    sample = torch.randn(batch, 3, 8, 16, 16, generator=gen)
-    timestep = torch.tensor([500.0, 20.0][:batch])
-    context = torch.randn(batch, 1, 32, generator=gen)
-    added_time_ids = torch.rand(batch, 3, generator=gen) * 10
-    return sample, timestep, context, added_time_ids
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +106,29 @@ def test_unknown_reference_is_refused():
     with pytest.raises(SpecError) as info:
         get_family("unet").reference_state_dict(reduced_spec(), {}, reference="sgm")
     assert info.value.field == "reference" and info.value.value == "sgm"
+
+
+def test_equivalence_benchmark_runs_a_case_and_writes_its_provenance(tmp_path, monkeypatch):
+    """benchmarks/bench_equivalence.py on the svd case at a reduced config (the lead runs the full size)."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    from svd_reference import REDUCED_REFERENCE
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_equivalence.py"
+    module_spec = importlib.util.spec_from_file_location("bench_equivalence", path)
+    bench = importlib.util.module_from_spec(module_spec)
+    monkeypatch.setitem(sys.modules, "bench_equivalence", bench)  # dataclasses resolve annotations through it
+    module_spec.loader.exec_module(bench)
+    full = bench.CASES["svd"]
+    assert full.reference_kwargs == {} and full.spec().name == "svd"  # the real config, a small input
+    case = dataclasses.replace(full, name="svd-reduced", reference_kwargs=REDUCED_REFERENCE, spec=reduced_spec)
+    written = bench.write_result(bench.run_case(case), tmp_path)
+    record = json.loads(written.read_text())
+    assert written.name == "equivalence-svd-reduced.json"
+    assert record["passed"] and record["max_abs_diff"] < 1e-4 < record["output_max_abs"]
+    assert record["reference"]["unused_keys"] == [] and record["vidnas"]["params"] == record["reference"]["params"]
+    assert record["environment"]["versions"]["torch"] and record["reference"]["version"]["diffusers"]
+    assert record["input_shapes"][0] == [1, 3, 8, 16, 16]
