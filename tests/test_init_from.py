@@ -190,3 +190,17 @@ def test_a_campaign_exports_initialised_weights_from_the_cli(checkpoints, tmp_pa
     result = runner.invoke(app, ["export", str(tmp_path / "run"), "--init-from", str(checkpoint), "--reference",
                                  "sgm"])
     assert result.exit_code == 2 and "--reference" in result.output
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    """Weights under names no block maps (another model, or SVD in its original layout) load nowhere: an error,
+    not a model left silently at initialisation."""
+    from vidnas.runners import export_run
+
+    checkpoint = tmp_path / "other.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(32, 8, 3, 3)}, str(checkpoint))
+    run = make_run(tmp_path / "run", [reduced_spec()])
+    with pytest.raises(SpecError) as info:
+        export_run(run, ("safetensors",), init_from=checkpoint)
+    assert info.value.field == "--init-from" and info.value.value == str(checkpoint)
+    assert "shares no weights" in info.value.problem
