@@ -26,7 +26,7 @@ from vidnas.search_space._cost import (
 )
 from vidnas.search_space._family import BackboneFamily, register_family
 from vidnas.search_space._plan import UnitPlan, slot_config, slot_cost, slot_shape
-from vidnas.search_space._unet_spec import NORM_EPS, BackboneSpec
+from vidnas.search_space._unet_spec import BackboneSpec
 
 if TYPE_CHECKING:
     from vidnas.search_space._spec import ArchSpec
@@ -50,10 +50,8 @@ def unet_plan(spec: ArchSpec) -> list[UnitPlan]:
         aux = skips.pop() if pop_skip else None
         cin = shape[0] + (aux[0] if aux else 0)
         out = (cout, shape[1], shape[2])
-        cfg = {"in_channels": cin, "out_channels": cout, "temb_channels": temb, "norm_groups": bb.norm_groups}
-        eps = bb.resnet_eps(name.split(".")[0], level)
-        if eps != NORM_EPS:  # recorded only where it differs, so other blocks' signatures stay as they were
-            cfg["eps"] = eps
+        cfg = {"in_channels": cin, "out_channels": cout, "temb_channels": temb, "norm_groups": bb.norm_groups,
+               "eps": bb.resnet_eps(name.split(".")[0], level)}
         add(name, "resblock", cfg, shape, out, pop="skip" if aux else None, aux_shape=aux, level=level)
         return out
 

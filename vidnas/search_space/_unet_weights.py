@@ -40,7 +40,7 @@ Keys whose target a spec does not have (fewer levels or blocks, no ``ff_in``, an
 positional encoding, several transformer layers per block ...) are returned unused.
 Shapes are not compared here: :func:`~vidnas.search_space.load_reference_weights` does.
 
-diffusers normalises each group with a fixed 32 groups; a backbone with another
+diffusers' UNet uses 32 GroupNorm groups throughout; a backbone with another
 ``norm_groups`` takes the same tensors but computes another function.
 """
 
