@@ -98,17 +98,31 @@ def report_command(
 @handle_errors
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="A campaign's run directory.")],
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: onnx, coreml.")] = "onnx",
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: onnx, coreml, safetensors "
+                                                          "(PyTorch weights, ready for training).")] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", help="Directory (default: RUN_DIR/export).")] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        "--init-from", help="Pretrained weights of the reference model (a .safetensors file or a diffusers model "
+                            "folder): blocks that exist in both take them, new or changed layers keep their "
+                            "initialisation; a report per model.")] = None,
+    reference: Annotated[str, typer.Option("--reference", help="Whose parameter names the checkpoint uses.")
+                         ] = "diffusers",
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the Pareto set's models (ONNX, Core ML)."""
+    """Write the Pareto set's models (ONNX, Core ML, safetensors weights)."""
     from vidnas.runners import export_run
 
-    written = export_run(run_dir, tuple(f.strip() for f in formats.split(",") if f.strip()), out=out)
+    written = export_run(run_dir, tuple(f.strip() for f in formats.split(",") if f.strip()), out=out,
+                         init_from=init_from, reference=reference)
     if as_json:
         emit_json({"exports": written})
         return
+    console = stdout_console()
     for w in written:
-        stdout_console().print(f"{w['rank']:2d} {w['arch_id']}: " + ", ".join(
-            f"{k}={v}" for k, v in w.items() if k not in ("rank", "arch_id")))
+        console.print(f"{w['rank']:2d} {w['arch_id']}: " + ", ".join(
+            f"{k}={v}" for k, v in w.items() if k not in ("rank", "arch_id", "init")))
+        if "init" in w:
+            i = w["init"]
+            console.print(f"   weights: {i['loaded']} loaded, {i['initialised']} kept at initialisation, "
+                          f"{i['unused']} reference keys unused, {i['mismatched']} shape mismatches "
+                          f"(report: {i['report']})")

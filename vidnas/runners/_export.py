@@ -1,4 +1,12 @@
-"""Export a campaign's Pareto set as ONNX and Core ML models ready for training or deployment."""
+"""Export a campaign's Pareto set: ONNX and Core ML models, and PyTorch weights ready for training.
+
+With ``init_from`` (a reference model's checkpoint: a safetensors file or a diffusers model
+folder), every Pareto architecture first takes the reference's weights where its blocks exist
+in the reference (see :func:`~vidnas.search_space.load_reference_weights`); a report per model,
+``<rank>-<arch_id>.weights.json``, lists what was loaded, what kept its initialisation, the
+reference keys left unused and any shape mismatch. ``safetensors`` writes the (initialised)
+weights under ``build_network(spec)``'s parameter names, with the spec in the file's metadata.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +18,18 @@ from typing import Any
 from vidnas._errors import SpecError
 from vidnas.search_space import ArchSpec
 
-FORMATS = ("onnx", "coreml")
+FORMATS = ("onnx", "coreml", "safetensors")
 
 
 def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out: str | Path | None = None,
-               batch: int = 1, progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
-    """Write ``export/<rank>-<arch_id>.onnx`` / ``.mlpackage`` for every Pareto spec of a run."""
-    from vidnas.search_space import NetworkHarness, build_network, convert_coreml, export_onnx
+               batch: int = 1, init_from: str | Path | None = None, reference: str = "diffusers",
+               progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+    """Write ``export/<rank>-<arch_id>.{onnx,mlpackage,safetensors}`` for every Pareto spec of a run.
+
+    Returns one record per model (paths written, and with ``init_from`` the weight report's
+    summary and path); the list is also written to ``exports.json``.
+    """
+    from vidnas.search_space import NetworkHarness, build_network, convert_coreml, export_onnx, read_checkpoint
 
     run_dir = Path(run_dir)
     for f in formats:
@@ -27,15 +40,21 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out
         raise SpecError("RUN_DIR", str(run_dir), "has no Pareto set (pareto/pareto.json)",
                         "run `vidnas search` (or --resume) to completion first")
     entries = json.loads(index.read_text())["pareto"]
+    checkpoint = read_checkpoint(init_from) if init_from is not None else None
     out = Path(out) if out else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i, entry in enumerate(entries, 1):
         spec = ArchSpec.load(run_dir / "pareto" / entry["spec"])
-        harness = NetworkHarness(build_network(spec)).eval()
-        inputs = harness.example_inputs(batch)
         stem = f"{entry['rank']:02d}-{spec.arch_id}"
         record: dict[str, Any] = {"rank": entry["rank"], "arch_id": spec.arch_id}
+        network = build_network(spec)
+        if checkpoint is not None:
+            record["init"] = _initialise(network, spec, checkpoint, reference, out / f"{stem}.weights.json")
+        if "safetensors" in formats:
+            record["safetensors"] = str(_save_weights(network, spec, out / f"{stem}.safetensors", record.get("init")))
+        harness = NetworkHarness(network).eval()
+        inputs = harness.example_inputs(batch)
         if "onnx" in formats:
             record["onnx"] = str(export_onnx(harness, inputs, out / f"{stem}.onnx"))
         if "coreml" in formats:
@@ -50,3 +69,34 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out
             progress(i, len(entries), stem)
     (out / "exports.json").write_text(json.dumps(written, indent=2))
     return written
+
+
+def _initialise(network: Any, spec: ArchSpec, checkpoint: Any, reference: str, report_path: Path) -> dict[str, Any]:
+    """Load the checkpoint into ``network``; write the full report, return its summary."""
+    from vidnas.search_space import load_reference_weights
+
+    try:
+        report = load_reference_weights(network, spec, checkpoint.state, reference=reference,
+                                        source=checkpoint.source)
+    except SpecError as exc:
+        if exc.field != "reference":
+            raise
+        raise SpecError("--reference", exc.value, exc.problem, exc.hint) from None
+    data = {"checkpoint": checkpoint.source, "files": list(checkpoint.files),
+            "reference_class": checkpoint.class_name, **report.to_dict()}
+    report_path.write_text(json.dumps(data, indent=2))
+    return {"from": checkpoint.source, **report.summary(), "report": str(report_path)}
+
+
+def _save_weights(network: Any, spec: ArchSpec, path: Path, init: dict[str, Any] | None) -> Path:
+    """The network's state dict as safetensors; the spec and the weights' origin in the metadata."""
+    from safetensors.torch import save_file
+
+    import vidnas
+
+    metadata = {"format": "vidnas.weights", "arch_id": spec.arch_id, "spec": spec.to_json(),
+                "vidnas": getattr(vidnas, "__version__", "unknown"),
+                "init_from": init["from"] if init else "initialisation"}
+    state = {name: tensor.detach().contiguous() for name, tensor in network.state_dict().items()}
+    save_file(state, str(path), metadata=metadata)
+    return path

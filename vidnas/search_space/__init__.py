@@ -1,4 +1,4 @@
-"""The search space: op registry, ArchSpec, backbone families, presets, counting, sampling.
+"""The search space: op registry, ArchSpec, backbone families, presets, counting, sampling, reference weights.
 
 Describing, validating, counting and sampling architectures needs no torch; building
 modules (``build_network``, ``UnitHarness``, ``TemporalSlot``) imports it when first used.
@@ -43,6 +43,13 @@ from vidnas.search_space._sampling import (
 )
 from vidnas.search_space._spec import SPEC_FORMAT, SPEC_VERSION, ArchSpec, TemporalChoice
 from vidnas.search_space._unet_spec import BackboneSpec
+from vidnas.search_space._weights import (
+    PICKLE_SUFFIXES,
+    Checkpoint,
+    WeightReport,
+    load_reference_weights,
+    read_checkpoint,
+)
 
 _TORCH_NAMES = {
     "Conditioning": "vidnas.search_space._unet",
@@ -74,6 +81,7 @@ __all__ = [
     "COREML_PRECISIONS",
     "COUNT_METHODS",
     "ITEMSIZE",
+    "PICKLE_SUFFIXES",
     "PRESETS",
     "SPEC_FORMAT",
     "SPEC_VERSION",
@@ -81,6 +89,7 @@ __all__ = [
     "Backbone",
     "BackboneFamily",
     "BackboneSpec",
+    "Checkpoint",
     "Conditioning",
     "Cost",
     "CountReport",
@@ -101,6 +110,7 @@ __all__ = [
     "UnitHarness",
     "UnitPlan",
     "VideoUNet",
+    "WeightReport",
     "build_network",
     "build_plan",
     "build_unit",
@@ -116,11 +126,13 @@ __all__ = [
     "list_presets",
     "list_spaces",
     "list_temporal_ops",
+    "load_reference_weights",
     "module_key",
     "onnx_input_name",
     "preset_spec",
     "random_specs",
     "randomize_zero_layers_",
+    "read_checkpoint",
     "register_family",
     "register_preset",
     "register_temporal_op",

@@ -59,15 +59,16 @@ class TemporalConvBranch(nn.Module):
         temb_channels: int | None,
         groups: int,
         zero_init: bool,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.variant = variant
         self.kernel = kernel
         self.causal = causal
-        self.norm1 = PlaneGroupNorm(groups, channels, per_frame=causal)
+        self.norm1 = PlaneGroupNorm(groups, channels, per_frame=causal, eps=eps)
         self.conv1 = self._conv(channels, inner, temporal=variant != "2plus1d")
         self.time_emb_proj = nn.Linear(temb_channels, inner) if temb_channels else None
-        self.norm2 = PlaneGroupNorm(groups, inner, per_frame=causal)
+        self.norm2 = PlaneGroupNorm(groups, inner, per_frame=causal, eps=eps)
         self.conv2 = self._conv(inner, channels, temporal=True)
         if zero_init:
             nn.init.zeros_(self.conv2.weight)

@@ -96,6 +96,7 @@ def _conv_builder(variant: str):
             temb_channels=shape.temb_channels if params["use_temb"] else None,
             groups=shape.norm_groups,
             zero_init=params["merge"] == "residual",
+            eps=shape.extra("norm_eps", 1e-5),  # the backbone's, where it sets one (SVD's UNet: see resnet_eps)
         )
 
     return build

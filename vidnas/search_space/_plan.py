@@ -34,6 +34,10 @@ def signature_id(signature: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(signature, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
+# Constructor arguments that change a unit's values, never its cost: left out of signatures,
+# so that units differing only in them share a latency-table row.
+VALUE_ONLY_CONFIG = frozenset({"eps"})
+
 _SLOT_SHAPE_EXTRA = tuple(f.name for f in dataclasses.fields(SlotShape)
                           if f.name not in ("channels", "frames", "height", "width"))
 
@@ -73,7 +77,8 @@ class UnitPlan:
         if self.slot is not None:
             op = get_temporal_op(self.config["op"])
             return {"kind": self.kind, **op.cost_signature(self.config["params"], slot_shape(self))}
-        sig = {"kind": self.kind, **self.config, "in_shape": list(self.in_shape), "frames": self.frames}
+        config = {k: v for k, v in self.config.items() if k not in VALUE_ONLY_CONFIG}
+        sig = {"kind": self.kind, **config, "in_shape": list(self.in_shape), "frames": self.frames}
         if self.aux_shape is not None:
             sig["aux_shape"] = list(self.aux_shape)
         if self.out_frames_ is not None:

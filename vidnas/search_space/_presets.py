@@ -23,8 +23,9 @@ __all__ = ["PRESETS", "Preset", "get_preset", "list_presets"]
 
 # SVD's temporal layers, as registered ops: the temporal resblock after every residual
 # block and the temporal transformer inside every spatial transformer, both blended
-# with the spatial path by a learned alpha (diffusers' AlphaBlender).
-SVD_TEMPORAL_RES = {"op": "conv1d", "params": {"kernel": 3, "use_temb": True, "merge": "alpha_temporal"}}
+# with the spatial path by a learned alpha (diffusers' AlphaBlender), which weighs the
+# spatial side in both: ``alpha * spatial + (1 - alpha) * temporal``.
+SVD_TEMPORAL_RES = {"op": "conv1d", "params": {"kernel": 3, "use_temb": True, "merge": "alpha_spatial"}}
 SVD_TEMPORAL_ATTN = {"op": "xattn1d", "params": {"ff_in": True, "pos": "mlp", "merge": "alpha_spatial"}}
 
 

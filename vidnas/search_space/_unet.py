@@ -70,12 +70,13 @@ class ResBlockUnit(nn.Module):
     On the up path ``aux`` is the skip tensor, concatenated to the input first.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, norm_groups: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, norm_groups: int,
+                 eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm1 = GroupNorm(norm_groups, in_channels)
+        self.norm1 = GroupNorm(norm_groups, in_channels, eps=eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.time_emb_proj = nn.Linear(temb_channels, out_channels)
-        self.norm2 = GroupNorm(norm_groups, out_channels)
+        self.norm2 = GroupNorm(norm_groups, out_channels, eps=eps)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 

@@ -50,7 +50,8 @@ def unet_plan(spec: ArchSpec) -> list[UnitPlan]:
         aux = skips.pop() if pop_skip else None
         cin = shape[0] + (aux[0] if aux else 0)
         out = (cout, shape[1], shape[2])
-        cfg = {"in_channels": cin, "out_channels": cout, "temb_channels": temb, "norm_groups": bb.norm_groups}
+        cfg = {"in_channels": cin, "out_channels": cout, "temb_channels": temb, "norm_groups": bb.norm_groups,
+               "eps": bb.resnet_eps(name.split(".")[0], level)}
         add(name, "resblock", cfg, shape, out, pop="skip" if aux else None, aux_shape=aux, level=level)
         return out
 
@@ -220,6 +221,11 @@ class UNetFamily(BackboneFamily):
         from vidnas.search_space._unet import call_unet_unit
 
         return call_unet_unit(module, plan, tensors)
+
+    def reference_state_dict(self, spec, state, *, reference):
+        from vidnas.search_space._unet_weights import unet_reference_state_dict
+
+        return unet_reference_state_dict(spec, state, reference=reference)
 
     def conditioning_elements(self, backbone, batch):
         # The time embedding and the context are repeated per frame and live through the call.

@@ -22,6 +22,8 @@ from vidnas.search_space._registry import SlotShape
 __all__ = ["BackboneSpec"]
 
 POSITIONS = ("res", "attn")
+NORM_EPS = 1e-5  # GroupNorm epsilon (torch's default)
+RESNET_EPS_ATTENTION = 1e-6  # residual blocks of attention down levels and of the up path (see resnet_eps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +85,19 @@ class BackboneSpec(Backbone):
         """Latent (height, width) at ``level``."""
         return self.latent_height >> level, self.latent_width >> level
 
-    def slot_shape(self, level: int, position: str = "res") -> SlotShape:
+    def resnet_eps(self, stage: str, level: int) -> float:
+        """GroupNorm epsilon of the residual blocks (spatial and temporal) of ``stage`` at ``level``.
+
+        diffusers' ``UNetSpatioTemporalConditionModel`` builds the blocks of its
+        cross-attention down levels and of every up level with 1e-6, the others (down levels
+        without attention, the mid block) with 1e-5; the family follows it so that the same
+        weights compute the same function.
+        """
+        return RESNET_EPS_ATTENTION if stage == "up" or (stage == "down" and self.attention[level]) else NORM_EPS
+
+    def slot_shape(self, level: int, position: str = "res", stage: str = "down") -> SlotShape:
         height, width = self.level_size(level)
+        eps = self.resnet_eps(stage, level) if position == "res" else NORM_EPS
         return SlotShape(
             channels=self.channels[level],
             frames=self.frames,
@@ -96,6 +109,8 @@ class BackboneSpec(Backbone):
             norm_groups=self.norm_groups,
             head_dim=self.head_dim,
             channels_last=position == "attn",
+            # A temporal residual block normalises like the residual block it follows.
+            extras=(("norm_eps", eps),) if eps != NORM_EPS else (),
         )
 
     def slots(self) -> list[SlotInfo]:
@@ -104,7 +119,8 @@ class BackboneSpec(Backbone):
         last = self.num_levels - 1
 
         def add(stage: str, level: int, block: int, with_attn: bool) -> None:
-            out.append(SlotInfo(f"{stage}.{level}.{block}.res", stage, level, block, "res", self.slot_shape(level)))
+            out.append(SlotInfo(f"{stage}.{level}.{block}.res", stage, level, block, "res",
+                                self.slot_shape(level, "res", stage)))
             if with_attn:
                 out.append(SlotInfo(f"{stage}.{level}.{block}.attn", stage, level, block, "attn",
                                     self.slot_shape(level, "attn")))
