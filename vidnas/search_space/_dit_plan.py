@@ -98,12 +98,12 @@ def cond_embed_cost(c: dict, batch: int) -> Cost:
     d, freq, text, length, rows = c["dim"], c["freq_dim"], c["text_dim"], c["text_tokens"], c["rows"]
     params = linear_params(freq, d) + linear_params(d, d) + linear_params(d, rows * d)
     flops = linear_flops(batch, freq, d) + linear_flops(batch, d, d) + linear_flops(batch, d, rows * d)
-    outputs = batch * d * (1 + rows)
-    peak = outputs + batch * (freq + 2 * d)  # the time path: small
+    outputs = batch * d * (1 + rows)  # temb and the AdaLN rows
+    peak = outputs + batch * d  # SiLU(temb) feeding the time projection
     if text:
         params += linear_params(text, d) + linear_params(d, d)
         flops += linear_flops(batch * length, text, d) + linear_flops(batch * length, d, d)
-        peak = max(peak, outputs + 3 * batch * length * d)  # projection, activation, output
+        peak = max(peak, outputs + 2 * batch * length * d)  # activation, then output, beside the time outputs
     return Cost(params, flops, peak)
 
 
@@ -124,7 +124,7 @@ def head_cost(plan: UnitPlan, batch: int) -> Cost:
     d, patch = c["dim"], math.prod(c["patch_size"]) * c["out_channels"]
     rows = batch * plan.frames * plan.in_shape[1] * plan.in_shape[2]
     f, fo = rows * d, rows * patch
-    peak = 2 * batch * d + max(2 * f + batch * d, f + fo, 3 * fo)
+    peak = 2 * batch * d + max(2 * f + batch * d, f + fo, 2 * fo)  # norm + modulation; projection; unpatchify
     return Cost(2 * d + linear_params(d, patch), linear_flops(rows, d, patch), peak)
 
 

@@ -300,7 +300,8 @@ def _self_attention(pattern: str):
         elif pattern == "sparse_heads":
             function = tb.head_split_pattern(params["spatial_heads"])
         else:
-            function = {"full": tb.full_pattern, "spatial": tb.spatial_pattern, "temporal": tb.temporal_pattern}[pattern]
+            patterns = {"full": tb.full_pattern, "spatial": tb.spatial_pattern, "temporal": tb.temporal_pattern}
+            function = patterns[pattern]
         return tb.SelfAttentionBranch(shape.channels, heads, d, extras, function)
 
     def cost(shape: SlotShape, params: Mapping[str, Any], batch: int) -> Cost:

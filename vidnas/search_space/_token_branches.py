@@ -166,9 +166,9 @@ def tile_neighbours(grid: tuple[int, int, int], tile: tuple[int, int, int], reac
 
     ct, ch, cw = counts
     rows = []
-    for it, s_t in enumerate(starts(ct, spans[0])):
-        for ih, s_h in enumerate(starts(ch, spans[1])):
-            for iw, s_w in enumerate(starts(cw, spans[2])):
+    for s_t in starts(ct, spans[0]):
+        for s_h in starts(ch, spans[1]):
+            for s_w in starts(cw, spans[2]):
                 rows.append([(a * ch + b) * cw + c for a in range(s_t, s_t + spans[0])
                              for b in range(s_h, s_h + spans[1]) for c in range(s_w, s_w + spans[2])])
     return torch.tensor(rows).reshape(-1)
