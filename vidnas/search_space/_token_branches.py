@@ -187,22 +187,30 @@ class TilePattern(nn.Module):
         neighbours = tile_neighbours(grid, tile, reach) if reach else torch.zeros(0, dtype=torch.long)
         self.register_buffer("neighbours", neighbours, persistent=False)
 
+    def tables(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The index tables for ``grid``: the buffers for the slot's own grid, made anew for another
+        (a chunk of a stream)."""
+        if tuple(grid) == tuple(self.grid):
+            return self.order, self.inverse, self.neighbours
+        order = tile_order(tuple(grid), self.tile)
+        neighbours = tile_neighbours(tuple(grid), self.tile, self.reach) if self.reach else self.neighbours.cpu()
+        return order.to(device), torch.argsort(order).to(device), neighbours.to(device)
+
     def forward(self, q, k, v, grid):
-        if tuple(grid) != tuple(self.grid):
-            raise ValueError(f"tiled attention was built for the grid {self.grid}, not {tuple(grid)}")
+        order, inverse, neighbours = self.tables(grid, q.device)
         b, n, heads, d = q.shape
         size = math.prod(self.tile)
         tiles = n // size
-        q, k, v = (x.index_select(1, self.order).reshape(b * tiles, size, heads, d) for x in (q, k, v))
+        q, k, v = (x.index_select(1, order).reshape(b * tiles, size, heads, d) for x in (q, k, v))
         if self.reach:
-            per = self.neighbours.shape[0] // tiles
-            k = k.reshape(b, tiles, size * heads * d).index_select(1, self.neighbours)
+            per = neighbours.shape[0] // tiles
+            k = k.reshape(b, tiles, size * heads * d).index_select(1, neighbours)
             k = k.reshape(b * tiles, per * size, heads, d)
-            v = v.reshape(b, tiles, size * heads * d).index_select(1, self.neighbours)
+            v = v.reshape(b, tiles, size * heads * d).index_select(1, neighbours)
             v = v.reshape(b * tiles, per * size, heads, d)
         out = _sdpa(q, k, v).reshape(b, n, heads * d)
         del q, k, v  # the tile-ordered copies; the caller still holds the originals
-        return out.index_select(1, self.inverse)
+        return out.index_select(1, inverse)
 
 
 def causal_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: int, chunk: int, window: int,
