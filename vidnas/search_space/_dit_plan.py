@@ -111,12 +111,9 @@ def patch_embed_cost(plan: UnitPlan, batch: int) -> Cost:
     c = plan.config
     cin, d = c["in_channels"], c["dim"]
     kernel = math.prod(c["patch_size"])
-    f_in = batch * plan.frames * cin * plan.in_shape[1] * plan.in_shape[2]
     f = batch * plan.out_frames * d * plan.out_shape[1] * plan.out_shape[2]
-    peak = 2 * f  # the convolution's output and its token-major copy
-    if c["patch_size"][0] > 1:  # the frames are first laid out as a (B, C, T, H, W) video
-        peak = max(f_in + f, 2 * f)
-    return Cost(conv_params(cin, d, kernel), conv_flops(f, cin, kernel), peak)
+    # The convolution's output and its token-major copy (a 3-D patch reads the frames as a (B, C, T, H, W) view).
+    return Cost(conv_params(cin, d, kernel), conv_flops(f, cin, kernel), 2 * f)
 
 
 def head_cost(plan: UnitPlan, batch: int) -> Cost:
