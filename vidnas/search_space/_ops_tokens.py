@@ -279,6 +279,11 @@ def _always(params: Mapping[str, Any]) -> bool:
     return True
 
 
+def _one_frame_tiles(params: Mapping[str, Any]) -> bool:
+    """Tiles of one frame that see no neighbouring tile never mix frames."""
+    return params.get("tile_t", TILE_T.default) == 1 and params.get("reach", REACH.default) == 0
+
+
 def _extras(shape: SlotShape) -> dict[str, Any]:
     return dict(shape.extras)
 
@@ -334,8 +339,7 @@ _register_attention(
     "tok_window", "tiles",
     "attention within 3-D tiles of tokens; with reach > 0 each tile sees the tiles around it (Sliding Tile Attention)",
     "FastVideo Sliding Tile Attention (arXiv 2502.04507)", params=(TILE_T, TILE_H, TILE_W, REACH),
-    check_shape=_check_tiles, is_causal=lambda p: p["tile_t"] == 1 and p["reach"] == 0,
-    supports_streaming=lambda p: p["tile_t"] == 1 and p["reach"] == 0)
+    check_shape=_check_tiles, is_causal=_one_frame_tiles, supports_streaming=_one_frame_tiles)
 _register_attention(
     "tok_blockcausal", "blockcausal",
     "3-D attention, bidirectional within a chunk of frames, causal across chunks (CausVid); KV cache",
