@@ -105,8 +105,8 @@ class DenoisingTask:
             reps = -(-extra // bb.out_channels)
             xt = torch.cat([xt, first.repeat(1, 1, reps, 1, 1)[:, :, :extra]], dim=2)
         context = None
-        if bb.cross_attention_dim:
-            context = condition_tokens(batch["condition"], bb.context_tokens, bb.cross_attention_dim)
+        if bb.context_dim:
+            context = condition_tokens(batch["condition"], bb.context_tokens, bb.context_dim)
         ids = None
         if bb.num_added_time_ids:
             values = list(SVD_ADDED_TIME_IDS[: bb.num_added_time_ids])

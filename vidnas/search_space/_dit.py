@@ -45,7 +45,24 @@ __all__ = ["VideoDiT", "build_dit_unit", "call_dit_unit", "dit_unit_inputs", "ma
 # Units ------------------------------------------------------------------------------------
 
 
-class TextProjection(nn.Module):
+class TimeEmbedUnit(nn.Module):
+    """Timestep -> ``(B, 1 + rows, D)``: the time embedding ``temb`` (row 0) and the shared time
+    projection's AdaLN rows (Wan's ``condition_embedder`` time path)."""
+
+    def __init__(self, dim: int, freq_dim: int, rows: int) -> None:
+        super().__init__()
+        self.dim, self.freq_dim, self.rows = dim, freq_dim, rows
+        self.time_embedder = TimestepMLP(freq_dim, dim)
+        self.time_proj = nn.Linear(dim, rows * dim)
+
+    def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+        dtype = self.time_proj.weight.dtype
+        temb = self.time_embedder(sinusoidal_embedding(timestep, self.freq_dim).to(dtype))
+        rows = self.time_proj(F.silu(temb)).unflatten(1, (self.rows, self.dim))
+        return torch.cat([temb[:, None], rows], dim=1)
+
+
+class TextEmbedUnit(nn.Module):
     """Text tokens to the hidden width: Linear, tanh-GELU, Linear (PixArt's caption projection, as Wan)."""
 
     def __init__(self, text_dim: int, dim: int) -> None:
@@ -56,29 +73,6 @@ class TextProjection(nn.Module):
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.act(self.linear_1(context)))
-
-
-class ConditionEmbedUnit(nn.Module):
-    """Timestep -> ``temb`` ``(B, D)`` and the AdaLN rows ``(B, rows, D)``; text -> ``(B, L, D)``."""
-
-    def __init__(self, dim: int, freq_dim: int, text_dim: int, text_tokens: int, rows: int) -> None:
-        super().__init__()
-        self.dim, self.freq_dim, self.rows = dim, freq_dim, rows
-        self.time_embedder = TimestepMLP(freq_dim, dim)
-        self.time_proj = nn.Linear(dim, rows * dim)
-        self.text_embedder = TextProjection(text_dim, dim) if text_dim else None
-
-    def forward(self, timestep: torch.Tensor, context: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        dtype = self.time_proj.weight.dtype
-        temb = self.time_embedder(sinusoidal_embedding(timestep, self.freq_dim).to(dtype))
-        modulation = self.time_proj(F.silu(temb)).unflatten(1, (self.rows, self.dim))
-        text = None
-        if self.text_embedder is not None:
-            if context is None:
-                raise ValueError("this backbone cross-attends to text: pass `context` of shape (B, L, text_dim)")
-            text = self.text_embedder(context)
-        return temb, modulation, text
 
 
 class PatchEmbedUnit(nn.Module):
@@ -192,15 +186,16 @@ def build_dit_unit(plan: UnitPlan) -> nn.Module:
             temb, context, _ = _slot_flags(plan)
             return FramesSlotUnit(TemporalSlot(c["op"], c["params"], shape), temb=temb, context=context)
         return TokenSlotUnit(TokenSlot(c["op"], c["params"], shape))
-    builders = {"cond_embed": ConditionEmbedUnit, "patch_embed": PatchEmbedUnit, "head": HeadUnit}
+    builders = {"time_embed": TimeEmbedUnit, "text_embed": TextEmbedUnit, "patch_embed": PatchEmbedUnit,
+                "head": HeadUnit}
     return builders[plan.kind](**c)
 
 
 def call_dit_unit(module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> Any:
-    """Run a DiT unit on plain tensors: ``(timestep[, context])`` for the conditioning, ``(frames,)`` for
-    the patch embedding, ``(tokens, temb)`` for the head, and for a slot ``(tokens[, temb or AdaLN rows]
+    """Run a DiT unit on plain tensors: ``(timestep,)`` or ``(context,)`` for the conditioning, ``(frames,)``
+    for the patch embedding, ``(tokens, temb)`` for the head, and for a slot ``(tokens[, temb or AdaLN rows]
     [, context][, cos, sin])``."""
-    if plan.kind == "cond_embed":
+    if plan.conditioning:
         return module(*tensors)
     grid = (plan.frames, plan.in_shape[1], plan.in_shape[2])
     if plan.kind == "patch_embed":
@@ -231,11 +226,10 @@ def dit_unit_inputs(plan: UnitPlan, backbone: DiTBackbone, batch: int = 1, *, se
     gen = torch.Generator().manual_seed(seed)
     bb = backbone
     d = bb.dim
-    if plan.kind == "cond_embed":
-        timestep = torch.rand(batch, generator=gen) * 1000
-        if not bb.text_dim:
-            return (timestep,)
-        return timestep, torch.randn(batch, bb.text_tokens, bb.text_dim, generator=gen, dtype=dtype)
+    if plan.kind == "time_embed":
+        return (torch.rand(batch, generator=gen) * 1000,)
+    if plan.kind == "text_embed":
+        return (torch.randn(batch, bb.text_tokens, bb.text_dim, generator=gen, dtype=dtype),)
     if plan.kind == "patch_embed":
         return (torch.randn(batch * plan.frames, *plan.in_shape, generator=gen, dtype=dtype),)
     tokens = plan.frames * plan.in_shape[1] * plan.in_shape[2]
@@ -296,7 +290,13 @@ class VideoDiT(nn.Module):
         if frames % pt:
             raise ValueError(f"{frames} latent frames are not a multiple of the temporal patch {pt}")
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(batch)
-        temb, modulation, text = self.units["cond_embed"](timestep, context)
+        time = self.units["time_embed"](timestep)
+        temb, modulation = time[:, 0], time[:, 1:]
+        text = None
+        if "text_embed" in self.units:
+            if context is None:
+                raise ValueError(f"this backbone cross-attends to text: pass `context` of shape (B, L, {bb.text_dim})")
+            text = self.units["text_embed"](context)
         grid = (frames // pt, bb.latent_height // ph, bb.latent_width // pw)
         rotary = None
         if bb.positions == "rope3d":
@@ -363,11 +363,11 @@ def _diffusers_wan_key(key: str, depth: int) -> list[tuple[str, Any]]:
     """Targets of one diffusers ``WanTransformer3DModel`` key: ``(our key, transform)`` pairs."""
     parts = key.split(".")
     fixed = {
-        "condition_embedder.time_embedder.linear_1": "units.cond_embed.time_embedder.linear_1",
-        "condition_embedder.time_embedder.linear_2": "units.cond_embed.time_embedder.linear_2",
-        "condition_embedder.time_proj": "units.cond_embed.time_proj",
-        "condition_embedder.text_embedder.linear_1": "units.cond_embed.text_embedder.linear_1",
-        "condition_embedder.text_embedder.linear_2": "units.cond_embed.text_embedder.linear_2",
+        "condition_embedder.time_embedder.linear_1": "units.time_embed.time_embedder.linear_1",
+        "condition_embedder.time_embedder.linear_2": "units.time_embed.time_embedder.linear_2",
+        "condition_embedder.time_proj": "units.time_embed.time_proj",
+        "condition_embedder.text_embedder.linear_1": "units.text_embed.linear_1",
+        "condition_embedder.text_embedder.linear_2": "units.text_embed.linear_2",
         "patch_embedding": "units.patch_embed.proj",
         "proj_out": "units.head.proj",
     }

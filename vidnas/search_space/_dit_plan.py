@@ -2,9 +2,9 @@
 
 Units, in execution order (each timed on its own in a latency table):
 
-* ``cond_embed`` (conditioning): sinusoidal timestep features -> time embedding ``temb``
-  ``(B, D)`` -> the shared time projection ``(B, 6, D)`` (the AdaLN rows every block reads),
-  and the text projection of the context ``(B, L, text_dim) -> (B, L, D)``;
+* ``time_embed`` (conditioning): sinusoidal timestep features -> time embedding ``temb`` and
+  the shared time projection (the AdaLN rows every block reads), stacked ``(B, 1 + 6, D)``;
+* ``text_embed`` (conditioning, when the backbone has text): ``(B, L, text_dim) -> (B, L, D)``;
 * ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)``;
 * per block ``i`` its slots ``block.{i}.attn``, ``block.{i}.temporal``, ``block.{i}.cross``,
   ``block.{i}.ff`` (slot units, kind ``temporal``: the op chosen there);
@@ -39,10 +39,13 @@ def dit_plan(spec: ArchSpec) -> list[UnitPlan]:
     pt = bb.patch_size[0]
     tokens = (d, th, tw)
     frames_out = None if pt == 1 else bb.frames
-    units = [
-        UnitPlan("cond_embed", "cond_embed", {"dim": d, "freq_dim": bb.freq_dim, "text_dim": bb.text_dim,
-                                              "text_tokens": bb.context_tokens, "rows": bb.modulation_rows},
-                 (0, 1, 1), (d, 1, 1), tt, family="dit", conditioning=True),
+    units = [UnitPlan("time_embed", "time_embed", {"dim": d, "freq_dim": bb.freq_dim, "rows": bb.modulation_rows},
+                      (0, 1, 1), (d, 1, 1), tt, family="dit", conditioning=True)]
+    if bb.text_dim:
+        units.append(UnitPlan("text_embed", "text_embed", {"text_dim": bb.text_dim, "dim": d},
+                              (bb.text_dim, bb.text_tokens, 1), (d, bb.text_tokens, 1), tt, family="dit",
+                              conditioning=True))
+    units += [
         UnitPlan("patch_embed", "patch_embed", {"in_channels": bb.in_channels, "dim": d,
                                                 "patch_size": list(bb.patch_size)},
                  (bb.in_channels, bb.latent_height, bb.latent_width), tokens, bb.frames, family="dit",
@@ -72,8 +75,10 @@ def dit_unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
         if cost is None or not is_frames_slot(plan) or plan.is_identity:
             return cost
         return Cost(cost.params, cost.flops, cost.peak + frames_adapter_elements(plan, batch))
-    if plan.kind == "cond_embed":
-        return cond_embed_cost(c, batch)
+    if plan.kind == "time_embed":
+        return time_embed_cost(c, batch)
+    if plan.kind == "text_embed":
+        return text_embed_cost(plan, batch)
     if plan.kind == "patch_embed":
         return patch_embed_cost(plan, batch)
     if plan.kind == "head":
@@ -94,17 +99,19 @@ def frames_adapter_elements(plan: UnitPlan, batch: int) -> int:
     return extra
 
 
-def cond_embed_cost(c: dict, batch: int) -> Cost:
-    d, freq, text, length, rows = c["dim"], c["freq_dim"], c["text_dim"], c["text_tokens"], c["rows"]
+def time_embed_cost(c: dict, batch: int) -> Cost:
+    d, freq, rows = c["dim"], c["freq_dim"], c["rows"]
     params = linear_params(freq, d) + linear_params(d, d) + linear_params(d, rows * d)
     flops = linear_flops(batch, freq, d) + linear_flops(batch, d, d) + linear_flops(batch, d, rows * d)
-    outputs = batch * d * (1 + rows)  # temb and the AdaLN rows
-    peak = outputs + batch * d  # SiLU(temb) feeding the time projection
-    if text:
-        params += linear_params(text, d) + linear_params(d, d)
-        flops += linear_flops(batch * length, text, d) + linear_flops(batch * length, d, d)
-        peak = max(peak, outputs + 2 * batch * length * d)  # activation, then output, beside the time outputs
-    return Cost(params, flops, peak)
+    # temb, SiLU(temb) and the rows, then temb and the rows beside their stacked copy
+    return Cost(params, flops, batch * d * max(2 + rows, 2 * (1 + rows)))
+
+
+def text_embed_cost(plan: UnitPlan, batch: int) -> Cost:
+    text, d, length = plan.config["text_dim"], plan.config["dim"], plan.in_shape[1]
+    params = linear_params(text, d) + linear_params(d, d)
+    flops = linear_flops(batch * length, text, d) + linear_flops(batch * length, d, d)
+    return Cost(params, flops, 2 * batch * length * d)  # the activation, then the output beside it
 
 
 def patch_embed_cost(plan: UnitPlan, batch: int) -> Cost:
@@ -158,7 +165,7 @@ class DiTFamily(BackboneFamily):
         return call_dit_unit(module, plan, tensors)
 
     def batch_of(self, plan, tensors):
-        rows = tensors[0].shape[0] if tensors else 1
+        rows = tensors[0].shape[0] if tensors else 1  # clips for the conditioning and every token unit
         return max(1, rows // plan.frames) if plan.kind == "patch_embed" else rows
 
     def conditioning_elements(self, backbone, batch):
