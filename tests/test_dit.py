@@ -329,3 +329,21 @@ def test_causvid_is_wan_with_block_causal_attention():
     tokens, d = t * h * w, wan.backbone.dim
     projections = 8 * tokens * d * d
     assert causal - projections == (full - projections) * 28 // 49
+
+
+def test_counting_benchmark_runs_at_a_reduced_size(tmp_path):
+    """benchmarks/bench_dit_counting.py (the full-size run is the lead's) on a two-block model."""
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("diffusers")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dit_counting.py"
+    module_spec = importlib.util.spec_from_file_location("bench_dit_counting", path)
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    result = bench.main(["--reduced", "--repeats", "0", "--out", str(tmp_path / "r.json")])
+    counts = result["counts"]
+    assert counts["params"]["vidnas_analytic"] == counts["params"]["vidnas_network"] == counts["params"]["reference"]
+    assert counts["flops"]["vidnas_analytic"] == counts["flops"]["vidnas_trace"] == counts["flops"]["reference"]
+    assert result["equivalence"]["unmapped"] == [] and result["equivalence"]["max_abs_difference"] < 1e-4
+    assert (tmp_path / "r.json").exists()
