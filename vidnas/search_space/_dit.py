@@ -336,6 +336,9 @@ class VideoDiT(nn.Module):
             raise ValueError("streaming needs every op to be causal; this spec has ops that see future frames")
         batch, frames = sample.shape[:2]
         offset = state.get("frames", 0)
+        limit = self.backbone.rope_max_len * self.backbone.patch_size[0]
+        if self.backbone.positions == "rope3d" and offset + frames > limit:
+            raise ValueError(f"the stream would pass frame {limit}, the last the rotary table holds (rope_max_len)")
         cond = self.conditioning(batch, frames, timestep, context, added_time_ids, frame_offset=offset)
         out = self.run_units(sample.flatten(0, 1), cond, streams=state, commit=commit)
         if commit:

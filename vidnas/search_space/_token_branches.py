@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 __all__ = ["TokenConditioning", "TokenSlot", "apply_rotary", "rotary_tables"]
 
 StreamState = dict[str, Any]
+Grid = tuple[int, int, int]
 
 
 @dataclasses.dataclass
@@ -122,25 +124,25 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return out.transpose(1, 2).reshape(g, s, heads * d)
 
 
-def full_pattern(q, k, v, grid):
+def full_pattern(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid) -> torch.Tensor:
     return _sdpa(q, k, v)
 
 
-def spatial_pattern(q, k, v, grid):
+def spatial_pattern(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid) -> torch.Tensor:
     b, n, heads, d = q.shape
     t = grid[0]
     out = _sdpa(*(x.reshape(b * t, n // t, heads, d) for x in (q, k, v)))
     return out.reshape(b, n, heads * d)
 
 
-def _to_time_sequences(x: torch.Tensor, grid) -> torch.Tensor:
+def _to_time_sequences(x: torch.Tensor, grid: Grid) -> torch.Tensor:
     """(B, T*H*W, heads, d) -> (B*H*W, T, heads, d): the frames of one location as a sequence."""
     b, n, heads, d = x.shape
     t = grid[0]
     return x.reshape(b, t, n // t, heads * d).transpose(1, 2).reshape(b * (n // t), t, heads, d)
 
 
-def temporal_pattern(q, k, v, grid):
+def temporal_pattern(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid) -> torch.Tensor:
     b, n, heads, d = q.shape
     t = grid[0]
     out = _sdpa(*(_to_time_sequences(x, grid) for x in (q, k, v)))  # (B*HW, T, inner)
@@ -196,7 +198,7 @@ class TilePattern(nn.Module):
         neighbours = tile_neighbours(tuple(grid), self.tile, self.reach) if self.reach else self.neighbours.cpu()
         return order.to(device), torch.argsort(order).to(device), neighbours.to(device)
 
-    def forward(self, q, k, v, grid):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid) -> torch.Tensor:
         order, inverse, neighbours = self.tables(grid, q.device)
         b, n, heads, d = q.shape
         size = math.prod(self.tile)
@@ -240,11 +242,11 @@ def causal_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: int, ch
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
 
-def head_split_pattern(spatial_heads: int):
+def head_split_pattern(spatial_heads: int) -> Callable[..., torch.Tensor]:
     """Sparse VideoGen's head split, static: the first heads attend inside their frame, the rest
     across frames at their location."""
 
-    def pattern(q, k, v, grid):
+    def pattern(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: Grid) -> torch.Tensor:
         s = spatial_heads
         spatial = spatial_pattern(q[:, :, :s], k[:, :, :s], v[:, :, :s], grid)
         temporal = temporal_pattern(q[:, :, s:], k[:, :, s:], v[:, :, s:], grid)
