@@ -347,3 +347,33 @@ def test_counting_benchmark_runs_at_a_reduced_size(tmp_path):
     assert counts["flops"]["vidnas_analytic"] == counts["flops"]["vidnas_trace"] == counts["flops"]["reference"]
     assert result["equivalence"]["unmapped"] == [] and result["equivalence"]["max_abs_difference"] < 1e-4
     assert (tmp_path / "r.json").exists()
+
+
+def _frames_op_cases():
+    """The first tested parameters of every op of the frame contract."""
+    from conftest import op_cases
+
+    first: dict[str, dict] = {}
+    for op, params in op_cases():
+        if op != "none":
+            first.setdefault(op, params)
+    return list(first.items())
+
+
+@pytest.mark.parametrize("case", _frames_op_cases(), ids=lambda c: c[0])
+def test_every_frames_op_runs_at_the_temporal_slot_of_a_transformer(case):
+    """The `temporal` slot sees the tokens as channels-last frames: any op of the frame contract runs
+    there, and its unit (adapter included) costs what a trace of it measures."""
+    from vidnas.search_space._tracing import trace_unit
+
+    op, params = case
+    spec = preset_spec("dit-tiny").replace_choices({"block.1.temporal": {"op": op, "params": params}})
+    net = build_network(spec).eval()
+    randomize_(net, seed=2, std=0.05)
+    with torch.no_grad():
+        assert torch.isfinite(net(*net.example_inputs(batch=2))).all()
+    plan = next(p for p in build_plan(spec) if p.name == "block.1.temporal")
+    cost = unit_cost(plan, 2)
+    params_traced, flops, peak = trace_unit(plan, spec, 2)
+    assert (cost.params, cost.flops) == (params_traced, flops)
+    assert abs(cost.peak * 4 / peak - 1) < 0.02, (cost.peak * 4, peak)

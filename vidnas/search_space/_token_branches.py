@@ -5,7 +5,8 @@ with its projections, query/key norms and rotary positions here once; ops differ
 which keys a query sees, their *pattern*, and each pattern reshapes the grid of tokens into
 groups that attend densely inside (frames, locations, tiles, chunks), so a kernel computes
 exactly what its cost formula counts. The styles of ``_dit_spec.STYLES`` are the small
-functions ``make_norm``, ``make_qk_norm`` and ``TableModulation``.
+functions ``make_norm``, ``make_qk_norm``, ``make_activation`` and ``make_modulation``; the
+positional style is the network's (``rotary_tables``), handed to the ops in the conditioning.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ class TableModulation(nn.Module):
         if cond.modulation is None:
             raise ValueError("this op is modulated by the timestep: pass `modulation` in the conditioning")
         return (self.table + cond.modulation[:, self.row : self.row + self.rows]).chunk(self.rows, dim=1)
+
+
+def make_modulation(style: str, dim: int, row: int) -> nn.Module:
+    """A sub-layer's shift, scale and gate from the timestep (the ``modulation`` style)."""
+    if style == "adaln_table":
+        return TableModulation(dim, row)
+    raise ValueError(f"modulation style {style!r} is not implemented")
 
 
 def rotary_tables(head_dim: int, max_len: int, theta: float, split: tuple[int, int, int],
@@ -303,7 +311,7 @@ class SelfAttentionBranch(nn.Module):
                  zero_init: bool = True) -> None:
         super().__init__()
         self.norm = make_norm(extras["norm"], dim, extras["eps"])
-        self.modulation = TableModulation(dim, extras["modulation_row"])
+        self.modulation = make_modulation(extras["modulation"], dim, extras["modulation_row"])
         self.attn = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"], eps=extras["eps"],
                                    zero_init=zero_init)
         self.rotary = extras["positions"] == "rope3d"
@@ -425,7 +433,7 @@ class FeedForwardBranch(nn.Module):
     def __init__(self, dim: int, hidden: int, extras: dict[str, Any], *, zero_init: bool = True) -> None:
         super().__init__()
         self.norm = make_norm(extras["norm"], dim, extras["eps"])
-        self.modulation = TableModulation(dim, extras["modulation_row"])
+        self.modulation = make_modulation(extras["modulation"], dim, extras["modulation_row"])
         self.proj_in = nn.Linear(dim, hidden)
         self.act = make_activation(extras["ff_activation"])
         self.proj_out = nn.Linear(hidden, dim)
