@@ -146,3 +146,19 @@ def test_a_dit_network_exports_to_onnx_with_parity(tmp_path):
     arrays = {onnx_input_name(i): a.numpy() for i, a in enumerate(args)}
     (got,) = session.run(None, {x.name: arrays[x.name] for x in session.get_inputs()})
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_short_search_over_a_dit_space_with_a_roofline_target(tmp_path):
+    from vidnas.runners import parse_config, run_campaign
+
+    config = parse_config({
+        "name": "dit", "space": {"name": "dit-tiny"}, "target": {"roofline": "h100"},
+        "objectives": [{"metric": "latency_ms", "direction": "minimize"},
+                       {"metric": "params", "direction": "maximize"}],
+        "constraints": {"memory_bytes": 1_000_000_000}, "sampler": {"name": "random", "seed": 0}, "trials": 4,
+        "workers": 1,
+    })
+    result = run_campaign(config, tmp_path / "run", local=True)
+    assert result.trials == 4 and result.failed == 0
+    pareto = json.loads((tmp_path / "run" / "pareto" / "pareto.json").read_text())["pareto"]
+    assert pareto and all(ArchSpec.load(tmp_path / "run" / "pareto" / e["spec"]).family == "dit" for e in pareto)
