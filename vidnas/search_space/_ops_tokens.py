@@ -85,9 +85,9 @@ def ff_hidden(shape: SlotShape, params: Mapping[str, Any]) -> int:
     return max(1, round(_extra(shape, "ffn_dim") * params["funnel"]))
 
 
-def _attention_params(d: int, inner: int, qk_norm: str) -> int:
+def _attention_params(channels: int, inner: int, qk_norm: str) -> int:
     """q/k/v/out projections with biases, and the query/key RMS norms' weights."""
-    return 4 * d * inner + 3 * inner + d + (2 * inner if qk_norm == "rms_across_heads" else 0)
+    return 4 * channels * inner + 3 * inner + channels + (2 * inner if qk_norm == "rms_across_heads" else 0)
 
 
 def _attention_core(shape: SlotShape, params: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -119,8 +119,8 @@ def pattern_flops(pattern: str, shape: SlotShape, params: Mapping[str, Any], bat
         chunk = params["chunk"]
         window = params.get("window", -1) if pattern == "causal_window" else -1
         q = chunk * hw
-        return sum(sdpa_flops(batch * heads, q, (j + 1 - (max(0, j - window) if window >= 0 else 0)) * q, d)
-                   for j in range(t // chunk))
+        seen = [j + 1 if window < 0 else min(j, window) + 1 for j in range(t // chunk)]  # chunks chunk j sees
+        return sum(sdpa_flops(batch * heads, q, chunks * q, d) for chunks in seen)
     raise ValueError(f"unknown attention pattern {pattern!r}")
 
 
