@@ -67,7 +67,7 @@ def test_table_build_show_and_predict_on_a_dit_space(tmp_path):
 
 def test_every_kind_of_dit_unit_exports_to_onnx(tmp_path):
     """The units a table times run under ONNX Runtime as in torch: the conditioning, patch and head
-    units, a token slot and a frames op on the tokens (every token op has its own export test)."""
+    units and a frames op on the tokens (every token op has its own export test, in test_ops)."""
     import onnxruntime as ort
 
     from vidnas.latency_models._builder import space_units
@@ -75,7 +75,7 @@ def test_every_kind_of_dit_unit_exports_to_onnx(tmp_path):
     from vidnas.search_space import unit_example_inputs as inputs_of
 
     space = get_space("dit-tiny")
-    picked = [p for p in space_units(space) if p.slot is None or p.config["op"] in ("tok_full", "conv1d")]
+    picked = [p for p in space_units(space) if p.slot is None or p.config["op"] == "conv1d"][:5]
     assert {p.kind for p in picked} == {"time_embed", "text_embed", "patch_embed", "head", "temporal"}
     for i, plan in enumerate(picked):
         harness = randomize_zero_layers_(UnitHarness(plan).eval())
