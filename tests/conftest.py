@@ -25,16 +25,77 @@ OP_VARIANTS: dict[str, list[dict]] = {
 }
 
 
+def _accepts(op: str, layout: str) -> bool:
+    from vidnas.search_space import get_temporal_op
+
+    layouts = get_temporal_op(op).layouts
+    return layout in layouts or "*" in layouts
+
+
 def op_cases() -> list[tuple[str, dict]]:
+    """Every op of the frame contract (the registry's docstring) with its variants."""
     from vidnas.search_space import list_temporal_ops
 
     cases = []
     for op in list_temporal_ops():
+        if not _accepts(op, "frames"):
+            continue
         defaults_valid = op != "attn1d_window"  # its default window (16) exceeds the 8 test frames
         if defaults_valid:
             cases.append((op, {}))
         cases += [(op, v) for v in OP_VARIANTS.get(op, [])]
     return cases
+
+
+# Token ops (the `tokens` contract of _ops_tokens): variants per op, and the slot each is tested
+# at (`attn` unless named; a token op registered later gets the default-parameter tests there).
+TOKEN_OP_VARIANTS: dict[str, list[dict]] = {
+    "tok_full": [{"heads": 1}],
+    "tok_window": [{"tile_t": 2, "reach": 0}, {"tile_h": 2, "tile_w": 2, "reach": 1}, {"reach": 0}],
+    "tok_blockcausal": [{"chunk": 2}],
+    "tok_causal_window": [{"chunk": 2, "window": 1}],
+    "tok_ff": [{"funnel": 0.5}],
+}
+TOKEN_OP_POSITIONS = {"tok_xattn": "cross", "tok_ff": "ff"}
+
+
+def token_op_cases() -> list[tuple[str, dict]]:
+    """Every op of the token contract (``none`` aside) with its variants."""
+    from vidnas.search_space import list_temporal_ops
+
+    cases = []
+    for op in list_temporal_ops():
+        if op == "none" or not _accepts(op, "tokens"):
+            continue
+        cases.append((op, {}))
+        cases += [(op, v) for v in TOKEN_OP_VARIANTS.get(op, [])]
+    return cases
+
+
+def test_token_backbone():
+    """A small transformer whose slots the token ops are tested at: D = 32 (2 heads of 16), a 4x4x4 grid."""
+    from vidnas.search_space._dit_spec import DiTBackbone
+
+    return DiTBackbone(in_channels=4, out_channels=4, heads=2, head_dim=16, depth=1, ffn_dim=64, text_dim=24,
+                       text_tokens=5, freq_dim=16, frames=4, latent_height=8, latent_width=8)
+
+
+test_token_backbone.__test__ = False  # a helper, not a test
+
+
+def token_slot_shape(op: str):
+    return test_token_backbone().slot_shape(TOKEN_OP_POSITIONS.get(op, "attn"))
+
+
+def token_streaming_cases() -> list[tuple[str, dict]]:
+    from vidnas.search_space import get_temporal_op
+
+    out = []
+    for op, params in token_op_cases():
+        opdef = get_temporal_op(op)
+        if opdef.supports_streaming(opdef.canonical_params(params, token_slot_shape(op), "case")):
+            out.append((op, params))
+    return out
 
 
 def case_id(case: tuple[str, dict]) -> str:

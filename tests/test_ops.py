@@ -8,7 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import case_id, op_cases, randomize_, streaming_cases
+from conftest import (
+    case_id,
+    op_cases,
+    randomize_,
+    streaming_cases,
+    test_token_backbone,
+    token_op_cases,
+    token_slot_shape,
+    token_streaming_cases,
+)
 
 from vidnas.search_space import TemporalSlot, get_temporal_op, slot_cost
 from vidnas.search_space._export import convert_coreml, export_onnx, onnx_input_name
@@ -220,3 +229,187 @@ def test_registering_an_op_is_one_call_and_warns_on_overwrite(slot_shape):
             register_temporal_op("test_scale", summary="again")(_build)
     finally:
         _REGISTRY.pop("test_scale", None)
+
+
+# Token ops (the `tokens` contract of _ops_tokens) --------------------------------------------------
+
+TOKEN_CASES = token_op_cases()
+
+
+def token_build(op: str, params: dict):
+    from vidnas.search_space._token_branches import TokenSlot
+
+    shape = token_slot_shape(op)
+    canonical = get_temporal_op(op).canonical_params(params, shape, "test")
+    return TokenSlot(op, canonical, shape).eval(), canonical, shape
+
+
+def token_inputs(shape, batch: int = 2, seed: int = 0):
+    """``(x, modulation, context, cos, sin)`` for a slot of ``shape``."""
+    from vidnas.search_space._token_branches import grid_rotary, rotary_tables
+
+    bb = test_token_backbone()
+    gen = torch.Generator().manual_seed(seed)
+    grid = (shape.frames, shape.height, shape.width)
+    x = torch.randn(batch, math.prod(grid), shape.channels, generator=gen)
+    modulation = torch.randn(batch, bb.modulation_rows, shape.channels, generator=gen)
+    context = torch.randn(batch, bb.text_tokens, shape.channels, generator=gen)
+    cos, sin = grid_rotary(*rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split),
+                           bb.rope_split, grid)
+    return x, modulation, context, cos, sin
+
+
+class _TokenWrapped(torch.nn.Module):
+    """A token slot as a module of plain tensors (for tracing and export)."""
+
+    def __init__(self, slot, grid) -> None:
+        super().__init__()
+        self.slot, self.grid = slot, grid
+
+    def forward(self, x, modulation, context, cos, sin):
+        from vidnas.search_space._token_branches import TokenConditioning
+
+        return self.slot(x, TokenConditioning(self.grid, None, modulation, context, (cos, sin))) * 1.0
+
+
+def _grid(shape):
+    return shape.frames, shape.height, shape.width
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES, ids=case_id)
+def test_token_shape_finite_and_identity_start(case):
+    """Shape and finiteness with random weights; with its own initialisation every token op starts as
+    the identity (zero output projection)."""
+    op, params = case
+    slot, _, shape = token_build(op, params)
+    model = _TokenWrapped(slot, _grid(shape))
+    args = token_inputs(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(model(*args), args[0], rtol=0, atol=0)
+        randomize_(slot)
+        y = model(*args)
+    assert y.shape == args[0].shape and torch.isfinite(y).all()
+    assert (y - args[0]).abs().max() > 0
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES, ids=case_id)
+def test_token_causality(case):
+    """Causal ops: changing the frames from a chunk boundary on never changes an earlier token.
+    The others mix frames: some boundary leaks into the past (so the check can fail)."""
+    op, params = case
+    slot, canonical, shape = token_build(op, params)
+    randomize_(slot, seed=1)
+    model = _TokenWrapped(slot, _grid(shape))
+    x, *rest = token_inputs(shape)
+    t, hw = shape.frames, shape.height * shape.width
+    opdef = get_temporal_op(op)
+    causal = opdef.is_causal(canonical)
+    block = opdef.causal_block_frames(canonical) if causal else 1
+    leaks = []
+    for boundary in range(block, t, block):
+        x2 = x.clone()
+        x2[:, boundary * hw :] += torch.randn_like(x2[:, boundary * hw :])
+        with torch.no_grad():
+            y1, y2 = model(x, *rest), model(x2, *rest)
+        leaks.append(not torch.equal(y1[:, : boundary * hw], y2[:, : boundary * hw]))
+    if causal:
+        assert not any(leaks), f"{op} is causal but a token before a chunk boundary saw a later frame"
+    else:
+        assert any(leaks), f"{op} should mix information from later frames into earlier ones"
+
+
+@pytest.mark.parametrize("case", token_streaming_cases(), ids=case_id)
+def test_token_streaming_matches_full_clip(case):
+    """Chunk by chunk with the KV cache (positions offset by the frames already seen) equals the full clip."""
+    from vidnas.search_space._token_branches import TokenConditioning, grid_rotary, rotary_tables
+
+    op, params = case
+    slot, canonical, shape = token_build(op, params)
+    randomize_(slot, seed=2)
+    x, modulation, context, cos, sin = token_inputs(shape, batch=1)
+    t, hw = shape.frames, shape.height * shape.width
+    chunk = get_temporal_op(op).causal_block_frames(canonical)
+    bb = test_token_backbone()
+    tables = rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split)
+    with torch.no_grad():
+        full = _TokenWrapped(slot, _grid(shape))(x, modulation, context, cos, sin)
+        state: dict = {}
+        parts = []
+        for start in range(0, t, chunk):
+            grid = (chunk, shape.height, shape.width)
+            cond = TokenConditioning(grid, None, modulation, context, grid_rotary(*tables, bb.rope_split, grid, start),
+                                     start)
+            piece = x[:, start * hw : (start + chunk) * hw]
+            preview = slot.stream(piece, cond, state, commit=False)
+            parts.append(slot.stream(piece, cond, state, commit=True))
+            torch.testing.assert_close(preview, parts[-1])  # committing does not change the chunk's output
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES, ids=case_id)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_token_cost_formula_matches_trace(case, batch):
+    """The closed-form cost equals a fake-tensor run: params and FLOPs exactly, peak within 2 %."""
+    from vidnas.search_space._tracing import _fake_mode, count_module_call
+
+    op, params = case
+    shape = token_slot_shape(op)
+    canonical = get_temporal_op(op).canonical_params(params, shape, "test")
+    cost = slot_cost(op, canonical, shape, batch)
+    from vidnas.search_space._token_branches import TokenSlot
+
+    with torch.device("meta"):
+        model = _TokenWrapped(TokenSlot(op, canonical, shape), _grid(shape))
+    params_traced = sum(p.numel() for p in model.parameters())
+    with _fake_mode():
+        model = model.to_empty(device="cpu")
+        args = tuple(torch.empty(a.shape) for a in token_inputs(shape, batch))
+        flops, peak = count_module_call(model, args, args)
+    assert cost.params == params_traced
+    assert cost.flops == flops
+    assert abs(cost.peak * 4 / peak - 1) < 0.02, (cost.peak * 4, peak)
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES, ids=case_id)
+def test_token_onnx_export_matches_torch(case, tmp_path):
+    import onnxruntime as ort
+
+    op, params = case
+    slot, _, shape = token_build(op, params)
+    randomize_(slot, seed=3)
+    args = token_inputs(shape)
+    model = _TokenWrapped(slot, _grid(shape)).eval()
+    with torch.no_grad():
+        expected = model(*args).numpy()
+    path = export_onnx(model, args, tmp_path / "op.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    arrays = {onnx_input_name(i): a.numpy() for i, a in enumerate(args)}
+    (got,) = session.run(None, {i.name: arrays[i.name] for i in session.get_inputs()})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES, ids=case_id)
+def test_token_coreml_conversion(case):
+    """Conversion only: Core ML prediction needs macOS."""
+    op, params = case
+    slot, _, shape = token_build(op, params)
+    model = convert_coreml(_TokenWrapped(slot, _grid(shape)), token_inputs(shape))
+    assert model.get_spec().WhichOneof("Type") == "mlProgram"
+
+
+def test_token_ops_refuse_frame_slots_and_frame_ops_refuse_token_slots(slot_shape):
+    from vidnas._errors import SpecError
+
+    with pytest.raises(SpecError, match="tokens"):
+        get_temporal_op("attn1d").canonical_params({}, token_slot_shape("tok_full"), "t")
+    with pytest.raises(SpecError, match="frames"):
+        get_temporal_op("tok_full").canonical_params({}, slot_shape, "t")
+
+
+def test_registry_lists_every_token_op_the_design_names():
+    from vidnas.search_space import list_temporal_ops
+
+    ops = set(list_temporal_ops("tok_*"))
+    assert {"tok_full", "tok_factorised", "tok_spatial", "tok_temporal", "tok_window", "tok_blockcausal",
+            "tok_causal_window", "tok_sparse_heads", "tok_xattn", "tok_ff"} <= ops
+    assert all(get_temporal_op(o).cost is not None and get_temporal_op(o).layouts == ("tokens",) for o in ops)

@@ -220,13 +220,18 @@ def validate_command(
 @latency_app.command("stream")
 @handle_errors
 def stream_command(
-    spec: Annotated[str, typer.Argument(help="A causal spec JSON file.")],
-    chunk: Annotated[int, typer.Option("--chunk", help="Frames per chunk.")] = 2,
+    spec: Annotated[str, typer.Argument(help="A causal preset or spec JSON file.")],
+    chunk: Annotated[int | None, typer.Option("--chunk", help="Latent frames per chunk (default: the network's "
+                                                              "causal block, at least 2).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Denoising passes per chunk (one more writes the cache).")
                      ] = 4,
     chunks: Annotated[int | None, typer.Option("--chunks", help="Chunks to generate (default: frames / chunk)."
                                                )] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Full streams timed (after one warm-up).")] = 3,
+    roofline: Annotated[str | None, typer.Option(
+        "--roofline", help="Estimate for a datasheet device instead of measuring: phone-npu, laptop-cpu, a100, "
+                           "h100, h200.")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="dtype of a roofline estimate.")] = "float16",
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     frames: FramesOpt = None,
@@ -234,10 +239,25 @@ def stream_command(
     width: WidthOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Time to the first chunk and steady frames per second of a causal design with its KV cache (torch)."""
+    """Time to the first chunk and steady frames per second of a causal design with its KV cache (torch, or a
+    roofline estimate)."""
+    arch = load_spec_arg(spec, frames=frames, height=height, width=width)
+    chunk = chunk or max(2, arch.causal_block_frames)
+    if roofline is not None:
+        from vidnas.latency_models import roofline_stream_estimate
+
+        est = roofline_stream_estimate(arch, roofline, chunk_frames=chunk, steps=steps, chunks=chunks, dtype=dtype)
+        if as_json:
+            emit_json(est)
+            return
+        stdout_console().print(
+            f"[yellow]ESTIMATE[/] (roofline lower bound on {roofline}, {dtype}; {est['excludes']}): first chunk "
+            f"({chunk} latent frames = {est['first_chunk_decoded_frames']} decoded, {steps}+1 passes) "
+            f"{est['first_chunk_ms']:.1f} ms; steady {est['steady_fps']:.1f} decoded frames/s "
+            f"({est['steady_chunk_ms']:.1f} ms per chunk of {est['decoded_frames_per_chunk']})")
+        return
     from vidnas.latency_models import measure_streaming
 
-    arch = load_spec_arg(spec, frames=frames, height=height, width=width)
     result = measure_streaming(arch, chunk_frames=chunk, steps=steps, chunks=chunks, repeats=repeats, device=device,
                                threads=threads)
     if as_json:

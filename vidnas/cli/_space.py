@@ -78,10 +78,10 @@ def show_payload(spec, report, unit_rows: bool = True) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "arch_id": spec.arch_id,
         "name": spec.name,
-        "frames": bb.frames,
+        "frames": bb.pixel_frames,
         "height": bb.pixel_height,
         "width": bb.pixel_width,
-        "latent": {"channels": bb.in_channels, "frames": bb.frames, "height": bb.latent_height,
+        "latent": {"channels": bb.input_channels, "frames": bb.frames, "height": bb.latent_height,
                    "width": bb.latent_width},
         **report.to_dict(),
         "op_counts": spec.op_counts(),

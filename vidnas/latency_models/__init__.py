@@ -35,7 +35,13 @@ from vidnas.latency_models._predictor import (
     SpacePredictor,
     video_cost,
 )
-from vidnas.latency_models._roofline import DeviceSpec, get_device, load_devices, roofline_estimate
+from vidnas.latency_models._roofline import (
+    DeviceSpec,
+    get_device,
+    load_devices,
+    roofline_estimate,
+    roofline_stream_estimate,
+)
 from vidnas.latency_models._stats import Measurement, median_interval, quantile
 from vidnas.latency_models._table import LatencyTable, TableMeta, TableMismatchError, table_summary
 
@@ -83,6 +89,7 @@ __all__ = [
     "open_table",
     "quantile",
     "roofline_estimate",
+    "roofline_stream_estimate",
     "space_units",
     "spec_units",
     "table_summary",

@@ -114,7 +114,7 @@ def new_table(backend: Backend, space: SearchSpace | None, config: HarnessConfig
     shape = None
     if space is not None:
         bb = space.base.backbone
-        shape = {"frames": bb.frames, "height": bb.pixel_height, "width": bb.pixel_width, **space.shape}
+        shape = {"frames": bb.pixel_frames, "height": bb.pixel_height, "width": bb.pixel_width, **space.shape}
     return LatencyTable(TableMeta(backend=backend.name, device=backend.device, device_name=fp["device_name"],
                                   dtype=fp.get("dtype", "float32"), threads=fp.get("threads"), fingerprint=fp,
                                   harness=config.to_dict(), space=space.name if space else None,

@@ -248,7 +248,7 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
     ids = ids.to(device) if ids is not None else None
     per_chunk: list[list[float]] = [[] for _ in range(chunks)]
     with torch.inference_mode():
-        for _ in range(repeats + 1):  # the first stream warms up
+        for stream in range(repeats + 1):  # the first stream warms up
             state: dict = {}
             times = []
             for _ in range(chunks):
@@ -259,7 +259,7 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
                 net.stream(chunk_sample, 0.0, state, commit=True, context=context, added_time_ids=ids)
                 sync()
                 times.append((time.perf_counter() - t0) * 1000)
-            if _ > 0 or repeats == 0:
+            if stream > 0 or repeats == 0:
                 for i, t in enumerate(times):
                     per_chunk[i].append(t)
     medians = [statistics.median(t) for t in per_chunk]

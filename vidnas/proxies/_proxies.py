@@ -145,6 +145,8 @@ def _unit_scale(module, inputs, output):
 
 def _affine_instead_of_norm(module, inputs, output):
     x = inputs[0]
+    if module.weight is None:  # a norm without affine parameters (a transformer's modulated norms)
+        return x
     if isinstance(module, torch.nn.LayerNorm):
         return x * module.weight.abs() + module.bias.abs()
     shape = [1, -1] + [1] * (x.ndim - 2)

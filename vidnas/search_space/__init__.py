@@ -11,6 +11,7 @@ from typing import Any
 from vidnas.search_space._backbone import Backbone, SlotInfo
 from vidnas.search_space._cost import Cost
 from vidnas.search_space._counting import COUNT_METHODS, ITEMSIZE, CountReport, UnitCount, count_spec
+from vidnas.search_space._dit_spec import DIT_POSITIONS, STYLES, DiTBackbone
 from vidnas.search_space._family import (
     BackboneFamily,
     build_network,
@@ -54,6 +55,9 @@ from vidnas.search_space._weights import (
 _TORCH_NAMES = {
     "Conditioning": "vidnas.search_space._unet",
     "VideoUNet": "vidnas.search_space._unet",
+    "VideoDiT": "vidnas.search_space._dit",
+    "TokenConditioning": "vidnas.search_space._token_branches",
+    "TokenSlot": "vidnas.search_space._token_branches",
     "UnitHarness": "vidnas.search_space._modules",
     "NetworkHarness": "vidnas.search_space._modules",
     "randomize_zero_layers_": "vidnas.search_space._modules",
@@ -80,11 +84,13 @@ __all__ = [
     "COREML_COMPUTE_UNITS",
     "COREML_PRECISIONS",
     "COUNT_METHODS",
+    "DIT_POSITIONS",
     "ITEMSIZE",
     "PICKLE_SUFFIXES",
     "PRESETS",
     "SPEC_FORMAT",
     "SPEC_VERSION",
+    "STYLES",
     "ArchSpec",
     "Backbone",
     "BackboneFamily",
@@ -93,6 +99,7 @@ __all__ = [
     "Conditioning",
     "Cost",
     "CountReport",
+    "DiTBackbone",
     "NetworkHarness",
     "OpOption",
     "PlanWalk",
@@ -105,10 +112,13 @@ __all__ = [
     "TemporalChoice",
     "TemporalOpDef",
     "TemporalSlot",
+    "TokenConditioning",
+    "TokenSlot",
     "TrialLike",
     "UnitCount",
     "UnitHarness",
     "UnitPlan",
+    "VideoDiT",
     "VideoUNet",
     "WeightReport",
     "build_network",

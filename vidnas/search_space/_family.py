@@ -108,7 +108,7 @@ def register_family(family: BackboneFamily) -> BackboneFamily:
 
 
 def _ensure_builtin() -> None:
-    from vidnas.search_space import _unet_plan  # noqa: F401  (registers on import)
+    from vidnas.search_space import _dit_plan, _unet_plan  # noqa: F401  (register on import)
 
 
 def get_family(name: str, field: str = "family") -> BackboneFamily:

@@ -114,6 +114,9 @@ _register(Preset(
 ))
 
 
+from vidnas.search_space import _dit_presets  # noqa: E402, F401  (the transformers register themselves)
+
+
 def list_presets() -> list[str]:
     return list(PRESETS)
 

@@ -284,4 +284,4 @@ def list_temporal_ops(pattern: str = "*") -> list[str]:
 def _ensure_builtin_ops() -> None:
     # The built-in ops register themselves on import; importing here keeps the
     # registry complete however the package was entered.
-    from vidnas.search_space import _ops_attention, _ops_conv  # noqa: F401
+    from vidnas.search_space import _ops_attention, _ops_conv, _ops_tokens  # noqa: F401

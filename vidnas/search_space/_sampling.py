@@ -334,6 +334,10 @@ _SPACES = {
     "svd": lambda **shape: _svd_pruning("svd", **shape),
 }
 
+from vidnas.search_space._dit_spaces import DIT_SPACES  # noqa: E402  (transformer spaces, in their own module)
+
+_SPACES.update(DIT_SPACES)
+
 
 def list_spaces() -> list[str]:
     return list(_SPACES)

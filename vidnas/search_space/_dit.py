@@ -1,0 +1,439 @@
+"""The video diffusion transformer as PyTorch modules, built from its plan (see ``_dit_plan``).
+
+The network runs every unit after the conditioning through :class:`PlanWalk` as
+``self.units[module_key(plan.name)](h, cond, aux)``, with ``cond`` a
+:class:`~vidnas.search_space._token_branches.TokenConditioning` (the token contract of
+``_ops_tokens``), exactly as the UNet does with its own conditioning, so any unit's module
+can be swapped for another with the same call. A ``temporal`` slot's frames op sees the
+tokens as channels-last frames ``(B*T, D, H, W)`` (a view) with per-frame copies of the
+time embedding and context, as the registry's frame contract asks.
+
+:func:`map_reference_state` maps a reference implementation's weights (diffusers'
+``WanTransformer3DModel``) onto a network's parameter names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidnas._errors import SpecError
+from vidnas.search_space._dit_plan import dit_plan, is_frames_slot
+from vidnas.search_space._dit_spec import DiTBackbone
+from vidnas.search_space._family import module_key
+from vidnas.search_space._layers import TimestepMLP, sinusoidal_embedding
+from vidnas.search_space._plan import PlanWalk, UnitPlan, slot_shape
+from vidnas.search_space._registry import get_temporal_op
+from vidnas.search_space._slot import TemporalSlot
+from vidnas.search_space._spec import ArchSpec
+from vidnas.search_space._token_branches import (
+    TokenConditioning,
+    TokenSlot,
+    grid_rotary,
+    make_norm,
+    rotary_tables,
+)
+
+__all__ = ["VideoDiT", "build_dit_unit", "call_dit_unit", "dit_unit_inputs", "map_reference_state"]
+
+
+# Units ------------------------------------------------------------------------------------
+
+
+class TimeEmbedUnit(nn.Module):
+    """Timestep -> ``(B, 1 + rows, D)``: the time embedding ``temb`` (row 0) and the shared time
+    projection's AdaLN rows (Wan's ``condition_embedder`` time path)."""
+
+    def __init__(self, dim: int, freq_dim: int, rows: int) -> None:
+        super().__init__()
+        self.dim, self.freq_dim, self.rows = dim, freq_dim, rows
+        self.time_embedder = TimestepMLP(freq_dim, dim)
+        self.time_proj = nn.Linear(dim, rows * dim)
+
+    def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+        dtype = self.time_proj.weight.dtype
+        temb = self.time_embedder(sinusoidal_embedding(timestep, self.freq_dim).to(dtype))
+        rows = self.time_proj(F.silu(temb)).unflatten(1, (self.rows, self.dim))
+        return torch.cat([temb[:, None], rows], dim=1)
+
+
+class TextEmbedUnit(nn.Module):
+    """Text tokens to the hidden width: Linear, tanh-GELU, Linear (PixArt's caption projection, as Wan)."""
+
+    def __init__(self, text_dim: int, dim: int) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(text_dim, dim)
+        self.act = nn.GELU(approximate="tanh")
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(context)))
+
+
+class PatchEmbedUnit(nn.Module):
+    """Latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` by a strided convolution
+    (2-D when the patch spans one frame)."""
+
+    def __init__(self, in_channels: int, dim: int, patch_size: list[int]) -> None:
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        pt, ph, pw = self.patch_size
+        if pt == 1:
+            self.proj = nn.Conv2d(in_channels, dim, (ph, pw), stride=(ph, pw))
+        else:
+            self.proj = nn.Conv3d(in_channels, dim, self.patch_size, stride=self.patch_size)
+
+    def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        t = cond.grid[0] * self.patch_size[0]
+        b = h.shape[0] // t
+        if self.patch_size[0] == 1:
+            y = self.proj(h)  # (B*T, D, H', W')
+            return y.reshape(b, t, y.shape[1], -1).transpose(2, 3).reshape(b, -1, y.shape[1])
+        video = h.reshape(b, t, *h.shape[1:]).transpose(1, 2)  # (B, C, T, H, W)
+        y = self.proj(video)
+        return y.flatten(2).transpose(1, 2).contiguous()
+
+
+class HeadUnit(nn.Module):
+    """Modulated output norm, projection to patches and unpatchify: tokens -> ``(B*T, C_out, H, W)``.
+
+    The projection's outputs are ordered (time, channel, row, column) inside a patch, so that the
+    unpatchify needs only 4-D permutes (runtimes such as Core ML take at most 5-D tensors).
+    """
+
+    def __init__(self, dim: int, out_channels: int, patch_size: list[int], eps: float, norm: str) -> None:
+        super().__init__()
+        self.patch_size, self.out_channels = tuple(patch_size), out_channels
+        self.norm = make_norm(norm, dim, eps)
+        self.table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.proj = nn.Linear(dim, out_channels * math.prod(patch_size))
+
+    def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        shift, scale = (self.table + cond.temb[:, None]).chunk(2, dim=1)
+        y = self.proj(self.norm(h) * (1 + scale) + shift)  # (B, T'*H'*W', pt * C * ph * pw)
+        (tt, th, tw), (pt, ph, pw) = cond.grid, self.patch_size
+        b, c = y.shape[0], self.out_channels
+        # (B*T'*H', W', pt*C*ph, pw) -> (B*T'*H', pt*C*ph, W', pw): columns interleave with pixels
+        y = y.reshape(b * tt * th, tw, pt * c * ph, pw).transpose(1, 2)
+        # (B*T', H', pt*C, ph*W) -> (B*T', pt*C, H', ph*W): rows interleave, time and channels lead
+        y = y.reshape(b * tt, th, pt * c, ph * tw * pw).transpose(1, 2)
+        return y.reshape(b * tt * pt, c, th * ph, tw * pw)
+
+
+class TokenSlotUnit(nn.Module):
+    """A ``tokens`` slot as a unit."""
+
+    def __init__(self, slot: TokenSlot) -> None:
+        super().__init__()
+        self.slot = slot
+
+    def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        return self.slot(h, cond)
+
+    def stream(self, h: torch.Tensor, cond: TokenConditioning, state: dict, *, commit: bool) -> torch.Tensor:
+        return self.slot.stream(h, cond, state, commit=commit)
+
+
+class FramesSlotUnit(nn.Module):
+    """A ``frames`` slot in a transformer: the tokens seen as channels-last frames (a view), the
+    time embedding (and context, when the op reads it) copied per frame, then back to tokens."""
+
+    def __init__(self, slot: TemporalSlot, *, temb: bool, context: bool) -> None:
+        super().__init__()
+        self.slot = slot
+        self.temb, self.context = temb, context
+
+    def _frames_args(self, h: torch.Tensor, cond: TokenConditioning):
+        t, height, width = cond.grid
+        b, _, d = h.shape
+        x = h.reshape(b * t, height, width, d).permute(0, 3, 1, 2)
+        temb = cond.temb.repeat_interleave(t, dim=0) if self.temb else None
+        context = cond.context.repeat_interleave(t, dim=0) if self.context else None
+        return x, t, temb, context
+
+    @staticmethod
+    def _tokens(y: torch.Tensor, b: int) -> torch.Tensor:
+        return y.permute(0, 2, 3, 1).reshape(b, -1, y.shape[1])
+
+    def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        return self._tokens(self.slot(*self._frames_args(h, cond)), h.shape[0])
+
+    def stream(self, h: torch.Tensor, cond: TokenConditioning, state: dict, *, commit: bool) -> torch.Tensor:
+        x, t, temb, context = self._frames_args(h, cond)
+        return self._tokens(self.slot.stream(x, t, state, commit=commit, temb=temb, context=context), h.shape[0])
+
+
+def _slot_flags(plan: UnitPlan) -> tuple[bool, bool, bool]:
+    """Whether a slot unit reads the (per-frame) time embedding or AdaLN rows, the context, the rotary tables."""
+    if plan.is_identity:
+        return False, False, False
+    opdef = get_temporal_op(plan.config["op"])
+    rotary = not is_frames_slot(plan) and dict(slot_shape(plan).extras).get("positions") == "rope3d"
+    return opdef.uses_temb(plan.config["params"]), opdef.uses_context, rotary
+
+
+def build_dit_unit(plan: UnitPlan) -> nn.Module:
+    """The module of one DiT unit, freshly initialised."""
+    c = plan.config
+    if plan.kind == "temporal":
+        shape = slot_shape(plan)
+        if is_frames_slot(plan):
+            temb, context, _ = _slot_flags(plan)
+            return FramesSlotUnit(TemporalSlot(c["op"], c["params"], shape), temb=temb, context=context)
+        return TokenSlotUnit(TokenSlot(c["op"], c["params"], shape))
+    builders = {"time_embed": TimeEmbedUnit, "text_embed": TextEmbedUnit, "patch_embed": PatchEmbedUnit,
+                "head": HeadUnit}
+    return builders[plan.kind](**c)
+
+
+def call_dit_unit(module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> Any:
+    """Run a DiT unit on plain tensors: ``(timestep,)`` or ``(context,)`` for the conditioning, ``(frames,)``
+    for the patch embedding, ``(tokens, temb)`` for the head, and for a slot ``(tokens[, temb or AdaLN rows]
+    [, context][, cos, sin])``."""
+    if plan.conditioning:
+        return module(*tensors)
+    grid = (plan.frames, plan.in_shape[1], plan.in_shape[2])
+    if plan.kind == "patch_embed":
+        pt = plan.config["patch_size"][0]
+        return module(tensors[0], TokenConditioning((plan.frames // pt, plan.out_shape[1], plan.out_shape[2])))
+    if plan.kind == "head":
+        return module(tensors[0], TokenConditioning(grid, temb=tensors[1]))
+    temb, context, rotary = _slot_flags(plan)
+    it = iter(tensors)
+    h = next(it)
+    cond = TokenConditioning(grid)
+    if temb:
+        if is_frames_slot(plan):
+            cond.temb = next(it)
+        else:
+            cond.modulation = next(it)
+    if context:
+        cond.context = next(it)
+    if rotary:
+        cond.rotary = (next(it), next(it))
+    return module(h, cond)
+
+
+def dit_unit_inputs(plan: UnitPlan, backbone: DiTBackbone, batch: int = 1, *, seed: int = 0,
+                    dtype: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+    """Random inputs for :func:`call_dit_unit` of ``plan`` on ``batch`` clips of ``backbone``."""
+    dtype = dtype or torch.float32
+    gen = torch.Generator().manual_seed(seed)
+    bb = backbone
+    d = bb.dim
+    if plan.kind == "time_embed":
+        return (torch.rand(batch, generator=gen) * 1000,)
+    if plan.kind == "text_embed":
+        return (torch.randn(batch, bb.text_tokens, bb.text_dim, generator=gen, dtype=dtype),)
+    if plan.kind == "patch_embed":
+        return (torch.randn(batch * plan.frames, *plan.in_shape, generator=gen, dtype=dtype),)
+    tokens = plan.frames * plan.in_shape[1] * plan.in_shape[2]
+    h = torch.randn(batch, tokens, plan.in_shape[0], generator=gen, dtype=dtype)
+    if plan.kind == "head":
+        return h, torch.randn(batch, d, generator=gen, dtype=dtype)
+    temb, context, rotary = _slot_flags(plan)
+    out = [h]
+    if temb:
+        shape = (batch, d) if is_frames_slot(plan) else (batch, bb.modulation_rows, d)
+        out.append(torch.randn(*shape, generator=gen, dtype=dtype))
+    if context:
+        out.append(torch.randn(batch, bb.context_tokens, d, generator=gen, dtype=dtype))
+    if rotary:
+        cos, sin = rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split)
+        grid = (plan.frames, plan.in_shape[1], plan.in_shape[2])
+        out += [t.to(dtype) for t in grid_rotary(cos, sin, bb.rope_split, grid)]
+    return tuple(out)
+
+
+# The network ------------------------------------------------------------------------------
+
+
+class VideoDiT(nn.Module):
+    """The video diffusion transformer an :class:`ArchSpec` of the ``dit`` family describes.
+
+    ``forward(sample, timestep, context=None, added_time_ids=None)`` takes ``sample``
+    ``(B, T, in_channels, H, W)`` latents, ``timestep`` ``(B,)`` or a scalar and ``context``
+    ``(B, L, text_dim)`` text tokens; it returns ``(B, T, out_channels, H, W)``.
+    ``added_time_ids`` is accepted for the common signature and must be ``None``.
+    """
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.plan = dit_plan(spec)
+        self.units = nn.ModuleDict({module_key(p.name): build_dit_unit(p) for p in self.plan})
+        bb = self.backbone
+        if bb.positions == "rope3d":
+            cos, sin = rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+
+    @property
+    def backbone(self) -> DiTBackbone:
+        return self.spec.backbone
+
+    def unit(self, name: str) -> nn.Module:
+        return self.units[module_key(name)]
+
+    def conditioning(self, batch: int, frames: int, timestep: torch.Tensor | float, context: torch.Tensor | None,
+                     added_time_ids: torch.Tensor | None = None, *, frame_offset: int = 0) -> TokenConditioning:
+        """Everything the units read besides the tokens, for ``frames`` latent frames from ``frame_offset``."""
+        bb = self.backbone
+        if added_time_ids is not None:
+            raise ValueError("a transformer of the `dit` family takes no `added_time_ids`")
+        pt, ph, pw = bb.patch_size
+        if frames % pt:
+            raise ValueError(f"{frames} latent frames are not a multiple of the temporal patch {pt}")
+        timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(batch)
+        time = self.units["time_embed"](timestep)
+        temb, modulation = time[:, 0], time[:, 1:]
+        text = None
+        if "text_embed" in self.units:
+            if context is None:
+                raise ValueError(f"this backbone cross-attends to text: pass `context` of shape (B, L, {bb.text_dim})")
+            text = self.units["text_embed"](context)
+        grid = (frames // pt, bb.latent_height // ph, bb.latent_width // pw)
+        rotary = None
+        if bb.positions == "rope3d":
+            rotary = tuple(t.to(temb.dtype) for t in grid_rotary(self.rope_cos, self.rope_sin, bb.rope_split, grid,
+                                                                  frame_offset // pt))
+        return TokenConditioning(grid, temb, modulation, text, rotary, frame_offset // pt)
+
+    def run_units(self, h: torch.Tensor, cond: TokenConditioning, *, streams: dict | None = None,
+                  commit: bool = False) -> torch.Tensor:
+        """Run every unit after the conditioning on ``h`` ``(B*T, C, H, W)``."""
+
+        def apply(plan: UnitPlan, h: torch.Tensor, aux: torch.Tensor | None) -> torch.Tensor:
+            module = self.units[module_key(plan.name)]
+            if streams is not None and plan.slot is not None:
+                return module.stream(h, cond, streams.setdefault(plan.name, {}), commit=commit)
+            return module(h, cond, aux)
+
+        return PlanWalk().run([p for p in self.plan if not p.conditioning], h, apply)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float, context: torch.Tensor | None = None,
+                added_time_ids: torch.Tensor | None = None) -> torch.Tensor:
+        batch, frames = sample.shape[:2]
+        cond = self.conditioning(batch, frames, timestep, context, added_time_ids)
+        out = self.run_units(sample.flatten(0, 1), cond)
+        return out.reshape(batch, frames, *out.shape[1:])
+
+    def stream(self, sample: torch.Tensor, timestep: torch.Tensor | float, state: dict, *, commit: bool,
+               context: torch.Tensor | None = None, added_time_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoise the next chunk ``(B, t, C, H, W)`` of latent frames of a causal stream.
+
+        ``state`` is owned by the caller (start with ``{}``): per causal layer its keys and
+        values, and the frames committed so far, which offset the chunk's rotary positions.
+        ``commit=True`` appends this chunk to the caches (CausVid writes them in an extra pass
+        at t = 0 once a chunk is denoised). Every op must be causal (:attr:`ArchSpec.is_causal`).
+        """
+        if not self.spec.is_causal:
+            raise ValueError("streaming needs every op to be causal; this spec has ops that see future frames")
+        batch, frames = sample.shape[:2]
+        offset = state.get("frames", 0)
+        limit = self.backbone.rope_max_len * self.backbone.patch_size[0]
+        if self.backbone.positions == "rope3d" and offset + frames > limit:
+            raise ValueError(f"the stream would pass frame {limit}, the last the rotary table holds (rope_max_len)")
+        cond = self.conditioning(batch, frames, timestep, context, added_time_ids, frame_offset=offset)
+        out = self.run_units(sample.flatten(0, 1), cond, streams=state, commit=commit)
+        if commit:
+            state["frames"] = offset + frames
+        return out.reshape(batch, frames, *out.shape[1:])
+
+    def example_inputs(self, batch: int = 1, *, seed: int = 0) -> tuple[torch.Tensor | None, ...]:
+        """Random inputs of the right shapes: ``(sample, timestep, context, None)``."""
+        bb = self.backbone
+        gen = torch.Generator().manual_seed(seed)
+        sample = torch.randn(batch, bb.frames, bb.in_channels, bb.latent_height, bb.latent_width, generator=gen)
+        timestep = torch.full((batch,), 500.0)
+        context = torch.randn(batch, bb.text_tokens, bb.text_dim, generator=gen) if bb.text_dim else None
+        return sample, timestep, context, None
+
+
+# Reference weights ------------------------------------------------------------------------
+
+
+_DIFFUSERS_ATTENTION = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out.0": "to_out", "norm_q": "norm_q",
+                        "norm_k": "norm_k"}
+
+
+def _diffusers_wan_key(key: str, depth: int) -> list[tuple[str, Any]]:
+    """Targets of one diffusers ``WanTransformer3DModel`` key: ``(our key, transform)`` pairs."""
+    parts = key.split(".")
+    fixed = {
+        "condition_embedder.time_embedder.linear_1": "units.time_embed.time_embedder.linear_1",
+        "condition_embedder.time_embedder.linear_2": "units.time_embed.time_embedder.linear_2",
+        "condition_embedder.time_proj": "units.time_embed.time_proj",
+        "condition_embedder.text_embedder.linear_1": "units.text_embed.linear_1",
+        "condition_embedder.text_embedder.linear_2": "units.text_embed.linear_2",
+        "patch_embedding": "units.patch_embed.proj",
+        "proj_out": "units.head.proj",
+    }
+    stem, leaf = ".".join(parts[:-1]), parts[-1]
+    if stem in fixed:
+        return [(f"{fixed[stem]}.{leaf}", stem)]
+    if key == "scale_shift_table":
+        return [("units.head.table", None)]
+    if parts[0] != "blocks" or int(parts[1]) >= depth:
+        return []
+    block, rest = int(parts[1]), ".".join(parts[2:])
+    prefix = f"units.block_{block}"
+    if rest == "scale_shift_table":  # rows 0-2 belong to the attention op, 3-5 to the feed-forward
+        return [(f"{prefix}_attn.slot.branch.modulation.table", slice(0, 3)),
+                (f"{prefix}_ff.slot.branch.modulation.table", slice(3, 6))]
+    for attn, slot in (("attn1", "attn"), ("attn2", "cross")):
+        for theirs, ours in _DIFFUSERS_ATTENTION.items():
+            if rest.startswith(f"{attn}.{theirs}."):
+                return [(f"{prefix}_{slot}.slot.branch.attn.{ours}.{rest.split('.')[-1]}", None)]
+    simple = {"norm2.weight": "cross.slot.branch.norm.weight", "norm2.bias": "cross.slot.branch.norm.bias",
+              "ffn.net.0.proj.weight": "ff.slot.branch.proj_in.weight",
+              "ffn.net.0.proj.bias": "ff.slot.branch.proj_in.bias",
+              "ffn.net.2.weight": "ff.slot.branch.proj_out.weight", "ffn.net.2.bias": "ff.slot.branch.proj_out.bias"}
+    return [(f"{prefix}_{simple[rest]}", None)] if rest in simple else []
+
+
+def _transform(value: torch.Tensor, how: Any, bb: DiTBackbone) -> torch.Tensor:
+    if isinstance(how, slice):
+        return value[:, how]
+    pt, ph, pw = bb.patch_size
+    if how == "patch_embedding" and pt == 1 and value.ndim == 5:
+        return value[:, :, 0]  # a one-frame Conv3d kernel is our Conv2d kernel
+    if how == "proj_out":  # diffusers orders a patch's outputs (t, h, w, c); ours (t, c, h, w)
+        c = bb.out_channels
+        return value.reshape(pt, ph, pw, c, *value.shape[1:]).permute(0, 3, 1, 2, *range(4, value.ndim + 3)) \
+            .reshape(value.shape)
+    return value
+
+
+def map_reference_state(spec: ArchSpec, state: Mapping[str, torch.Tensor], *, reference: str
+                        ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``(state dict for build_network(spec), reference keys left unmapped)`` from a reference's weights.
+
+    ``reference="diffusers"``: ``WanTransformer3DModel``. A weight lands where ``spec`` has a
+    parameter of the same role and shape (a block that exists, an op with that sub-layer: every
+    self-attention op has Wan's projections); the rest is reported unmapped (dropped blocks,
+    funnelled widths, blocks beyond ``depth``).
+    """
+    if reference != "diffusers":
+        raise SpecError("reference", reference, "has no weight mapping for the `dit` family",
+                        "use `diffusers` (WanTransformer3DModel)")
+    bb = spec.backbone
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in VideoDiT(spec).state_dict().items()}
+    mapped: dict[str, torch.Tensor] = {}
+    unmapped: list[str] = []
+    for key, value in state.items():
+        placed = False
+        for target, how in _diffusers_wan_key(key, bb.depth):
+            tensor = _transform(value, how, bb)
+            if shapes.get(target) == tensor.shape:
+                mapped[target] = tensor
+                placed = True
+        if not placed:
+            unmapped.append(key)
+    return mapped, unmapped

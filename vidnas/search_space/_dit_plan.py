@@ -1,0 +1,185 @@
+"""The video diffusion transformer family: its plan of units, their closed-form costs, its registration.
+
+Units, in execution order (each timed on its own in a latency table):
+
+* ``time_embed`` (conditioning): sinusoidal timestep features -> time embedding ``temb`` and
+  the shared time projection (the AdaLN rows every block reads), stacked ``(B, 1 + 6, D)``;
+* ``text_embed`` (conditioning, when the backbone has text): ``(B, L, text_dim) -> (B, L, D)``;
+* ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)``;
+* per block ``i`` its slots ``block.{i}.attn``, ``block.{i}.temporal``, ``block.{i}.cross``,
+  ``block.{i}.ff`` (slot units, kind ``temporal``: the op chosen there);
+* ``head``: the modulated output norm, the projection to patches and the unpatchify back to
+  latent frames ``(B*T, C_out, H, W)``.
+
+Per-frame shapes follow ``_plan``: a token unit's shape is ``(D, H', W')`` with ``T'`` frames.
+The rotary tables are computed with the conditioning (no multiply-accumulates; their memory
+is counted in :meth:`DiTFamily.conditioning_elements`). Modules are in ``_dit`` (torch).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from vidnas.search_space._cost import Cost, conv_flops, conv_params, linear_flops, linear_params
+from vidnas.search_space._dit_spec import DiTBackbone
+from vidnas.search_space._family import BackboneFamily, register_family
+from vidnas.search_space._plan import UnitPlan, slot_config, slot_cost, slot_shape
+
+if TYPE_CHECKING:
+    from vidnas.search_space._spec import ArchSpec
+
+__all__ = ["DiTFamily", "dit_plan", "dit_unit_cost"]
+
+
+def dit_plan(spec: ArchSpec) -> list[UnitPlan]:
+    """The units of a DiT ``spec`` in execution order."""
+    bb: DiTBackbone = spec.backbone
+    d, (tt, th, tw) = bb.dim, bb.grid
+    pt = bb.patch_size[0]
+    tokens = (d, th, tw)
+    frames_out = None if pt == 1 else bb.frames
+    units = [UnitPlan("time_embed", "time_embed", {"dim": d, "freq_dim": bb.freq_dim, "rows": bb.modulation_rows},
+                      (0, 1, 1), (d, 1, 1), tt, family="dit", conditioning=True)]
+    if bb.text_dim:
+        units.append(UnitPlan("text_embed", "text_embed", {"text_dim": bb.text_dim, "dim": d},
+                              (bb.text_dim, bb.text_tokens, 1), (d, bb.text_tokens, 1), tt, family="dit",
+                              conditioning=True))
+    units += [
+        UnitPlan("patch_embed", "patch_embed", {"in_channels": bb.in_channels, "dim": d,
+                                                "patch_size": list(bb.patch_size)},
+                 (bb.in_channels, bb.latent_height, bb.latent_width), tokens, bb.frames, family="dit",
+                 out_frames_=None if pt == 1 else tt),
+    ]
+    for slot in bb.slots():
+        choice = spec.temporal[slot.name]
+        units.append(UnitPlan(slot.name, "temporal", slot_config(choice.op, choice.params, slot.shape), tokens,
+                              tokens, tt, slot=slot.name, level=slot.level, family="dit"))
+    units.append(UnitPlan("head", "head", {"dim": d, "out_channels": bb.out_channels,
+                                           "patch_size": list(bb.patch_size), "eps": bb.eps, "norm": bb.norm},
+                          tokens, (bb.out_channels, bb.latent_height, bb.latent_width), tt, family="dit",
+                          out_frames_=frames_out))
+    return units
+
+
+def is_frames_slot(plan: UnitPlan) -> bool:
+    """A slot whose op follows the frame contract (run on the tokens seen as frames)."""
+    return plan.slot is not None and plan.config.get("layout", "frames") == "frames"
+
+
+def dit_unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
+    """Closed-form cost of one DiT unit on ``batch`` clips (see ``_cost`` for conventions)."""
+    c = plan.config
+    if plan.kind == "temporal":
+        cost = slot_cost(c["op"], c["params"], slot_shape(plan), batch)
+        if cost is None or not is_frames_slot(plan) or plan.is_identity:
+            return cost
+        return Cost(cost.params, cost.flops, cost.peak + frames_adapter_elements(plan, batch))
+    if plan.kind == "time_embed":
+        return time_embed_cost(c, batch)
+    if plan.kind == "text_embed":
+        return text_embed_cost(plan, batch)
+    if plan.kind == "patch_embed":
+        return patch_embed_cost(plan, batch)
+    if plan.kind == "head":
+        return head_cost(plan, batch)
+    raise ValueError(f"unknown unit kind {plan.kind!r}")
+
+
+def frames_adapter_elements(plan: UnitPlan, batch: int) -> int:
+    """The per-frame copies of the time embedding and context a frames op reads (alive while it runs)."""
+    from vidnas.search_space._registry import get_temporal_op
+
+    c = plan.config
+    opdef = get_temporal_op(c["op"])
+    n = batch * plan.frames
+    extra = n * c["temb_channels"] if opdef.uses_temb(c["params"]) else 0
+    if opdef.uses_context:
+        extra += n * c["context_tokens"] * c["context_dim"]
+    return extra
+
+
+def time_embed_cost(c: dict, batch: int) -> Cost:
+    d, freq, rows = c["dim"], c["freq_dim"], c["rows"]
+    params = linear_params(freq, d) + linear_params(d, d) + linear_params(d, rows * d)
+    flops = linear_flops(batch, freq, d) + linear_flops(batch, d, d) + linear_flops(batch, d, rows * d)
+    # temb, SiLU(temb) and the rows, then temb and the rows beside their stacked copy
+    return Cost(params, flops, batch * d * max(2 + rows, 2 * (1 + rows)))
+
+
+def text_embed_cost(plan: UnitPlan, batch: int) -> Cost:
+    text, d, length = plan.config["text_dim"], plan.config["dim"], plan.in_shape[1]
+    params = linear_params(text, d) + linear_params(d, d)
+    flops = linear_flops(batch * length, text, d) + linear_flops(batch * length, d, d)
+    return Cost(params, flops, 2 * batch * length * d)  # the activation, then the output beside it
+
+
+def patch_embed_cost(plan: UnitPlan, batch: int) -> Cost:
+    c = plan.config
+    cin, d = c["in_channels"], c["dim"]
+    kernel = math.prod(c["patch_size"])
+    f = batch * plan.out_frames * d * plan.out_shape[1] * plan.out_shape[2]
+    # The convolution's output and its token-major copy (a 3-D patch reads the frames as a (B, C, T, H, W) view).
+    return Cost(conv_params(cin, d, kernel), conv_flops(f, cin, kernel), 2 * f)
+
+
+def head_cost(plan: UnitPlan, batch: int) -> Cost:
+    c = plan.config
+    d, patch = c["dim"], math.prod(c["patch_size"]) * c["out_channels"]
+    rows = batch * plan.frames * plan.in_shape[1] * plan.in_shape[2]
+    f, fo = rows * d, rows * patch
+    peak = 2 * batch * d + max(2 * f + batch * d, f + fo, 2 * fo)  # norm + modulation; projection; unpatchify
+    return Cost(2 * d + linear_params(d, patch), linear_flops(rows, d, patch), peak)
+
+
+class DiTFamily(BackboneFamily):
+    """The video diffusion transformer (Wan 2.1's family; CogVideoX, LTX-Video, Latte as styles)."""
+
+    name = "dit"
+    backbone_type = DiTBackbone
+
+    def plan(self, spec):
+        return dit_plan(spec)
+
+    def unit_cost(self, plan, batch):
+        return dit_unit_cost(plan, batch)
+
+    def build_unit(self, plan):
+        from vidnas.search_space._dit import build_dit_unit
+
+        return build_dit_unit(plan)
+
+    def build_network(self, spec):
+        from vidnas.search_space._dit import VideoDiT
+
+        return VideoDiT(spec)
+
+    def unit_inputs(self, plan, backbone, batch, *, seed=0, dtype=None):
+        from vidnas.search_space._dit import dit_unit_inputs
+
+        return dit_unit_inputs(plan, backbone, batch, seed=seed, dtype=dtype)
+
+    def call_unit(self, module, plan, tensors):
+        from vidnas.search_space._dit import call_dit_unit
+
+        return call_dit_unit(module, plan, tensors)
+
+    def batch_of(self, plan, tensors):
+        rows = tensors[0].shape[0] if tensors else 1  # clips for the conditioning and every token unit
+        return max(1, rows // plan.frames) if plan.kind == "patch_embed" else rows
+
+    def conditioning_elements(self, backbone, batch):
+        # The time embedding, the AdaLN rows, the projected text and the rotary tables live through a call.
+        d = backbone.dim
+        elements = batch * d * (1 + backbone.modulation_rows) + batch * backbone.context_tokens * d
+        if backbone.positions == "rope3d":
+            elements += backbone.tokens * backbone.head_dim
+        return elements
+
+    def reference_state_dict(self, spec, state, *, reference):
+        from vidnas.search_space._dit import map_reference_state
+
+        return map_reference_state(spec, state, reference=reference)
+
+
+register_family(DiTFamily())

@@ -1,0 +1,254 @@
+"""The video diffusion transformer's backbone (the ``dit`` family): patches, blocks, slots (no torch).
+
+A :class:`DiTBackbone` describes the fixed part of a video diffusion transformer: the
+latent video (``frames`` x ``latent_height`` x ``latent_width``, ``in_channels`` in and
+``out_channels`` out; a Wan-style causal VAE compresses time 4x and space 8x, so
+``pixel_frames = (frames - 1) * 4 + 1``), its patchify (``patch_size`` = time x height x
+width latent cells per token), the width (``heads`` x ``head_dim``), ``depth`` blocks, the
+feed-forward width, the text conditioning and the timestep embedding; and the *styles*
+in which real models differ, as plain data (``modulation``, ``positions``, ``qk_norm``,
+``norm``, ``cross_attn_norm``, ``ff_activation``). A style is one name here plus one
+small function in ``_token_branches`` (a norm, a modulation, a positional table):
+a model that differs only there is new data, not a new network.
+
+Slots are named ``block.{i}.{position}``, in execution order inside block ``i``:
+
+* ``attn``: the block's self-attention token mixer (``tokens`` layout): full 3-D
+  attention for Wan, or any token attention op (spatial, temporal, factorised,
+  windowed, block-causal with a KV cache, sparse); ``none`` removes it;
+* ``temporal``: an extra temporal layer (``frames`` layout; default ``none``): any op
+  of the registry's frame contract, run on the block's tokens seen as frames
+  ``(B*T, D, H, W)`` (a channels-last view; see ``_dit``);
+* ``cross``: cross-attention to the text tokens (``tok_xattn``) or ``none``;
+* ``ff``: the feed-forward (``tok_ff``, with a ``funnel`` on its hidden width) or ``none``.
+
+A block whose four slots are all ``none`` is *dropped*: it computes nothing and holds
+no parameters (the AdaLN table rows belong to the ``attn`` and ``ff`` ops that read them),
+so pruning whole blocks, as MobileVD prunes temporal blocks, is a choice at every slot of
+the block. The token tensor contract of the ``tokens`` slots is stated once, in ``_ops_tokens``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+from vidnas._errors import SpecError
+from vidnas.search_space._backbone import Backbone, SlotInfo
+from vidnas.search_space._registry import SlotShape
+
+__all__ = ["DIT_POSITIONS", "DiTBackbone", "STYLES"]
+
+DIT_POSITIONS = ("attn", "temporal", "cross", "ff")
+
+# The styles implemented, per style field (a new model's style is added here and in _token_branches).
+STYLES: dict[str, tuple[str, ...]] = {
+    # adaln_table: one time projection to 6 rows of width D shared by all blocks, plus a learnt
+    # (6, D) table per block (Wan 2.1; PixArt's adaLN-single, as LTX-Video and Latte use it).
+    "modulation": ("adaln_table",),
+    # rope3d: rotary positions, head_dim split into time / height / width parts (Wan); none.
+    "positions": ("rope3d", "none"),
+    # RMSNorm of queries and keys over all heads at once (Wan, LTX-Video), or none.
+    "qk_norm": ("rms_across_heads", "none"),
+    # The norm before each modulated sub-layer: LayerNorm (Wan) or RMSNorm (LTX-Video), no affine.
+    "norm": ("layer_norm", "rms_norm"),
+    # The feed-forward's activation: tanh-approximated GELU (Wan, LTX-Video, CogVideoX) or exact GELU.
+    "ff_activation": ("gelu_tanh", "gelu"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DiTBackbone(Backbone):
+    """A video diffusion transformer (Wan 2.1's family). Defaults: Wan 2.1 T2V 1.3B at 81x480x832."""
+
+    family: ClassVar[str] = "dit"
+
+    in_channels: int = 16  # latent channels in (plus any conditioning latents)
+    out_channels: int = 16  # latent channels predicted
+    patch_size: tuple[int, ...] = (1, 2, 2)  # latent cells per token: time, height, width
+    heads: int = 12  # attention heads of the full-width blocks
+    head_dim: int = 128  # width of a head; hidden width D = heads * head_dim
+    depth: int = 30  # transformer blocks
+    ffn_dim: int = 8960  # feed-forward hidden width at funnel 1
+    text_dim: int = 4096  # width of the text encoder's tokens (umT5-XXL: 4096); 0 = no text conditioning
+    text_tokens: int = 512  # text tokens per clip
+    freq_dim: int = 256  # width of the sinusoidal timestep features
+    eps: float = 1e-6  # epsilon of every norm
+    modulation: str = "adaln_table"  # how the timestep modulates the blocks (see STYLES)
+    positions: str = "rope3d"  # positional encoding (see STYLES)
+    rope_theta: float = 10000.0  # rotary base
+    rope_max_len: int = 1024  # positions per axis the rotary table holds (Wan: 1024)
+    qk_norm: str = "rms_across_heads"  # query/key normalisation (see STYLES)
+    norm: str = "layer_norm"  # norm of the modulated sub-layers (see STYLES)
+    cross_attn_norm: bool = True  # an affine LayerNorm before cross-attention (Wan: yes)
+    ff_activation: str = "gelu_tanh"  # feed-forward activation (see STYLES)
+    frames: int = 21  # latent frames per clip
+    latent_height: int = 60  # latent rows (pixels / vae_scale_factor)
+    latent_width: int = 104  # latent columns
+    vae_scale_factor: int = 8  # pixels per latent cell (recorded, not built)
+    vae_temporal_factor: int = 4  # frames per latent frame after the first (causal video VAE; 1: per frame)
+
+    # The properties every family offers (see ``_backbone``) -----------------------------
+
+    @property
+    def latent_channels(self) -> int:
+        return self.out_channels
+
+    @property
+    def condition_channels(self) -> int:
+        return self.in_channels - self.out_channels
+
+    @property
+    def output_channels(self) -> int:
+        return self.out_channels
+
+    @property
+    def input_channels(self) -> int:
+        return self.in_channels
+
+    @property
+    def context_dim(self) -> int:
+        return self.text_dim
+
+    @property
+    def context_tokens(self) -> int:
+        return self.text_tokens if self.text_dim else 0
+
+    # Transformer geometry ------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        """Hidden width D."""
+        return self.heads * self.head_dim
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Tokens per clip along time, height and width."""
+        pt, ph, pw = self.patch_size
+        return self.frames // pt, self.latent_height // ph, self.latent_width // pw
+
+    @property
+    def tokens(self) -> int:
+        return math.prod(self.grid)
+
+    @property
+    def patch_channels(self) -> int:
+        """Values per token of the output head: out_channels x the patch volume."""
+        return self.out_channels * math.prod(self.patch_size)
+
+    @property
+    def modulation_rows(self) -> int:
+        """Rows of width D the time projection gives every block (shift, scale, gate x 2)."""
+        return 6
+
+    @property
+    def rope_split(self) -> tuple[int, int, int]:
+        """head_dim channels rotated by time, height and width positions (Wan's split)."""
+        hw = 2 * (self.head_dim // 6)
+        return self.head_dim - 2 * hw, hw, hw
+
+    def slot_shape(self, position: str) -> SlotShape:
+        """What the slot at ``position`` offers its op (sizes are the token grid)."""
+        t, h, w = self.grid
+        d = self.dim
+        common = {"channels": d, "frames": t, "height": h, "width": w, "head_dim": self.head_dim,
+                  "context_dim": d if self.text_dim else None,
+                  "context_tokens": self.text_tokens if self.text_dim else None}
+        if position == "temporal":  # the frame contract: tokens seen as channels-last frames
+            return SlotShape(**common, temb_channels=d, norm_groups=math.gcd(32, d), channels_last=True)
+        extras: dict[str, Any] = {"eps": self.eps}
+        if position in ("attn", "ff"):
+            extras.update(modulation=self.modulation, modulation_row=0 if position == "attn" else 3, norm=self.norm)
+        if position == "attn":
+            extras.update(positions=self.positions, qk_norm=self.qk_norm)
+        elif position == "cross":
+            extras.update(cross_attn_norm=self.cross_attn_norm, qk_norm=self.qk_norm)
+        elif position == "ff":
+            extras.update(ffn_dim=self.ffn_dim, ff_activation=self.ff_activation)
+        return SlotShape(**common, temb_channels=d, layout="tokens", extras=tuple(sorted(extras.items())))
+
+    def slots(self) -> list[SlotInfo]:
+        """Every slot in execution order: ``block.{i}.{attn,temporal,cross,ff}``."""
+        shapes = {p: self.slot_shape(p) for p in DIT_POSITIONS}
+        return [SlotInfo(f"block.{i}.{p}", "block", i, i, p, shapes[p])
+                for i in range(self.depth) for p in DIT_POSITIONS]
+
+    # Validation -------------------------------------------------------------------------
+
+    def validate(self, field: str = "backbone") -> None:
+        """Raise :class:`SpecError` naming the first invalid field."""
+        positive = ("in_channels", "out_channels", "heads", "head_dim", "depth", "ffn_dim", "freq_dim", "frames",
+                    "latent_height", "latent_width", "vae_scale_factor", "vae_temporal_factor", "rope_max_len")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 1")
+        for name in ("text_dim", "text_tokens"):
+            if getattr(self, name) < 0:
+                raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 0")
+        if self.text_dim and self.text_tokens < 1:
+            raise SpecError(f"{field}.text_tokens", self.text_tokens, "must be >= 1 when text_dim > 0")
+        if self.out_channels > self.in_channels:
+            raise SpecError(f"{field}.out_channels", self.out_channels,
+                            f"exceeds in_channels={self.in_channels}", "extra input channels are conditioning latents")
+        if not 0 < self.eps < 1:
+            raise SpecError(f"{field}.eps", self.eps, "must be in (0, 1)")
+        if self.rope_theta <= 1:
+            raise SpecError(f"{field}.rope_theta", self.rope_theta, "must be > 1")
+        for name, allowed in STYLES.items():
+            if getattr(self, name) not in allowed:
+                raise SpecError(f"{field}.{name}", getattr(self, name), "is not an implemented style",
+                                f"choose one of {list(allowed)}")
+        if len(self.patch_size) != 3 or any(not isinstance(p, int) or p < 1 for p in self.patch_size):
+            raise SpecError(f"{field}.patch_size", self.patch_size, "must be three positive integers (t, h, w)")
+        if self.freq_dim % 2:
+            raise SpecError(f"{field}.freq_dim", self.freq_dim, "must be even (cosines and sines)")
+        if self.positions == "rope3d" and (self.head_dim % 2 or min(self.rope_split) < 2):
+            raise SpecError(f"{field}.head_dim", self.head_dim,
+                            "is too small or odd for 3-D rotary positions", "use an even head_dim >= 12")
+        for name, size, patch in (("frames", self.frames, self.patch_size[0]),
+                                  ("latent_height", self.latent_height, self.patch_size[1]),
+                                  ("latent_width", self.latent_width, self.patch_size[2])):
+            if size % patch:
+                raise SpecError(f"{field}.{name}", size, f"is not a multiple of the patch size {patch}",
+                                self._pixel_hint(name, patch))
+            if self.positions == "rope3d" and size // patch > self.rope_max_len:
+                raise SpecError(f"{field}.{name}", size, f"gives more than rope_max_len={self.rope_max_len} "
+                                "positions along its axis")
+
+    def _pixel_hint(self, name: str, patch: int) -> str:
+        if name == "frames":
+            return f"latent frames must be a multiple of {patch}"
+        return f"pixel sizes must be multiples of {patch * self.vae_scale_factor}"
+
+    def resized(self, *, frames: int | None = None, height: int | None = None, width: int | None = None,
+                width_mult: float | None = None) -> DiTBackbone:
+        """This transformer at ``frames`` decoded frames and ``height`` x ``width`` pixels, with
+        ``width_mult`` times its heads (head_dim kept, at least one head; the feed-forward
+        width scales with them, rounded to a multiple of 8)."""
+        changes: dict[str, Any] = {}
+        if width_mult is not None:
+            if not 0 < width_mult <= 4:
+                raise SpecError("width_mult", width_mult, "must be in (0, 4]")
+            heads = max(1, round(self.heads * width_mult))
+            changes["heads"] = heads
+            changes["ffn_dim"] = max(8, round(self.ffn_dim * heads / self.heads / 8) * 8)
+        if frames is not None:
+            changes["frames"] = self.pixel_frames_to_latent(frames)
+        factor = self.vae_scale_factor
+        for key, value, patch in (("height", height, self.patch_size[1]), ("width", width, self.patch_size[2])):
+            if value is None:
+                continue
+            step = factor * patch
+            if value < 1 or value % step:
+                raise SpecError(key, value, f"must be a positive multiple of {step} pixels "
+                                f"(autoencoder factor {factor} x patch {patch})")
+            changes[f"latent_{key}"] = value // factor
+        result = dataclasses.replace(self, **changes)
+        try:
+            result.validate()
+        except SpecError as exc:
+            if exc.field == "backbone.frames":
+                raise SpecError("frames", frames, exc.problem, exc.hint) from None
+            raise
+        return result
