@@ -207,7 +207,7 @@ class FlakyFirstPass(DebugBackend):
         def disturbed() -> None:
             start = clock.now
             run()
-            clock.now = start + (clock.now - start) * (1.3 + abs(rng.gauss(0, 0.5)))
+            clock.now = start + (clock.now - start) * rng.uniform(1.0, 3.0)
 
         disturbed.clock = clock
         return disturbed

@@ -91,9 +91,15 @@ class HarnessConfig:
 
     @classmethod
     def quick(cls) -> HarnessConfig:
-        """For tests, smoke runs and a campaign's on-the-fly table: fewer samples, looser targets."""
-        return cls(warmup_runs=1, warmup_seconds=0.0, min_runs=5, max_runs=20, max_seconds=0.5,
-                   min_sample_seconds=0.0005, target_rel_ci=0.05, max_cv=0.3)
+        """For tests, smoke runs and a campaign's on-the-fly table: fewer samples, looser targets.
+
+        At least 10 samples (with 5 the median's interval is the whole range), up to 40 when
+        the median is slow to settle, samples of at least 2 ms (a 0.02 ms unit timed alone is
+        mostly timer and scheduler), a short timed warm-up (a runtime's first calls are slow),
+        and up to two more passes over entries still flagged noisy.
+        """
+        return cls(warmup_runs=2, warmup_seconds=0.05, min_runs=10, max_runs=40, max_seconds=0.5,
+                   min_sample_seconds=0.002, target_rel_ci=0.05, max_cv=0.3, remeasure_rounds=2)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
