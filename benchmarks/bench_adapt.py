@@ -141,7 +141,7 @@ def main() -> None:
     refs = [m.reference.median_ms for m in measured if m.reference is not None]
     reference_ms = sorted(refs)[len(refs) // 2] if refs else None
     basis = answer_basis(measured, reference_ms)
-    figures = [m.rescaled_ms(reference_ms) if basis["basis"] == "paired" else m.plain_ms for m in measured]
+    figures = [m.rescaled_ms(reference_ms) if basis["basis"] == "rescaled" else m.plain_ms for m in measured]
     result["target_measurements"] = {"basis": basis, "untrusted": sum(not m.trusted for m in measured),
                                      "remeasured": sum(m.passes > 1 for m in measured),
                                      "rows": [{"arch_id": s.arch_id, "measured_ms": y, "plain_ms": m.plain_ms,

@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--fit", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=5.0)
-    parser.add_argument("--basis", default="auto", choices=("auto", "paired", "plain"))
+    parser.add_argument("--basis", default="auto", choices=("auto", "paired", "level", "plain"))
     parser.add_argument("--load", choices=sorted(LOADS), help="load one core with a second process during "
                                                               "validation (busy loop or matmul loop)")
     parser.add_argument("--no-repeat", action="store_true", help="skip the repeatability rebuild")
@@ -158,7 +158,7 @@ def main() -> None:
     result["build_seconds"] = time.perf_counter() - start
     result["entries"] = len(table)
     result["untrusted_entries"] = sum(not r["trusted"] for r in table.rows())
-    result["entry_bases"] = {b: sum(r.get("basis") == b for r in table.rows()) for b in ("paired", "plain")}
+    result["entry_bases"] = {b: sum(r.get("basis") == b for r in table.rows()) for b in ("paired", "level", "plain")}
     log(f"built {len(table)} entries in {result['build_seconds']:.0f}s")
 
     # 2. Correction

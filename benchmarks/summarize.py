@@ -29,7 +29,7 @@ def _answer(v: dict) -> tuple[dict, str]:
     """The figure a validation stands behind, and its basis (files from before the choice: rescaled)."""
     if v.get("answer"):
         return v["answer"], v["answer_basis"]["basis"]
-    return v["corrected"] or v["naive"], "paired (fixed)"
+    return v["corrected"] or v["naive"], "rescaled (fixed)"
 
 
 def latency(paths: list[Path]) -> None:
@@ -54,7 +54,7 @@ def latency(paths: list[Path]) -> None:
         load = f" + load `{d['load']['kind']}`" if d.get("load") else ""
         bases = d.get("entry_bases")
         noisy = f"{d['entries']} ({d['untrusted_entries']})" + (
-            f" [{bases['paired']} paired, {bases['plain']} plain]" if bases else "")
+            f" [{bases['paired']} paired, {bases.get('level', 0)} level, {bases['plain']} plain]" if bases else "")
         rescaled = _acc(v["corrected"]) if v.get("corrected") else "-"
         plain = _acc(v["raw_corrected"]) if v.get("raw_corrected") else "-"
         print(f"| {path.stem.removeprefix('latency-')} | {d['space']} ({shape}) | "

@@ -1,4 +1,5 @@
-"""Paired ratio or plain median: the harness's choice from synthetic timing series, and re-measurement."""
+"""Paired ratio, level-rescaled or plain median: the harness's choice from synthetic timing series, and
+re-measurement of flagged items."""
 
 from __future__ import annotations
 
@@ -72,9 +73,35 @@ def test_a_reference_that_competes_or_varies_on_its_own_is_not(anti):
     items = [[competing(40, seed, anti=anti)] for seed in range(4)]
     basis = decide_basis(items, target_rel_ci=TARGET)
     assert basis.basis == "plain" and "variation of its own" in basis.reason
-    assert basis.ratio_rel_ci > max(basis.plain_rel_ci, TARGET)
+    assert basis.ratio_rel_ci > max(basis.plain_rel_ci, TARGET) and basis.reference_rel_ci > TARGET
     if anti:
         assert basis.correlation < -0.5
+
+
+def contended(n: int, seed: int = 0) -> Series:
+    """Item and reference fight for cores: a round that slows one spares the other."""
+    rng = random.Random(seed)
+    load = [rng.gauss(0, 0.1) for _ in range(n)]
+    return Series(tuple(10 * math.exp(0.5 * v) for v in load), tuple(1 * math.exp(-0.5 * v) for v in load))
+
+
+def test_a_reference_noisy_per_round_but_pinned_in_level_rescales_the_group():
+    items = [[contended(200, seed)] for seed in range(4)]
+    basis = decide_basis(items, target_rel_ci=0.012)
+    assert basis.basis == "level" and "level is pinned down" in basis.reason
+    assert basis.ratio_rel_ci > 0.012 >= basis.reference_rel_ci and basis.correlation < -0.9
+    assert basis.rescaled
+
+
+def test_the_level_basis_takes_out_a_uniformly_slower_machine():
+    """The machine runs 30 % slower than when the table was built (typical reference 1.0 ms):
+    the level figure recovers the table's 10 ms, the plain median does not."""
+    slow = [Series(tuple(v * 1.3 for v in quiet(40, 1).item_ms), tuple(v * 1.3 for v in competing(40, 1).reference_ms))]
+    basis = decide_basis([slow], target_rel_ci=0.05, forced="level")
+    t = combine(slow, basis, target_rel_ci=0.05, max_cv=0.5, tolerance=0.05)
+    assert t.ms(1.0) == pytest.approx(t.plain.median_ms / t.reference.median_ms, rel=1e-12)
+    assert t.ms(1.0) == pytest.approx(10, rel=0.06) and t.plain.median_ms == pytest.approx(13, rel=0.01)
+    assert t.rescaled_ms(None) is None and t.ms(None) == t.plain.median_ms
 
 
 def test_on_a_quiet_machine_the_ratio_is_kept_for_its_drift_correction():
@@ -179,11 +206,16 @@ def test_measure_group_drops_a_reference_that_is_noisy_on_its_own():
 
 
 def test_sampling_stops_once_the_chosen_figure_is_pinned_down():
-    """A wildly noisy reference no longer keeps every item sampling to the budget."""
+    """A reference too noisy to pin down in the budget does not keep the items sampling to it;
+    one that can be pinned is sampled until it is, and the group then rescales."""
     machine = Machine(2, drift=0.0)
     config = HarnessConfig(min_runs=10, max_runs=300, max_seconds=100, min_sample_seconds=0.0)
     result = measure_group({"a": machine.runner(10, own_noise=0.002)}, machine.runner(1, own_noise=0.5), config)
     assert result.timings["a"].plain.runs <= 15 and result.basis.basis == "plain"
+    machine = Machine(3, drift=0.0)
+    result = measure_group({"a": machine.runner(10, own_noise=0.002)}, machine.runner(1, own_noise=0.05), config)
+    assert 15 < result.timings["a"].plain.runs < 300 and result.basis.rescaled
+    assert result.timings["a"].rel_ci <= 0.02
 
 
 # Re-measurement ------------------------------------------------------------------------------
@@ -302,15 +334,16 @@ class NoisyReference(DebugBackend):
         return machine.runner(base, own_noise=0.4 if plan is not None and plan.name == "reference" else 0.002)
 
 
-@pytest.mark.parametrize("backend, expected", [(SharedDrift(), "paired"), (NoisyReference(), "plain")])
-def test_validation_states_which_figures_it_stands_behind(tmp_path, backend, expected):
+@pytest.mark.parametrize("backend, answer, basis", [(SharedDrift(), "rescaled", "paired"),
+                                                   (NoisyReference(), "plain", "plain")])
+def test_validation_states_which_figures_it_stands_behind(tmp_path, backend, answer, basis):
     space = get_space("tiny-enum")
     config = HarnessConfig(min_runs=15, max_runs=40, max_seconds=100, min_sample_seconds=0.0, target_rel_ci=0.02)
     table = build_table(space, DebugBackend(), tmp_path / "t.parquet", config=QUICK)
     report = validate_table(table, space, backend, n=4, seed=3, config=config)
-    assert report["answer_basis"]["basis"] == expected
+    assert report["answer_basis"]["basis"] == answer and report["answer_basis"][f"{basis}_networks"] == 4
     assert report["answer_basis"]["reason"] and report["answer_basis"]["networks"] == 4
     assert {"mape", "within_10pct", "spearman", "kendall", "worst"} <= set(report["answer"])
-    key = "naive" if expected == "paired" else "raw_naive"
+    key = "naive" if answer == "rescaled" else "raw_naive"
     assert report["answer"]["mape"] == pytest.approx(report[key]["mape"])
-    assert all(r["basis"] == expected for r in report["rows"])
+    assert all(r["basis"] == basis for r in report["rows"])

@@ -230,7 +230,7 @@ def _print_validation(report: dict[str, Any], meta) -> None:
             text = _accuracy_line(r) if r else "n/a (no correction or no reference speed in the table)"
             console.print(f"{label:18s} {name:9s}: {text}")
     basis = report["answer_basis"]
-    figures = "reference-rescaled" if basis["basis"] == "paired" else "plain medians"
+    figures = "reference-rescaled" if basis["basis"] == "rescaled" else "plain medians"
     console.print(f"[bold]answer[/] ({report['answer_prediction']} predictor against the {figures}): "
                   f"{_accuracy_line(report['answer'])}")
     console.print(f"  because {basis['reason']}")

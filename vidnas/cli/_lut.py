@@ -102,7 +102,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     bases = summary.get("bases") or {}
     if any(bases.values()):
         console.print(f"figures: {bases.get('paired', 0)} paired ratios to the reference workload, "
-                      f"{bases.get('plain', 0)} plain medians (decided per measurement group); "
+                      f"{bases.get('level', 0)} rescaled by its level, {bases.get('plain', 0)} plain medians "
+                      "(decided per measurement group); "
                       f"{summary.get('remeasured', 0)} entries re-measured beyond the re-check")
     adapted = meta.get("adapted")
     if adapted:

@@ -25,8 +25,9 @@ MaxSecondsOpt = Annotated[float | None, typer.Option("--max-seconds",
 GraphOptOpt = Annotated[str, typer.Option("--graph-optimization",
                                           help="ONNX Runtime level: disable, basic, extended, all.")]
 BasisOpt = Annotated[str, typer.Option("--basis", help="Figures to stand behind: auto (decided per measurement "
-                                                       "group from the data), paired (ratio to the reference "
-                                                       "workload) or plain (medians).")]
+                                                       "group from the data), paired (per-round ratio to the "
+                                                       "reference workload), level (rescaled by the reference's "
+                                                       "median) or plain (medians).")]
 RemeasureOpt = Annotated[int | None, typer.Option("--remeasure", help="Extra passes over items still flagged noisy "
                                                                       "(default: the harness's).")]
 

@@ -316,7 +316,7 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
     refs = [m.reference.median_ms for m in measured if m.reference is not None]
     reference_ms = statistics.median(refs) if refs else None
     fit_basis = answer_basis(measured[:k], reference_ms)
-    use_rescaled = fit_basis["basis"] == "paired"
+    use_rescaled = fit_basis["basis"] == "rescaled"
     figures = [float(m.rescaled_ms(reference_ms)) if use_rescaled else m.plain_ms for m in measured]  # type: ignore[arg-type]
     adaptation = fit_adaptation(feats[:k], figures[:k])
     report: dict[str, Any] = {"from": None if source_path is None else str(source_path), "k": k, "seed": seed,
@@ -337,7 +337,7 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
         predictor = LatencyPredictor(table)
         predicted = [predictor.predict(s, batch=batch).ms for s in held]
         basis = answer_basis(measured[k:], reference_ms)
-        truth = [float(m.rescaled_ms(reference_ms)) if basis["basis"] == "paired" else m.plain_ms  # type: ignore[arg-type]
+        truth = [float(m.rescaled_ms(reference_ms)) if basis["basis"] == "rescaled" else m.plain_ms  # type: ignore[arg-type]
                  for m in measured[k:]]
         report["validation"] = {"n": validate, "basis": basis["basis"], "basis_reason": basis["reason"],
                                 "untrusted_measurements": sum(not m.trusted for m in measured[k:]),

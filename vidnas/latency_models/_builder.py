@@ -103,7 +103,8 @@ def timing_row(plan: UnitPlan, batch: int, timing: Timing, fp_id: str, source: s
     }
     if timing.ratio is not None and timing.reference is not None:
         row.update(ratio=timing.ratio.median, ratio_ci_low=timing.ratio.ci_low, ratio_ci_high=timing.ratio.ci_high,
-                   reference_ms=timing.reference.median_ms)
+                   reference_ms=timing.reference.median_ms, level_ratio=timing.level,
+                   reference_rel_ci=timing.basis.reference_rel_ci)
     if len(timing.passes) > 1:  # the second pass on its own, as earlier tables stored it
         second = timing.passes[1]
         row["recheck_median_ms"] = statistics.median(second.item_ms)

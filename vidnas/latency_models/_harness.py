@@ -67,7 +67,7 @@ class HarnessConfig:
     max_cv: float = 0.15  # on the robust coefficient of variation (see ``Measurement``)
     recheck_tolerance: float = 0.05  # passes over one item must agree this closely to confirm it
     paired_reference: bool = True  # time everything interleaved with the reference workload (see _reference)
-    basis: str = "auto"  # paired ratio or plain median: decided per group from the data (see _pairing), or forced
+    basis: str = "auto"  # paired ratio, level-rescaled or plain median: decided per group (see _pairing), or forced
     remeasure_rounds: int = 2  # extra passes over items still flagged noisy (0: flag them and move on)
 
     def __post_init__(self) -> None:
@@ -183,17 +183,28 @@ def measure(run: Runner, config: HarnessConfig | None = None) -> Measurement:
                      max_cv=config.max_cv)
 
 
-def _settled(samples: list[float], reference: list[float] | None, config: HarnessConfig) -> bool:
-    """Whether an item's figure is pinned down: on the forced basis, or on either when the group decides."""
-    plain_ok = config.basis != "paired" or reference is None
-    ratio_ok = reference is not None and config.basis != "plain"
-    if plain_ok and _narrow_enough(samples, config):
-        return True
-    if ratio_ok:
-        assert reference is not None
+def _settled(samples: list[float], reference: list[float] | None, config: HarnessConfig, rounds_left: int) -> bool:
+    """Whether an item's figure is pinned down on a basis its group may choose (see ``_pairing``).
+
+    That is its ratio to the reference, or its plain median with the reference's level. With
+    the plain median pinned but not the reference's level, sampling goes on only while the
+    level can still be pinned in the rounds left (its interval narrows as one over the
+    square root of the rounds): a reference too noisy for that would hold every item to
+    the budget for nothing, and the group falls back to the plain medians.
+    """
+    if reference is None or config.basis == "plain":
+        return _narrow_enough(samples, config)
+    if config.basis != "level":
         ratios = [x / r for x, r in zip(samples, reference) if r > 0]
-        return bool(ratios) and rel_ci(ratios) <= config.target_rel_ci
-    return False
+        if ratios and rel_ci(ratios) <= config.target_rel_ci:
+            return True
+    if config.basis == "paired" or not _narrow_enough(samples, config):
+        return False
+    h_ref = rel_ci(reference)
+    if h_ref <= config.target_rel_ci:
+        return True
+    needed = len(reference) * (h_ref / config.target_rel_ci) ** 2
+    return config.basis == "auto" and needed > len(reference) + rounds_left
 
 
 def _interleaved_samples(runs: Mapping[str, Runner], config: HarnessConfig, seed: int, reference: str | None = None
@@ -221,11 +232,18 @@ def _interleaved_samples(runs: Mapping[str, Runner], config: HarnessConfig, seed
             for name in order:
                 samples[name].append(_sample(runs[name], inner[name]))
             if round_ + 1 >= config.min_runs:
-                if time.perf_counter() - start > config.max_seconds * len(names):
+                elapsed = time.perf_counter() - start
+                budget = config.max_seconds * len(names)
+                if elapsed > budget:
                     break
-                ref = samples[reference] if reference is not None else None
-                if (round_ + 1) % 5 == 0 and all(_settled(samples[n], ref, config) for n in items):
-                    break
+                if (round_ + 1) % 5 == 0:
+                    ref = samples[reference] if reference is not None else None
+                    per_round = elapsed / (round_ + 1)
+                    left = config.max_runs - round_ - 1
+                    if per_round > 0:
+                        left = min(left, int((budget - elapsed) / per_round))
+                    if all(_settled(samples[n], ref, config, left) for n in items):
+                        break
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -184,23 +184,24 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
 
 def answer_basis(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> dict[str, Any]:
     """Which figures a validation stands behind: the reference-rescaled ones when most networks' groups
-    found the reference informative (and the table has a reference speed), else the plain medians."""
-    paired = sum(m.basis == "paired" for m in measured)
+    could rescale (round by round, or by the group's reference level; see ``_pairing``) and the table
+    has a reference speed, else the plain medians."""
+    counts = {b: sum(m.basis == b for m in measured) for b in ("paired", "level", "plain")}
+    rescaled = counts["paired"] + counts["level"]
     n = len(measured)
     if reference_ms is None:
         basis, reason = "plain", "the table has no reference speed to rescale to (no paired entries)"
-    elif 2 * paired > n:
-        basis = "paired"
-        reason = (f"{paired} of {n} networks were measured in groups where the reference workload was informative "
-                  "(its ratio interval narrower than the plain median's, or within the target): their ratios, at "
-                  "the table's reference speed, cancel the machine's drift since the table was built")
+    elif 2 * rescaled > n:
+        basis = "rescaled"
+        reason = (f"the reference workload was informative for {rescaled} of {n} networks ({counts['paired']} "
+                  f"round by round, {counts['level']} by its level over their group): their figures, at the "
+                  "table's reference speed, cancel the machine's drift since the table was built")
     else:
         basis = "plain"
-        reason = (f"{n - paired} of {n} networks were measured in groups where the reference workload added "
-                  "variation of its own (ratio interval wider than the plain median's and the target): the plain "
-                  "medians are the sounder figure")
+        reason = (f"for {counts['plain']} of {n} networks the reference workload added variation of its own and "
+                  "its level was not pinned down: the plain medians are the sounder figure")
     groups = {m.group: {"group": m.group, **m.timing.basis.to_dict()} for m in measured}
-    return {"basis": basis, "reason": reason, "paired_networks": paired, "networks": n,
+    return {"basis": basis, "reason": reason, "networks": n, **{f"{b}_networks": c for b, c in counts.items()},
             "groups": [groups[g] for g in sorted(groups)]}
 
 
@@ -240,7 +241,7 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     rescaled = [m.rescaled_ms(reference_ms) for m in results]
     has_rescaled = all(r is not None for r in rescaled)
     chosen = answer_basis(results, reference_ms if has_rescaled else None)
-    answer_measured = [float(r) for r in rescaled] if chosen["basis"] == "paired" else plain  # type: ignore[arg-type]
+    answer_measured = [float(r) for r in rescaled] if chosen["basis"] == "rescaled" else plain  # type: ignore[arg-type]
 
     def report(predicted: list[float], measured: list[float | None]) -> dict[str, Any] | None:
         if not all(m is not None for m in measured):
@@ -268,7 +269,8 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
         "answer": report(corrected if has_correction else naive, answer_measured),  # type: ignore[arg-type]
         "answer_basis": chosen,
         "answer_prediction": "corrected" if has_correction else "naive",
-        # rescaled: each network's ratio to the reference timed beside it, at the table's reference speed
+        # rescaled: each network at the table's reference speed, by its ratio to the reference timed beside
+        # it (round by round where its group found that informative, else by the group's reference level)
         "naive": report(naive, rescaled),
         "corrected": report(corrected, rescaled) if has_correction else None,
         # raw: the plain medians of this session

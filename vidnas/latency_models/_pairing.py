@@ -1,37 +1,47 @@
-"""Paired or plain: which figure of an item timed beside the reference workload to stand behind.
+"""Paired, level or plain: which figure of an item timed beside the reference workload to stand behind.
 
 Every item (a table entry, an end-to-end network) is timed in shuffled rounds together
 with the reference workload (``_reference``), so each round gives a pair: the item's time
-per call ``x_i`` and the reference's ``r_i`` (milliseconds). Two figures follow:
+per call ``x_i`` and the reference's ``r_i`` (milliseconds). Three figures follow:
 
 * **paired**: the median of the per-round ratios ``x_i / r_i``. Multiplied by a table's
   typical reference time it is in milliseconds at the speed the machine had while the
-  table was built, so it cancels the machine's speed wherever the reference shares it:
-  drift within a measurement group and, above all, between a table's build and a later
+  table was built: it cancels the machine's speed wherever the reference shares it,
+  round by round within a group and, above all, between a table's build and a later
   session (the whole-machine drift correction).
+* **level**: the ratio of the medians, ``median(x) / median(r)``, at the same typical
+  reference time: the drift correction at the level of the whole group. The reference's
+  round-to-round noise then moves every item of the group alike (it cannot reorder
+  them) and a skewed reference cannot bias one item's ratio more than another's.
 * **plain**: the median of ``x_i``, in this session's milliseconds.
 
-Pairing helps only while the reference runs at the machine speed the item sees. With one
-thread on a shared machine it does; when the item uses every core, or another process
-loads one, the reference competes with the item or is slowed on its own, and the ratio
-turns to noise. :func:`decide_basis` therefore decides per measurement group, from the
-rounds themselves. With ``h_ratio`` and ``h_plain`` the relative half-widths of the 95 %
-intervals of the ratio's median and of the plain median (each the median over the
-group's items, every item's passes pooled):
+Pairing round by round helps only while the reference runs at the machine speed the item
+sees at that moment. With one thread on a shared machine it does; when the item uses
+every core, or another process loads one, the reference competes with the item or is
+slowed on its own, and the per-round ratio turns to noise. :func:`decide_basis` decides
+per measurement group from the rounds themselves. With ``h_ratio``, ``h_plain`` and
+``h_ref`` the relative half-widths of the 95 % intervals of the ratio's median, of the
+item's plain median and of the reference's median (each the median over the group's
+items, every item's passes pooled):
 
 1. ``h_ratio <= h_plain``: dividing by the reference removes at least as much of the
    item's round-to-round variation as it adds. For log-times this is
    ``Var(log x - log r) <= Var(log x)``, i.e. the regression slope of ``log x`` on
    ``log r`` is at least 1/2 (Cochran's condition for a ratio estimator to beat the
-   plain one): **paired** (the reference tracks the item).
+   plain one): **paired** (the reference tracks the item round by round).
 2. otherwise, ``h_ratio <= target_rel_ci``: the reference adds some variation of its own,
    but the ratio still meets the trust target, and its drift correction between sessions,
    which no statistic inside one group can see, is worth that price: **paired**.
-3. otherwise: the reference adds variation the item does not have and the ratio misses
-   the target: **plain** (the reference competes with the item or varies on its own).
+3. otherwise, ``h_ref <= target_rel_ci``: round by round the reference adds variation the
+   item does not have, but its level over the group is pinned down: **level** (the
+   drift correction kept, without the per-round noise).
+4. otherwise: the reference is too noisy even to say how fast the machine ran: **plain**.
 
-The correlation of the paired log-times (pooled over the group's items, each pass
-centred on its own median) is recorded beside the decision as a diagnostic.
+The correlation of the paired log-times (pooled over the group's items, each pass centred
+on its own median) is recorded beside the decision as a diagnostic. The level correction
+assumes that the reference slows down with the machine as the items do; where it is
+slowed differently (a workload of another size sharing cores with a second process), the
+plain figures, which every validation prints too, show the difference.
 
 An item measured in several passes (a table entry's re-check, re-measurements of flagged
 items) keeps every pass's rounds; :func:`combine` turns them into one :class:`Timing`.
@@ -39,9 +49,9 @@ Its figure on the chosen basis comes from the pooled rounds of the passes that a
 the two passes closest to each other must agree within ``tolerance`` (the item is then
 *confirmed*), passes further than that from those two are left out (a burst of machine
 noise during one pass is outvoted), and the medians are taken over the remaining rounds.
-An item is trusted when its interval on its basis meets the target, its robust
-coefficient of variation is within the limit and, with two or more passes, it is
-confirmed.
+An item is trusted when its interval on its basis meets the target (on the level basis:
+the item's and the reference's), its robust coefficient of variation is within the
+limit and, with two or more passes, it is confirmed.
 """
 
 from __future__ import annotations
@@ -55,7 +65,8 @@ from typing import Any
 from vidnas._errors import SpecError
 from vidnas.latency_models._stats import Measurement, median_interval, robust_cv, summarize
 
-BASES = ("auto", "paired", "plain")  # harness.basis: decided from the data, or forced
+BASES = ("auto", "paired", "level", "plain")  # harness.basis: decided from the data, or forced
+RESCALED = ("paired", "level")  # the bases whose figures are at a table's reference speed
 
 
 def _sig(value: float) -> float:
@@ -144,13 +155,19 @@ def rel_ci(values: Sequence[float]) -> float:
 class Basis:
     """The figure a measurement group stands behind, and why."""
 
-    basis: str  # "paired" or "plain"
+    basis: str  # "paired", "level" or "plain"
     reason: str
     plain_rel_ci: float  # median over the group's items
     ratio_rel_ci: float | None  # None without a reference
     correlation: float | None  # of the items' and the reference's log-times (diagnostic)
     items: int
     rounds: int  # median rounds per item, passes pooled
+    reference_rel_ci: float | None = None  # of the reference's median (None without a reference)
+
+    @property
+    def rescaled(self) -> bool:
+        """Whether the group's figures are at a table's reference speed (paired or level)."""
+        return self.basis in RESCALED
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,21 +214,27 @@ def decide_basis(items: Sequence[Sequence[Series]], *, target_rel_ci: float, for
         return Basis("plain", "no reference workload was timed beside the items", h_plain, None, None, len(items),
                      rounds)
     h_ratio = statistics.median(rel_ci([q for s in passes for q in s.ratios()]) for passes in items)
+    h_ref = statistics.median(rel_ci([v for s in passes for v in s.reference_ms or ()]) for passes in items)
     corr = _pooled_log_correlation(items)
 
     def made(basis: str, reason: str) -> Basis:
-        return Basis(basis, reason, h_plain, h_ratio, corr, len(items), rounds)
+        return Basis(basis, reason, h_plain, h_ratio, corr, len(items), rounds, h_ref)
 
-    figures = f"ratio interval +-{100 * h_ratio:.1f}%, plain +-{100 * h_plain:.1f}%"
+    figures = (f"ratio interval +-{100 * h_ratio:.1f}%, plain +-{100 * h_plain:.1f}%, reference "
+               f"+-{100 * h_ref:.1f}%")
     if forced != "auto":
         return made(forced, f"forced by harness.basis ({figures})")
     if h_ratio <= h_plain:
-        return made("paired", f"the reference tracks the items: {figures}")
+        return made("paired", f"the reference tracks the items round by round: {figures}")
     if h_ratio <= target_rel_ci:
         return made("paired", f"the ratio meets the +-{100 * target_rel_ci:.1f}% target ({figures}); "
                               "its drift correction between sessions is kept")
-    return made("plain", f"the reference adds variation of its own: {figures}, target "
-                         f"+-{100 * target_rel_ci:.1f}%")
+    if h_ref <= target_rel_ci:
+        return made("level", f"round by round the reference adds variation of its own, but its level is pinned "
+                             f"down: {figures}, target +-{100 * target_rel_ci:.1f}%; the group is rescaled by "
+                             "the reference's median")
+    return made("plain", f"the reference adds variation of its own and its level is not pinned down: {figures}, "
+                         f"target +-{100 * target_rel_ci:.1f}%")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,20 +256,35 @@ class Timing:
         return self.basis.basis == "paired" and self.ratio is not None
 
     @property
+    def level(self) -> float | None:
+        """The ratio of the medians, item over reference (None without a reference)."""
+        if self.reference is None or self.reference.median_ms <= 0:
+            return None
+        return self.plain.median_ms / self.reference.median_ms
+
+    @property
     def rel_ci(self) -> float:
-        """The interval's relative half-width on the chosen basis."""
-        return self.ratio.rel_ci if self.paired and self.ratio is not None else self.plain.rel_ci
+        """The interval's relative half-width on the chosen basis (the level's: item and reference combined)."""
+        if self.paired and self.ratio is not None:
+            return self.ratio.rel_ci
+        if self.basis.basis == "level" and self.reference is not None:
+            return math.hypot(self.plain.rel_ci, self.reference.rel_ci)
+        return self.plain.rel_ci
 
     def rescaled_ms(self, reference_ms: float | None) -> float | None:
-        """The ratio in milliseconds at ``reference_ms`` (None without a ratio or a reference time)."""
-        if self.ratio is None or reference_ms is None:
+        """The figure at the reference speed ``reference_ms``: the per-round ratio on the paired basis, the
+        ratio of medians otherwise (None without a reference or a reference time)."""
+        if reference_ms is None:
             return None
-        return self.ratio.median * reference_ms
+        if self.paired and self.ratio is not None:
+            return self.ratio.median * reference_ms
+        level = self.level
+        return None if level is None else level * reference_ms
 
     def ms(self, reference_ms: float | None) -> float:
-        """The figure in milliseconds: the ratio at ``reference_ms`` (a table's typical reference
-        time) when paired and given, else the plain median."""
-        rescaled = self.rescaled_ms(reference_ms) if self.paired else None
+        """The figure in milliseconds on the group's basis: rescaled to ``reference_ms`` (a table's typical
+        reference time) on the paired and level bases when given, else the plain median."""
+        rescaled = self.rescaled_ms(reference_ms) if self.basis.rescaled else None
         return rescaled if rescaled is not None else self.plain.median_ms
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,8 +294,12 @@ class Timing:
                 "reason": self.reason}
 
 
-def _figure(series: Series, paired: bool) -> float:
-    return statistics.median(series.ratios() if paired else series.item_ms)
+def _figure(series: Series, basis: str) -> float:
+    if basis == "paired":
+        return statistics.median(series.ratios())
+    if basis == "level":
+        return statistics.median(series.item_ms) / statistics.median(series.reference_ms or (1.0,))
+    return statistics.median(series.item_ms)
 
 
 def combine(passes: Sequence[Series], basis: Basis, *, target_rel_ci: float, max_cv: float,
@@ -265,8 +307,8 @@ def combine(passes: Sequence[Series], basis: Basis, *, target_rel_ci: float, max
     """One :class:`Timing` from an item's passes (see the module doc)."""
     if not passes:
         raise SpecError("passes", [], "must hold at least one pass")
-    paired = basis.basis == "paired" and all(s.paired for s in passes)
-    figures = [_figure(s, paired) for s in passes]
+    on = basis.basis if basis.basis != "plain" and all(s.paired for s in passes) else "plain"
+    figures = [_figure(s, on) for s in passes]
     drift = None
     used = tuple(range(len(passes)))
     if len(passes) > 1:
@@ -287,14 +329,18 @@ def combine(passes: Sequence[Series], basis: Basis, *, target_rel_ci: float, max
         ratio = paired_ratio("item", "reference", items, refs)
         reference = summarize(refs, inner_loops=1, warmup_runs=0, target_rel_ci=target_rel_ci, max_cv=max_cv)
     reasons = []
-    if paired and ratio is not None:
+    if on == "paired" and ratio is not None:
         if ratio.rel_ci > target_rel_ci:
             reasons.append(f"ratio to the reference +-{100 * ratio.rel_ci:.1f}% wider than "
                            f"+-{100 * target_rel_ci:.1f}%")
         if ratio.cv > max_cv:
             reasons.append(f"ratio robust CV {100 * ratio.cv:.1f}% above {100 * max_cv:.0f}%")
-    elif not plain.trusted:
-        reasons.append(plain.reason)
+    else:
+        if not plain.trusted:
+            reasons.append(plain.reason)
+        if on == "level" and reference is not None and reference.rel_ci > target_rel_ci:
+            reasons.append(f"reference's median +-{100 * reference.rel_ci:.1f}% wider than "
+                           f"+-{100 * target_rel_ci:.1f}%")
     if drift is not None and drift > tolerance:
         reasons.append(f"{len(passes)} passes disagree: the closest two differ by {100 * drift:.1f}% "
                        f"(more than {100 * tolerance:.0f}%)")

@@ -28,6 +28,7 @@ COLUMNS = [
     "ci_low_ms", "ci_high_ms", "runs", "inner_loops", "warmup_runs", "trusted", "reason", "source", "measured_at",
     "fingerprint_id", "recheck_median_ms", "drift", "ratio", "ratio_ci_low", "ratio_ci_high", "reference_ms",
     "recheck_ratio", "basis", "basis_reason", "plain_rel_ci", "ratio_rel_ci", "correlation", "passes", "series",
+    "level_ratio", "reference_rel_ci",
 ]
 CSV_EXCLUDED = ("series",)  # every round of every pass: kept in the Parquet table, not in the CSV export
 REQUIRED_CSV_COLUMNS = ("signature_id", "median_ms")
@@ -96,14 +97,21 @@ class LatencyTable:
         return ref.get("median_ms")
 
     def latency_ms(self, row: Mapping[str, Any]) -> float:
-        """An entry's latency: on the plain basis its own median; otherwise its ratio to the
-        reference at the reference's typical speed when both are known (drift between entries
-        cancels), else its own median. See ``_pairing`` for how the basis is chosen."""
-        if row.get("basis") == "plain":
+        """An entry's latency in milliseconds at the reference's typical speed over the table.
+
+        By the entry's basis (see ``_pairing``): ``plain``, its own median; ``level``, its
+        median over the reference's median in the same rounds; ``paired`` (and entries from
+        before the choice), its median per-round ratio to the reference. Without a ratio or a
+        reference speed (imported, adapted rows), its own median.
+        """
+        ref = self.reference_ms
+        basis = row.get("basis")
+        if basis == "plain" or ref is None:
             return float(row["median_ms"])
-        ratio, ref = row.get("ratio"), self.reference_ms
-        if ratio is not None and ref is not None:
-            return float(ratio) * ref
+        if basis == "level" and row.get("level_ratio") is not None:
+            return float(row["level_ratio"]) * ref
+        if row.get("ratio") is not None:
+            return float(row["ratio"]) * ref
         return float(row["median_ms"])
 
     def median_ms(self, signature_id: str, batch: int) -> float | None:
@@ -293,7 +301,7 @@ def table_summary(table: LatencyTable, space_signatures: Iterable[str] | None = 
         "cv_p90": cvs[int(0.9 * (len(cvs) - 1))] if cvs else None,
         "by_op": by_kind,
         "sources": sorted({str(r.get("source")) for r in rows}),
-        "bases": {b: sum(1 for r in rows if r.get("basis") == b) for b in ("paired", "plain")},
+        "bases": {b: sum(1 for r in rows if r.get("basis") == b) for b in ("paired", "level", "plain")},
         "remeasured": sum(1 for r in rows if (r.get("passes") or 0) > 2),
         "end_to_end_measurements": len(table.meta.end_to_end),
     }
