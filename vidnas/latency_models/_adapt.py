@@ -7,8 +7,11 @@ one factor, changes a per-call overhead, and treats a few op kinds better or wor
 the rest (LitePred and HELP adapt CNN latency predictors to new devices in the same
 spirit). So the source table's figures are kept as features, ``K`` networks sampled from
 the source's space are measured end to end on the target, and a small linear model maps
-the one onto the other. For a network with source prediction ``P`` (the source table's
-correction applied), sum of entries ``N``, per-temporal-op sums ``N_k`` and ``U`` units:
+the one onto the other. Networks rather than single units: a whole network is what the
+predictor must get right (with the per-call costs and fusion that units timed alone miss),
+and one network exercises a dozen op choices at once. For a network with source
+prediction ``P`` (the source table's correction applied), sum of entries ``N``,
+per-temporal-op sums ``N_k`` and ``U`` units:
 
 * ``scale``: ``y = s * P``: the target is uniformly faster or slower;
 * ``affine``: ``y = a + s * N``: plus a fixed per-call cost;
@@ -22,10 +25,10 @@ correction applied), sum of entries ``N``, per-temporal-op sums ``N_k`` and ``U`
 Every candidate is fitted by least squares on relative errors. The model kept is the
 simplest whose leave-one-out median relative error is within 10 % of the best (as the
 correction is chosen); with fewer than 4 networks only ``scale`` can be judged, and a
-candidate whose fit predicts a non-positive time is out. The new table holds every source
-entry mapped (its op kind's scale; the backbone at the common scale) plus a correction
-carrying the intercept and the per-unit term, so the ordinary predictor and ``vidnas
-latency validate`` work on it unchanged. A separate set of networks, measured on the
+candidate whose fit predicts a non-positive time, or gives an op a non-positive scale, is
+out. The new table holds every source entry mapped (its op kind's scale; the backbone at
+the common scale) plus a correction carrying the intercept and the per-unit term, so the
+ordinary predictor and ``vidnas latency validate`` work on it unchanged. A separate set of networks, measured on the
 target but not used for the fit, validates it; the metadata (``TableMeta.adapted``)
 records the source table, ``K``, the method, its parameters and that validation.
 """
@@ -199,7 +202,10 @@ def fit_adaptation(features: Sequence[Features], measured_ms: Sequence[float], *
     scores: dict[tuple[str, float | None], float] = {}
     if k >= 4:
         for model, lam in candidates:
-            scores[(model, lam)] = _loo(model, features, measured_ms, ops, lam)
+            # a map that makes an op (or the backbone) take negative time is no map of a device
+            full = _make(model, features, measured_ms, ops, lam, {})
+            valid = full.scale > 0 and all(v > 0 for v in full.op_scales.values())
+            scores[(model, lam)] = _loo(model, features, measured_ms, ops, lam) if valid else math.inf
             label = model if lam is None else f"{model}(ridge={lam:g})"
             loo[label] = scores[(model, lam)]
         best = min(scores.values())

@@ -1,7 +1,10 @@
 """The latency lookup table: one row per (unit signature, batch), stored as Parquet.
 
 Rows carry the unit's signature (everything its latency depends on), the measured
-statistics and the fingerprint of the environment that measured them. Table-wide facts
+statistics (plain median and spread, ratio to the reference workload, the ``basis`` its
+measurement group chose and why, the rounds of every pass in ``series``) and the
+fingerprint of the environment that measured them; :meth:`LatencyTable.latency_ms` reads
+an entry on its basis. Table-wide facts
 (backend, device, dtype, batch, threads, harness settings, the correction learnt from
 end-to-end measurements) sit in the Parquet file's metadata under ``vidnas``. Every save
 is atomic (written aside, then renamed), so an interrupted build never leaves a
