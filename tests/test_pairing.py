@@ -157,6 +157,20 @@ def test_a_disturbed_pass_is_outvoted_and_disagreement_is_flagged():
     assert not t.trusted and "disagree" in t.reason and t.drift == pytest.approx(0.3, abs=0.02)
 
 
+def test_an_item_faster_than_the_reference_is_judged_on_the_references_scale():
+    """20 % noise on a 0.02 ms unit is 0.4 % of a typical (1 ms) unit: trusted; on a 10 ms unit: not."""
+    def noisy(ms: float) -> Series:
+        rng = random.Random(4)
+        return Series(tuple(ms * math.exp(rng.gauss(0, 0.2)) for _ in range(20)),
+                      tuple(math.exp(rng.gauss(0, 0.002)) for _ in range(20)))
+
+    for ms, trusted in ((0.02, True), (10.0, False)):
+        passes = [noisy(ms)]
+        basis = decide_basis([passes], target_rel_ci=0.02)
+        t = combine(passes, basis, target_rel_ci=0.02, max_cv=0.15, tolerance=0.05)
+        assert t.trusted is trusted, t.reason
+
+
 def test_series_round_trip_through_json():
     s = tracking(7)
     again = Series.from_dict(s.to_dict())
@@ -291,20 +305,27 @@ class FlakyUnits(DebugBackend):
 def test_table_entries_that_disagree_are_measured_again_and_confirmed(tmp_path):
     space = get_space("tiny-enum")
     table = build_table(space, FlakyUnits(), tmp_path / "t.parquet", config=QUICK)
-    rows = table.rows()
-    assert all(r["trusted"] for r in rows)
-    assert all(r["passes"] == 3 and r["drift"] == pytest.approx(0.0, abs=1e-4) for r in rows)
     exact = build_table(space, DebugBackend(), tmp_path / "exact.parquet", config=QUICK)
-    for row in rows:
+    ref = table.reference_ms
+    rows = table.rows()
+    big = [r for r in rows if r["median_ms"] >= 0.2 * ref]  # 30 % of these is more than 5 % of a typical unit
+    small = [r for r in rows if r["median_ms"] < 0.15 * ref]
+    assert big and small and all(r["trusted"] for r in rows)
+    for row in big:  # pass 1 was outvoted by passes 2 and 3
+        assert row["passes"] == 3 and row["drift"] == pytest.approx(0.0, abs=1e-4)
         assert table.latency_ms(row) == pytest.approx(exact.median_ms(row["signature_id"], 1), rel=1e-6)
+    for row in small:  # judged on the reference's scale: confirmed by the second pass
+        assert row["passes"] == 2
+        assert abs(table.latency_ms(row) - exact.median_ms(row["signature_id"], 1)) <= 0.05 * ref
     again = LatencyTable.load(tmp_path / "t.parquet")
-    assert len(row_series(again.rows()[0])) == 3  # the rounds of every pass are kept
+    assert len(row_series(again.get(big[0]["signature_id"], 1))) == 3  # the rounds of every pass are kept
 
 
 def test_without_remeasurement_disagreeing_entries_stay_flagged(tmp_path):
     config = dataclasses.replace(QUICK, remeasure_rounds=0)
     table = build_table(get_space("tiny-enum"), FlakyUnits(), tmp_path / "t.parquet", config=config)
-    assert all(not r["trusted"] and "disagree" in r["reason"] and r["passes"] == 2 for r in table.rows())
+    big = [r for r in table.rows() if r["median_ms"] >= 0.2 * table.reference_ms]
+    assert big and all(not r["trusted"] and "disagree" in r["reason"] and r["passes"] == 2 for r in big)
 
 
 # The validation's answer -----------------------------------------------------------------------

@@ -14,9 +14,10 @@ The procedure, for one callable:
 The garbage collector is paused while sampling. :func:`compare` measures several
 callables interleaved, sample by sample, so that machine noise hits them alike, and
 reports their ratios with intervals. :func:`measure_group` times items interleaved with
-the reference workload and decides, per group, whether each item's figure is its paired
-ratio to the reference or its plain median (``_pairing`` states the rule); items still
-flagged noisy are measured again by the callers, at most ``remeasure_rounds`` more passes.
+the reference workload and decides, per group, whether the items' figures are their
+per-round ratios to the reference, their plain medians rescaled by the reference's level,
+or their plain medians (``_pairing`` states the rule); items still flagged noisy are
+measured again by the callers, at most ``remeasure_rounds`` more passes.
 
 A runner may bring its own timer: ``run.time_calls(n)`` returning milliseconds per call
 over ``n`` calls (CUDA events for torch on a GPU), or its own clock, ``run.clock`` (the
@@ -49,8 +50,6 @@ from vidnas.latency_models._pairing import (
 from vidnas.latency_models._stats import Measurement, median_interval, summarize
 
 Runner = Callable[[], None]
-
-__all__ = ["GroupTiming", "HarnessConfig", "Ratio", "compare", "measure", "measure_group", "measure_interleaved"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,10 +150,12 @@ def _sample(run: Runner, inner: int) -> float:
     return (clock() - t0) * 1000 / inner
 
 
-def _narrow_enough(samples: list[float], config: HarnessConfig) -> bool:
+def _narrow_enough(samples: list[float], config: HarnessConfig, floor_ms: float = 0.0) -> bool:
+    """Whether the median's interval is within the target, relative to the median (or to ``floor_ms``
+    when that is larger: an item faster than the reference is judged on the reference's scale)."""
     lo, hi = median_interval(samples)
     med = statistics.median(samples)
-    return med > 0 and (hi - lo) / 2 / med <= config.target_rel_ci
+    return med > 0 and (hi - lo) / 2 / max(med, floor_ms) <= config.target_rel_ci
 
 
 def measure(run: Runner, config: HarnessConfig | None = None) -> Measurement:
@@ -192,13 +193,16 @@ def _settled(samples: list[float], reference: list[float] | None, config: Harnes
     square root of the rounds): a reference too noisy for that would hold every item to
     the budget for nothing, and the group falls back to the plain medians.
     """
-    if reference is None or config.basis == "plain":
+    if reference is None:
         return _narrow_enough(samples, config)
+    reference_ms = statistics.median(reference)
+    if config.basis == "plain":
+        return _narrow_enough(samples, config, reference_ms)
     if config.basis != "level":
         ratios = [x / r for x, r in zip(samples, reference) if r > 0]
-        if ratios and rel_ci(ratios) <= config.target_rel_ci:
+        if ratios and _narrow_enough(ratios, config, 1.0):
             return True
-    if config.basis == "paired" or not _narrow_enough(samples, config):
+    if config.basis == "paired" or not _narrow_enough(samples, config, reference_ms):
         return False
     h_ref = rel_ci(reference)
     if h_ref <= config.target_rel_ci:

@@ -51,7 +51,9 @@ the two passes closest to each other must agree within ``tolerance`` (the item i
 noise during one pass is outvoted), and the medians are taken over the remaining rounds.
 An item is trusted when its interval on its basis meets the target (on the level basis:
 the item's and the reference's), its robust coefficient of variation is within the
-limit and, with two or more passes, it is confirmed.
+limit and, with two or more passes, it is confirmed. An item faster than the reference
+workload (a typical unit) is judged on the reference's scale: an uncertainty of a few
+microseconds in a 20-microsecond entry is no uncertainty in any network's prediction.
 """
 
 from __future__ import annotations
@@ -201,7 +203,11 @@ def _pooled_log_correlation(items: Sequence[Sequence[Series]]) -> float | None:
 
 
 def decide_basis(items: Sequence[Sequence[Series]], *, target_rel_ci: float, forced: str = "auto") -> Basis:
-    """Paired or plain for a group of items, each given as its passes (see the module doc for the rule)."""
+    """Paired, level or plain for a group of items, each given as its passes (see the module doc for the rule).
+
+    Interval widths are relative to each item's median, or to the reference's when that is
+    larger (an item faster than the reference is judged on the reference's scale).
+    """
     if forced not in BASES:
         raise SpecError("harness.basis", forced, "is not a basis", f"choose one of {list(BASES)}")
     if not items or any(not passes for passes in items):
@@ -213,8 +219,13 @@ def decide_basis(items: Sequence[Sequence[Series]], *, target_rel_ci: float, for
     if not paired:
         return Basis("plain", "no reference workload was timed beside the items", h_plain, None, None, len(items),
                      rounds)
-    h_ratio = statistics.median(rel_ci([q for s in passes for q in s.ratios()]) for passes in items)
-    h_ref = statistics.median(rel_ci([v for s in passes for v in s.reference_ms or ()]) for passes in items)
+    refs = [[v for s in passes for v in s.reference_ms or ()] for passes in items]
+    # an item faster than the reference is judged on the reference's scale (see ``combine``)
+    scales = [_scale(statistics.median(v), statistics.median(r)) for v, r in zip(pooled, refs)]
+    h_plain = statistics.median(rel_ci(v) * k for v, k in zip(pooled, scales))
+    h_ratio = statistics.median(rel_ci([q for s in passes for q in s.ratios()]) * k
+                                for passes, k in zip(items, scales))
+    h_ref = statistics.median(rel_ci(r) for r in refs)
     corr = _pooled_log_correlation(items)
 
     def made(basis: str, reason: str) -> Basis:
@@ -304,20 +315,31 @@ def _figure(series: Series, basis: str) -> float:
 
 def combine(passes: Sequence[Series], basis: Basis, *, target_rel_ci: float, max_cv: float,
             tolerance: float) -> Timing:
-    """One :class:`Timing` from an item's passes (see the module doc)."""
+    """One :class:`Timing` from an item's passes (see the module doc).
+
+    An item faster than the reference workload (a typical unit) is judged on the reference's
+    scale: its interval, spread and disagreement between passes are taken relative to the
+    reference's time rather than to its own few microseconds, which no prediction of a
+    network could notice. Items slower than the reference are judged on their own scale.
+    """
     if not passes:
         raise SpecError("passes", [], "must hold at least one pass")
     on = basis.basis if basis.basis != "plain" and all(s.paired for s in passes) else "plain"
+    paired_all = all(s.paired for s in passes)
+    # the scale below which differences do not matter, in the figures' own units
+    floor = 1.0 if on != "plain" else (
+        statistics.median([v for s in passes for v in s.reference_ms or ()]) if paired_all else 0.0)
     figures = [_figure(s, on) for s in passes]
     drift = None
     used = tuple(range(len(passes)))
     if len(passes) > 1:
         pairs = [(i, j) for i in range(len(figures)) for j in range(i + 1, len(figures))]
-        i, j = min(pairs, key=lambda p: _gap(figures[p[0]], figures[p[1]]))
-        drift = _gap(figures[i], figures[j])
+        i, j = min(pairs, key=lambda p: _gap(figures[p[0]], figures[p[1]], floor))
+        drift = _gap(figures[i], figures[j], floor)
         if drift <= tolerance:
             centre = (figures[i] + figures[j]) / 2
-            used = tuple(k for k, f in enumerate(figures) if abs(f / centre - 1) <= tolerance or k in (i, j))
+            used = tuple(k for k, f in enumerate(figures)
+                         if abs(f - centre) / max(centre, floor) <= tolerance or k in (i, j))
     chosen = [passes[k] for k in used]
     items = [v for s in chosen for v in s.item_ms]
     warm = sum(s.warmup_runs for s in chosen)
@@ -330,14 +352,20 @@ def combine(passes: Sequence[Series], basis: Basis, *, target_rel_ci: float, max
         reference = summarize(refs, inner_loops=1, warmup_runs=0, target_rel_ci=target_rel_ci, max_cv=max_cv)
     reasons = []
     if on == "paired" and ratio is not None:
-        if ratio.rel_ci > target_rel_ci:
-            reasons.append(f"ratio to the reference +-{100 * ratio.rel_ci:.1f}% wider than "
+        scale = _scale(ratio.median, 1.0)
+        if ratio.rel_ci * scale > target_rel_ci:
+            reasons.append(f"ratio to the reference +-{100 * ratio.rel_ci * scale:.1f}% wider than "
                            f"+-{100 * target_rel_ci:.1f}%")
-        if ratio.cv > max_cv:
-            reasons.append(f"ratio robust CV {100 * ratio.cv:.1f}% above {100 * max_cv:.0f}%")
+        if ratio.cv * scale > max_cv:
+            reasons.append(f"ratio robust CV {100 * ratio.cv * scale:.1f}% above {100 * max_cv:.0f}%")
     else:
-        if not plain.trusted:
-            reasons.append(plain.reason)
+        ref_ms = reference.median_ms if reference is not None else 0.0
+        scale = _scale(plain.median_ms, ref_ms)
+        if plain.rel_ci * scale > target_rel_ci:
+            reasons.append(f"median 95% interval +-{100 * plain.rel_ci * scale:.1f}% wider than "
+                           f"+-{100 * target_rel_ci:.1f}%")
+        if plain.robust_cv * scale > max_cv:
+            reasons.append(f"robust CV {100 * plain.robust_cv * scale:.1f}% above {100 * max_cv:.0f}%")
         if on == "level" and reference is not None and reference.rel_ci > target_rel_ci:
             reasons.append(f"reference's median +-{100 * reference.rel_ci:.1f}% wider than "
                            f"+-{100 * target_rel_ci:.1f}%")
@@ -347,6 +375,13 @@ def combine(passes: Sequence[Series], basis: Basis, *, target_rel_ci: float, max
     return Timing(plain, ratio, reference, basis, tuple(passes), used, drift, not reasons, "; ".join(reasons))
 
 
-def _gap(a: float, b: float) -> float:
+def _scale(value: float, floor: float) -> float:
+    """What a relative figure of ``value`` is worth on the scale ``max(value, floor)``."""
+    return value / max(value, floor) if value > 0 else 1.0
+
+
+def _gap(a: float, b: float, floor: float = 0.0) -> float:
+    """How far apart two figures are, relative to the smaller one (or to ``floor`` if that is larger)."""
     lo, hi = min(a, b), max(a, b)
-    return hi / lo - 1 if lo > 0 else math.inf
+    base = max(lo, floor)
+    return (hi - lo) / base if base > 0 else math.inf
