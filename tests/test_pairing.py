@@ -171,6 +171,20 @@ def test_an_item_faster_than_the_reference_is_judged_on_the_references_scale():
         assert t.trusted is trusted, t.reason
 
 
+def test_agreeing_passes_outweigh_a_wide_spread_of_single_samples():
+    """Widely spread samples (a loaded machine) flag a single pass; a second, agreeing pass confirms the median."""
+    def spread(seed: int) -> Series:
+        rng = random.Random(seed)
+        return Series(tuple(10 * math.exp(rng.gauss(0, 0.4)) for _ in range(600)))
+
+    one = [spread(1)]
+    t = combine(one, decide_basis([one], target_rel_ci=0.05), target_rel_ci=0.05, max_cv=0.3, tolerance=0.05)
+    assert not t.trusted and "robust CV" in t.reason and t.plain.rel_ci <= 0.05
+    two = [spread(1), spread(2)]
+    t = combine(two, decide_basis([two], target_rel_ci=0.05), target_rel_ci=0.05, max_cv=0.3, tolerance=0.05)
+    assert t.trusted and t.drift <= 0.05 and t.plain.robust_cv > 0.3
+
+
 def test_series_round_trip_through_json():
     s = tracking(7)
     again = Series.from_dict(s.to_dict())
