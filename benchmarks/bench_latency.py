@@ -1,19 +1,26 @@
-"""Latency-table accuracy, repeatability, build time and prediction speed for one space and backend.
+"""Latency-table accuracy against baselines, repeatability, build time and prediction speed, one space and backend.
 
-    python benchmarks/bench_latency.py --space tiny --backend onnxruntime --threads 1 --n 50 --fit 10 \
-        --out benchmarks/results/latency-tiny-onnxruntime.json
+    python benchmarks/bench_latency.py --space tiny --backend onnxruntime --threads 1 --n 50 --fit 16 \
+        --out benchmarks/results/latency-tiny-onnxruntime-t1.json
 
 1. builds the table for the space (timed);
 2. fits the correction on ``--fit`` sampled architectures measured end to end;
-3. measures ``--n`` *other* sampled architectures end to end and compares them with the
-   naive (sum of units) and corrected predictions: MAPE, share within +-10 %, Spearman, Kendall;
-4. rebuilds the table from scratch into a second file and reports the share of entries
-   that reproduce within +-5 % or are flagged noisy in either build;
+3. measures ``--n`` *other* sampled architectures end to end (with ``--load KIND``, while
+   a second process keeps one core busy: its PID and CPU time are recorded) and compares
+   them with the naive (sum of units) and corrected predictions, against both the
+   reference-rescaled and the plain figures, and the one the tool stands behind
+   (``answer``, with the reason); beside them the FLOPs-linear, params-linear and scaled
+   roofline baselines fitted on the same ``--fit`` networks: MAPE, share within +-10 %,
+   Spearman, Kendall;
+4. rebuilds the table from scratch into a second file (``--no-repeat`` skips it) and
+   reports the share of entries that reproduce within +-5 % or are flagged noisy;
 5. times predictions: the vectorised space predictor on 1M random architectures and the
    per-spec predictor on 200 specs.
 
+``--threads all`` uses every core. An estimate of the duration (from a probe of the
+space's base network) is printed at the start and stored with the actual durations.
 Everything goes into one JSON file (with the environment fingerprint) and a Markdown
-summary on stdout.
+row on stdout; ``python benchmarks/summarize.py latency FILES`` tabulates several.
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ def repeatability(table, rebuild) -> dict:
 
 
 def main() -> None:
+    from _common import LOADS, background_load, estimate_seconds, now, probe_network, threads_arg
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--space", default="tiny")
     parser.add_argument("--frames", type=int)
@@ -77,11 +86,14 @@ def main() -> None:
     parser.add_argument("--width-mult", type=float)
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=threads_arg, default=1, help="an integer, or `all` for every core")
     parser.add_argument("--n", type=int, default=50)
-    parser.add_argument("--fit", type=int, default=10)
+    parser.add_argument("--fit", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=5.0)
+    parser.add_argument("--basis", default="auto", choices=("auto", "paired", "level", "plain"))
+    parser.add_argument("--load", choices=sorted(LOADS), help="load one core with a second process during "
+                                                              "validation (busy loop or matmul loop)")
     parser.add_argument("--no-repeat", action="store_true", help="skip the repeatability rebuild")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--recompute-repeatability", action="store_true",
@@ -105,6 +117,7 @@ def main() -> None:
         build_table,
         fit_correction,
         get_backend,
+        space_units,
         validate_table,
     )
     from vidnas.search_space import get_space
@@ -112,18 +125,31 @@ def main() -> None:
     space = get_space(args.space, frames=args.frames, height=args.height, width=args.width,
                       width_mult=args.width_mult)
     backend = get_backend(args.backend, device=args.device, threads=args.threads)
-    config = HarnessConfig(max_seconds=args.max_seconds)
+    config = HarnessConfig(max_seconds=args.max_seconds, basis=args.basis)
     work = args.out.with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
     table_path = work / "table.parquet"
     for stale in (table_path, work / "table-rebuild.parquet"):
         stale.unlink(missing_ok=True)
-    result: dict = {"space": space.name, "space_shape": dict(space.shape), "backend": args.backend,
-                    "device": args.device, "threads": args.threads, "n": args.n, "fit": args.fit,
-                    "harness": config.to_dict(), "environment": fingerprint(backend=backend.fingerprint())}
+    artefacts = work / "artefacts"
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
+
+    # 0. Estimate
+    probe = probe_network(space, backend, artefacts)
+    estimate = estimate_seconds(probe, units=len(space_units(space)), networks=args.fit + args.n,
+                                max_seconds=args.max_seconds, rebuilds=1 if args.no_repeat else 2)
+    log(f"estimated duration: ~{estimate['total_seconds'] / 60:.0f} min (table builds ~"
+        f"{estimate['build_seconds'] / 60:.0f} min, {args.fit + args.n} networks ~"
+        f"{estimate['networks_seconds'] / 60:.0f} min; base network: prepared in {probe['prepare_seconds']:.1f} s, "
+        f"{probe['call_ms']:.1f} ms per call)")
+    result: dict = {"space": space.name, "space_shape": dict(space.shape), "backend": args.backend,
+                    "device": args.device, "threads": args.threads, "n": args.n, "fit": args.fit,
+                    "seed": args.seed, "harness": config.to_dict(), "started_at": now(),
+                    "command": " ".join(sys.argv), "estimate": {**estimate, "probe": probe},
+                    "environment": fingerprint(backend=backend.fingerprint())}
+    started = time.perf_counter()
 
     # 1. Build
     start = time.perf_counter()
@@ -132,25 +158,29 @@ def main() -> None:
     result["build_seconds"] = time.perf_counter() - start
     result["entries"] = len(table)
     result["untrusted_entries"] = sum(not r["trusted"] for r in table.rows())
+    result["entry_bases"] = {b: sum(r.get("basis") == b for r in table.rows()) for b in ("paired", "level", "plain")}
     log(f"built {len(table)} entries in {result['build_seconds']:.0f}s")
 
     # 2. Correction
     start = time.perf_counter()
-    artefacts = work / "artefacts"
     correction = fit_correction(table, space, backend, n=args.fit, seed=args.seed + 1000, config=config,
                                 progress=lambda i, n: log(f"fit {i}/{n}"), artefacts=artefacts)
     table.save(table_path)
     result["fit_seconds"] = time.perf_counter() - start
     result["correction"] = correction.to_dict()
 
-    # 3. Held-out validation
+    # 3. Held-out validation (under load if asked)
     start = time.perf_counter()
-    report = validate_table(table, space, backend, n=args.n, seed=args.seed, config=config,
-                            progress=lambda i, n: log(f"validate {i}/{n}"), artefacts=artefacts)
+    with background_load(args.load) as load:
+        report = validate_table(table, space, backend, n=args.n, seed=args.seed, config=config,
+                                progress=lambda i, n: log(f"validate {i}/{n}"), artefacts=artefacts)
+    result["load"] = load
     result["validate_seconds"] = time.perf_counter() - start
     result["validation"] = report
-    result["in_session_cv"] = in_session_cross_validation(report["rows"])
+    result["in_session_cv"] = in_session_cross_validation(report["rows"], key="rescaled_measured_ms") \
+        if all(r["rescaled_measured_ms"] is not None for r in report["rows"]) else None
     result["in_session_cv_raw"] = in_session_cross_validation(report["rows"], key="raw_measured_ms")
+    result["in_session_cv_answer"] = in_session_cross_validation(report["rows"], key="measured_ms")
 
     # 4. Repeatability
     if not args.no_repeat:
@@ -173,18 +203,21 @@ def main() -> None:
         predictor.predict(spec)
     result["prediction_speed"] = {"vectorised_archs_per_s": statistics.median(rates),
                                   "per_spec_archs_per_s": len(specs) / (time.perf_counter() - t0)}
+    result["total_seconds"] = time.perf_counter() - started
+    result["finished_at"] = now()
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
-    naive, corrected = report["naive"], report["corrected"]
-    print(f"| {space.name} {json.dumps(dict(space.shape))} | {args.backend} {args.device} x{args.threads} | "
-          f"{result['entries']} ({result['untrusted_entries']} noisy) | {result['build_seconds']:.0f} s | "
-          f"{100 * naive['within_10pct']:.0f}% / {naive['spearman']:.3f} / {100 * naive['mape']:.1f}% | "
-          f"{100 * corrected['within_10pct']:.0f}% / {corrected['spearman']:.3f} / {100 * corrected['mape']:.1f}% | "
-          f"{100 * result['in_session_cv']['within_10pct']:.0f}% / {100 * result['in_session_cv']['mape']:.1f}% | "
-          + (f"{100 * result['repeatability']['ratio']['within_5pct_or_flagged']:.0f}% | " if "repeatability" in result
-             else "- | ")
-          + f"{result['prediction_speed']['vectorised_archs_per_s']:.2e} |")
+    answer, basis = report["answer"], report["answer_basis"]
+    base = report["baselines"].get("baselines", {})
+    flops = base.get("flops_linear")
+    print(f"| {space.name} {json.dumps(dict(space.shape))} | {args.backend} {args.device} x{args.threads}"
+          f"{' + load' if args.load else ''} | {result['entries']} ({result['untrusted_entries']} noisy) | "
+          f"{result['build_seconds']:.0f} s | answer ({basis['basis']}): {100 * answer['within_10pct']:.0f}% / "
+          f"{answer['spearman']:.3f} / {100 * answer['mape']:.1f}% | "
+          + (f"FLOPs-linear {100 * flops['within_10pct']:.0f}% / {flops['spearman']:.3f} / "
+             f"{100 * flops['mape']:.1f}% | " if flops else "- | ")
+          + f"{result['total_seconds'] / 60:.0f} min (estimated {estimate['total_seconds'] / 60:.0f}) |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Markdown tables for RESULTS.md, read from the benchmark JSON files (nothing typed by hand).
 
     python benchmarks/summarize.py latency benchmarks/results/latency-*.json
+    python benchmarks/summarize.py adapt benchmarks/results/adapt-*.json
     python benchmarks/summarize.py calibration benchmarks/results/calibration-tiny.json
     python benchmarks/summarize.py search benchmarks/results/search.json
 """
@@ -24,14 +25,21 @@ def _shape(space: str, overrides: dict) -> str:
     return f"{bb.frames}x{bb.latent_height * bb.vae_scale_factor}x{bb.latent_width * bb.vae_scale_factor}"
 
 
-def latency(paths: list[Path]) -> None:
-    from vidnas.latency_models._network import AccuracyReport
+def _answer(v: dict) -> tuple[dict, str]:
+    """The figure a validation stands behind, and its basis (files from before the choice: rescaled)."""
+    if v.get("answer"):
+        return v["answer"], v["answer_basis"]["basis"]
+    return v["corrected"] or v["naive"], "rescaled (fixed)"
 
-    print("| run | space (shape) | backend | entries (noisy) | build | naive sum | corrected (the predictor) "
-          "| corrected, trusted measurements only (n) | raw ms, corrected | in-session 5-fold "
-          "| rebuild: ratio within 5 % or flagged | rebuild: ms within 5 % or "
-          "flagged (machine speed shift) | archs/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+def latency(paths: list[Path]) -> None:
+    from vidnas.latency_models import AccuracyReport
+
+    print("| run | space (shape) | backend | entries (noisy) | build | answer: the tool's figure (basis) "
+          "| reference-rescaled, corrected | plain, corrected | FLOPs-linear | params-linear | roofline (scaled) "
+          "| table MAPE / FLOPs-linear MAPE | networks noisy (re-measured) "
+          "| rebuild: ratio within 5 % or flagged | archs/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in paths:
         d = json.loads(path.read_text())
         v = d["validation"]
@@ -39,31 +47,73 @@ def latency(paths: list[Path]) -> None:
         if d["space_shape"].get("width_mult"):
             shape += f", width x{d['space_shape']['width_mult']}"
         rep = d.get("repeatability")
-        trusted = [r for r in v["rows"] if r["measured_trusted"]]
-        subset = AccuracyReport.from_pairs([r["corrected_ms"] for r in trusted], [r["measured_ms"] for r in trusted],
-                                           [r["arch_id"] for r in trusted]).to_dict() if len(trusted) > 2 else None
-        only = (_acc(subset) + f" ({len(trusted)})") if subset else f"- ({len(trusted)})"
+        answer, basis = _answer(v)
+        base = (v.get("baselines") or {}).get("baselines") or {}
+        cells = [_acc(base[n]) if n in base else "-" for n in ("flops_linear", "params_linear", "roofline")]
+        ratio = f"{answer['mape'] / base['flops_linear']['mape']:.2f}" if "flops_linear" in base else "-"
+        load = f" + load `{d['load']['kind']}`" if d.get("load") else ""
+        bases = d.get("entry_bases")
+        noisy = f"{d['entries']} ({d['untrusted_entries']})" + (
+            f" [{bases['paired']} paired, {bases.get('level', 0)} level, {bases['plain']} plain]" if bases else "")
+        rescaled = _acc(v["corrected"]) if v.get("corrected") else "-"
+        plain = _acc(v["raw_corrected"]) if v.get("raw_corrected") else "-"
         print(f"| {path.stem.removeprefix('latency-')} | {d['space']} ({shape}) | "
-              f"{d['backend']} {d['device']}, {d['threads']} thread | "
-              f"{d['entries']} ({d['untrusted_entries']}) | {d['build_seconds']:.0f} s | {_acc(v['naive'])} | "
-              f"{_acc(v['corrected'])} | {only} | "
-              f"{_acc(v['raw_corrected']) if 'raw_corrected' in v else '-'} | "
-              f"{_acc(d['in_session_cv'])} | "
+              f"{d['backend']} {d['device']}, {d['threads']} thread(s){load} | {noisy} | {d['build_seconds']:.0f} s | "
+              f"{_acc(answer)} ({basis}) | {rescaled} | {plain} | {' | '.join(cells)} | {ratio} | "
+              f"{v['untrusted_measurements']} ({v.get('remeasured', '-')}) | "
               + (f"{100 * rep['ratio']['within_5pct_or_flagged']:.0f} % ({100 * rep['ratio']['within_5pct']:.0f} % "
-                 f"within) | {100 * rep['ms']['within_5pct_or_flagged']:.0f} % "
-                 f"({100 * rep['reference_shift']:+.1f} %) | " if rep else "- | - | ")
+                 f"within) | " if rep else "- | ")
               + f"{d['prediction_speed']['vectorised_archs_per_s']:.1e} |")
     print()
-    print("Each cell: share within +-10 % / Spearman / MAPE, over the held-out architectures.")
+    print("Each cell: share within +-10 % / Spearman / MAPE, over the held-out architectures. Baselines are fitted "
+          "on the table's correction networks and judged against the answer's figures.")
     for path in paths:
         d = json.loads(path.read_text())
         c = d["correction"]
+        v = d["validation"]
+        trusted = [r for r in v["rows"] if r["measured_trusted"]]
+        subset = AccuracyReport.from_pairs([r["corrected_ms"] for r in trusted], [r["measured_ms"] for r in trusted],
+                                           [r["arch_id"] for r in trusted]).to_dict() if len(trusted) > 2 else None
+        why = v.get("answer_basis", {}).get("reason", "rescaled figures (before the per-group choice)")
+        timing = (f"total {d['total_seconds'] / 60:.0f} min (estimated {d['estimate']['total_seconds'] / 60:.0f})"
+                  if "total_seconds" in d else "")
+        load = d.get("load")
+        loaded = (f" Load: `{load['kind']}` process PID {load['pid']}, {load['cpu_seconds']:.0f} CPU s over "
+                  f"{load['wall_seconds']:.0f} s." if load and load.get("cpu_seconds") is not None else "")
         print(f"- {path.name}: correction `{c['model']}` (slope {c['slope']:.3f}, "
-              f"intercept {c['intercept_ms']:.2f} ms, "
-              f"per unit {c.get('per_unit_ms', 0.0):.3f} ms) fitted on {c['n']} architectures, leave-one-out error "
-              f"{100 * c['loo_error']:.1f} %; {d['n']} held-out architectures; fit {d['fit_seconds']:.0f} s, "
-              f"validation {d['validate_seconds']:.0f} s; {d['environment']['cpu']}, "
-              f"{d['environment']['backend'].get('versions')}.")
+              f"intercept {c['intercept_ms']:.2f} ms, per unit {c.get('per_unit_ms', 0.0):.3f} ms) fitted on "
+              f"{c['n']} architectures, leave-one-out error {100 * (c['loo_error'] or 0):.1f} %; {d['n']} held-out "
+              f"architectures, trusted measurements only: {_acc(subset) if subset else '-'} ({len(trusted)}); "
+              f"answer basis: {why}; fit {d['fit_seconds']:.0f} s, validation {d['validate_seconds']:.0f} s"
+              f"{'; ' + timing if timing else ''}; {d['environment']['cpu']}, "
+              f"{d['environment']['backend'].get('versions')}.{loaded}")
+
+
+def adapt(paths: list[Path]) -> None:
+    print("| pair | space | source -> target | K | model chosen | adapted | scale only | per-op forced "
+          "| FLOPs-linear on the same K | source table as is | full build on the target |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for path in paths:
+        d = json.loads(path.read_text())
+        src, tgt = d["source"], d["target"]
+        sides = f"{src['backend']} x{src['threads']} -> {tgt['backend']} x{tgt['threads']}"
+        full = _acc(d["full_build"]) if d.get("full_build") else "-"
+        for k in map(str, d["ks"]):
+            e = d["by_k"][k]
+            models = e["models"]
+            print(f"| {d['pair']} | {d['space']} | {sides} | {k} | {e['chosen']['model']} | {_acc(e['chosen'])} | "
+                  f"{_acc(models['scale']) if 'scale' in models else '-'} | "
+                  f"{_acc(models['per_op']) if 'per_op' in models else '-'} | {_acc(e['flops_linear_on_k'])} | "
+                  f"{_acc(d['no_adaptation'])} | {full} |")
+    print()
+    print("Each cell: share within +-10 % / Spearman / MAPE on the held-out networks measured on the target.")
+    for path in paths:
+        d = json.loads(path.read_text())
+        m = d["target_measurements"]
+        print(f"- {path.name}: {d['held_out']} held-out networks ({m['basis']['basis']} figures; {m['untrusted']} "
+              f"still noisy, {m['remeasured']} re-measured); source table {d['source']['entries']} entries "
+              f"({d['source']['untrusted_entries']} noisy); total {d['total_seconds'] / 60:.0f} min (estimated "
+              f"{d['estimate']['total_seconds'] / 60:.0f}); `{d['command']}`.")
 
 
 def calibration(path: Path) -> None:
@@ -109,11 +159,13 @@ def search(path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=("latency", "calibration", "search"))
+    parser.add_argument("kind", choices=("latency", "adapt", "calibration", "search"))
     parser.add_argument("paths", nargs="+", type=Path)
     args = parser.parse_args()
     if args.kind == "latency":
         latency(args.paths)
+    elif args.kind == "adapt":
+        adapt(args.paths)
     elif args.kind == "calibration":
         for p in args.paths:
             calibration(p)

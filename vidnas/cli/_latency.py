@@ -10,6 +10,7 @@ import typer
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
 from vidnas.cli._options import (
     BackendOpt,
+    BasisOpt,
     BatchOpt,
     DeviceOpt,
     FramesOpt,
@@ -18,6 +19,7 @@ from vidnas.cli._options import (
     JsonOpt,
     MaxSecondsOpt,
     QuickOpt,
+    RemeasureOpt,
     SpecArg,
     ThreadsOpt,
     WidthOpt,
@@ -173,9 +175,16 @@ def validate_command(
     graph_optimization: GraphOptOpt = "all",
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
+    basis: BasisOpt = "auto",
+    remeasure: RemeasureOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure N sampled architectures not used for the correction; print MAPE, share within +-10 %, ranks."""
+    """Measure N sampled architectures not used for the correction; print MAPE, share within +-10 %, ranks.
+
+    Prints the accuracy against the reference-rescaled figures and against the plain medians,
+    says which of the two it stands behind (``answer``) and why, and the FLOPs-linear,
+    params-linear and scaled-roofline baselines fitted on the table's correction networks.
+    """
     from vidnas.latency_models import LatencyTable, fit_correction, get_backend, validate_table
     from vidnas.search_space import get_space
 
@@ -185,34 +194,56 @@ def validate_command(
     fp = be.fingerprint()
     table.check_compatible(backend=be.name, device_name=fp["device_name"], threads=fp.get("threads"))
     searched = get_space(space or table.meta.space or "tiny", **(table.meta.space_shape or {}))
-    config = harness_config(quick, max_seconds)
+    config = harness_config(quick, max_seconds, basis, remeasure)
     artefacts = lut.with_name(lut.stem + ".artefacts")
     with progress_bar("validate") as bar:
         if refit:
             task = bar.add_task("refit", total=refit, item="")
             fit_correction(table, searched, be, n=refit, seed=seed + 1_000_003, batch=batch, config=config,
-                           progress=lambda i, k: bar.update(task, completed=i), artefacts=artefacts)
+                           progress=lambda i, k: bar.update(task, total=k, completed=i), artefacts=artefacts)
             table.save(lut)
         task = bar.add_task("held-out networks", total=n, item="")
         report = validate_table(table, searched, be, n=n, seed=seed, batch=batch, config=config,
-                                progress=lambda i, k: bar.update(task, completed=i), artefacts=artefacts)
+                                progress=lambda i, k: bar.update(task, total=k, completed=i), artefacts=artefacts)
     report["table"] = str(lut)
     report["fingerprint"] = fp
     if as_json:
         emit_json(report)
         return
+    _print_validation(report, table.meta)
+
+
+def _accuracy_line(r: dict[str, Any]) -> str:
+    return (f"MAPE {100 * r['mape']:.1f}%, within +-10% {100 * r['within_10pct']:.0f}%, "
+            f"Spearman {r['spearman']:.3f}, Kendall {r['kendall']:.3f}")
+
+
+def _print_validation(report: dict[str, Any], meta) -> None:
     console = stdout_console()
-    console.print(f"{report['n']} held-out architectures of {report['space']} on {table.meta.backend}/"
-                  f"{table.meta.device} ({table.meta.device_name}); {report['untrusted_measurements']} noisy "
-                  "end-to-end measurements")
-    for name in ("naive", "corrected"):
-        r = report[name]
-        if r is None:
-            console.print(f"{name}: no correction in the table")
-            continue
-        console.print(f"{name:9s}: MAPE {100 * r['mape']:.1f}%, within +-10% {100 * r['within_10pct']:.0f}%, "
-                      f"Spearman {r['spearman']:.3f}, Kendall {r['kendall']:.3f}")
-    for w in report["corrected"]["worst"] if report["corrected"] else report["naive"]["worst"]:
+    console.print(f"{report['n']} held-out architectures of {report['space']} on {meta.backend}/{meta.device} "
+                  f"({meta.device_name}, threads {meta.threads}); {report['remeasured']} re-measured, "
+                  f"{report['untrusted_measurements']} still noisy")
+    for label, keys in (("reference-rescaled", ("naive", "corrected")), ("plain medians", ("raw_naive",
+                                                                                            "raw_corrected"))):
+        for name, key in zip(("naive", "corrected"), keys):
+            r = report.get(key)
+            text = _accuracy_line(r) if r else "n/a (no correction or no reference speed in the table)"
+            console.print(f"{label:18s} {name:9s}: {text}")
+    basis = report["answer_basis"]
+    figures = "reference-rescaled" if basis["basis"] == "rescaled" else "plain medians"
+    console.print(f"[bold]answer[/] ({report['answer_prediction']} predictor against the {figures}): "
+                  f"{_accuracy_line(report['answer'])}")
+    console.print(f"  because {basis['reason']}")
+    baselines = report.get("baselines") or {}
+    if "error" in baselines:
+        console.print(f"[yellow]baselines not fitted[/]: {baselines['error']}")
+    else:
+        console.print(f"baselines, fitted on the table's {baselines['fitted_on']} correction networks, against the "
+                      "same figures:")
+        for name, r in baselines["baselines"].items():
+            extra = f" ({r['fit']['device']}, scaled)" if r["fit"].get("device") else ""
+            console.print(f"  {name + extra:28s}: {_accuracy_line(r)}")
+    for w in report["answer"]["worst"]:
         console.print(f"  worst: {w['arch_id']} predicted {w['predicted_ms']:.2f} ms, measured "
                       f"{w['measured_ms']:.2f} ms ({100 * w['error']:+.1f}%)")
 

@@ -10,6 +10,7 @@ import typer
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
 from vidnas.cli._options import (
     BackendOpt,
+    BasisOpt,
     BatchOpt,
     DeviceOpt,
     FramesOpt,
@@ -18,6 +19,7 @@ from vidnas.cli._options import (
     JsonOpt,
     MaxSecondsOpt,
     QuickOpt,
+    RemeasureOpt,
     ThreadsOpt,
     WidthMultOpt,
     WidthOpt,
@@ -48,6 +50,8 @@ def build_command(
     graph_optimization: GraphOptOpt = "all",
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
+    basis: BasisOpt = "auto",
+    remeasure: RemeasureOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure every distinct unit a search space can produce; resumable, saved after each entry."""
@@ -58,7 +62,7 @@ def build_command(
 
     searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
     be = make_backend(backend, device, threads, graph_optimization)
-    config = harness_config(quick, max_seconds)
+    config = harness_config(quick, max_seconds, basis, remeasure)
     start = time.perf_counter()
     with progress_bar(f"lut build {space} on {backend}/{device}") as bar:
         task = bar.add_task("units", total=None, item="")
@@ -70,7 +74,7 @@ def build_command(
         if fit:
             fit_task = bar.add_task("end-to-end fit", total=fit, item="")
             fit_correction(table, searched, be, n=fit, seed=fit_seed, batch=batch, config=config,
-                           progress=lambda i, n: bar.update(fit_task, completed=i),
+                           progress=lambda i, n: bar.update(fit_task, total=n, completed=i),
                            artefacts=out.with_name(out.stem + ".artefacts"))
             table.save(out)
     summary = table_summary(table, [u.signature_id for u in space_units(searched)], batch)
@@ -95,6 +99,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
                       + (f", missing {cov['missing'][:5]}" if cov["missing"] else ""))
     console.print(f"untrusted (noisy) entries: {summary['untrusted']}; CV median "
                   f"{100 * (summary['cv_median'] or 0):.1f}%, p90 {100 * (summary['cv_p90'] or 0):.1f}%")
+    bases = summary.get("bases") or {}
+    if any(bases.values()):
+        console.print(f"figures: {bases.get('paired', 0)} paired ratios to the reference workload, "
+                      f"{bases.get('level', 0)} rescaled by its level, {bases.get('plain', 0)} plain medians "
+                      "(decided per measurement group); "
+                      f"{summary.get('remeasured', 0)} entries re-measured beyond the re-check")
+    adapted = meta.get("adapted")
+    if adapted:
+        v = adapted.get("validation")
+        held = (f"; held-out {v['n']} networks: MAPE {100 * v['mape']:.1f}%, within +-10% "
+                f"{100 * v['within_10pct']:.0f}%, Spearman {v['spearman']:.3f}") if v else ""
+        src = adapted.get("source", {})
+        console.print(f"adapted from {adapted.get('from')} ({src.get('backend')}/{src.get('device')}, threads "
+                      f"{src.get('threads')}) with {adapted['k']} networks, model {adapted['method']}{held}")
     corr = meta.get("correction")
     if corr:
         console.print(f"correction: {corr['intercept_ms']:.3f} ms + {corr['slope']:.3f} x sum - "
@@ -107,6 +125,66 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for op, row in sorted(summary["by_op"].items()):
         table.add_row(op, str(row["entries"]), str(row["untrusted"]), f"{row['total_median_ms']:.3f}")
     console.print(table)
+
+
+@lut_app.command("adapt")
+@handle_errors
+def adapt_command(
+    source: Annotated[Path, typer.Option("--from", help="The table to adapt (Parquet), measured on another target.")],
+    out: Annotated[Path, typer.Option("--out", help="The adapted table to write (Parquet).")],
+    backend: BackendOpt = "onnxruntime",
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    n: Annotated[int, typer.Option("--n", help="Networks measured on the new target to fit the map (K).")] = 10,
+    validate: Annotated[int, typer.Option("--validate", help="Further networks measured on the new target to "
+                                                             "validate the map (not fitted on; 0: none).")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampled networks.")] = 0,
+    batch: BatchOpt = 1,
+    graph_optimization: GraphOptOpt = "all",
+    quick: QuickOpt = False,
+    max_seconds: MaxSecondsOpt = None,
+    basis: BasisOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Map a table onto a new target from K networks measured there (per-op scales or a global map)."""
+    from vidnas._errors import SpecError
+    from vidnas.latency_models import LatencyTable, adapt_table, table_summary
+    from vidnas.latency_models._adapt import check_adaptation
+
+    if out.resolve() == source.resolve():
+        raise SpecError("--out", str(out), "is the source table; write the adapted table elsewhere")
+    tab = LatencyTable.load(source)
+    be = make_backend(backend, device, threads, graph_optimization)
+    check_adaptation(tab, be, k=n, validate=validate, batch=batch, source_path=source)  # refuse before measuring
+    config = harness_config(quick, max_seconds, basis)
+    with progress_bar(f"lut adapt to {backend}/{device}") as bar:
+        task = bar.add_task("networks", total=n + validate, item="")
+        adapted, report = adapt_table(tab, be, k=n, validate=validate, seed=seed, batch=batch, config=config,
+                                      source_path=source, artefacts=out.with_name(out.stem + ".artefacts"),
+                                      progress=lambda i, k: bar.update(task, total=k, completed=i))
+    adapted.save(out)
+    summary = table_summary(adapted)
+    summary["path"] = str(out)
+    summary["adaptation"] = report
+    if as_json:
+        emit_json(summary)
+        return
+    _print_summary(summary)
+    a = report["adaptation"]
+    console = stdout_console()
+    scales = ", ".join(f"{op} x{v:.3f}" for op, v in sorted(a["op_scales"].items()))
+    console.print(f"map `{a['model']}`: intercept {a['intercept_ms']:.3f} ms, common scale x{a['scale']:.3f}, "
+                  f"per unit {a['per_unit_ms']:.4f} ms; op scales: {scales or '-'}")
+    console.print("leave-one-out error of each candidate: "
+                  + ", ".join(f"{m} {100 * e:.1f}%" if e is not None and e != float("inf") else f"{m} -"
+                              for m, e in a["loo_errors"].items()))
+    v = report["validation"]
+    if v is None:
+        console.print("[yellow]no held-out validation (--validate 0)[/]")
+    else:
+        console.print(f"held-out validation on {v['n']} networks ({v['basis']} figures): MAPE "
+                      f"{100 * v['mape']:.1f}%, within +-10% {100 * v['within_10pct']:.0f}%, Spearman "
+                      f"{v['spearman']:.3f}")
 
 
 @lut_app.command("show")

@@ -24,9 +24,15 @@ MaxSecondsOpt = Annotated[float | None, typer.Option("--max-seconds",
                                                      help="Sampling budget per measured item, seconds.")]
 GraphOptOpt = Annotated[str, typer.Option("--graph-optimization",
                                           help="ONNX Runtime level: disable, basic, extended, all.")]
+BasisOpt = Annotated[str, typer.Option("--basis", help="Figures to stand behind: auto (decided per measurement "
+                                                       "group from the data), paired (per-round ratio to the "
+                                                       "reference workload), level (rescaled by the reference's "
+                                                       "median) or plain (medians).")]
+RemeasureOpt = Annotated[int | None, typer.Option("--remeasure", help="Extra passes over items still flagged noisy "
+                                                                      "(default: the harness's).")]
 
 
-def harness_config(quick: bool, max_seconds: float | None):
+def harness_config(quick: bool, max_seconds: float | None, basis: str = "auto", remeasure: int | None = None):
     import dataclasses
 
     from vidnas.latency_models import HarnessConfig
@@ -34,6 +40,10 @@ def harness_config(quick: bool, max_seconds: float | None):
     config = HarnessConfig.quick() if quick else HarnessConfig()
     if max_seconds is not None:
         config = dataclasses.replace(config, max_seconds=max_seconds)
+    if basis != config.basis:
+        config = dataclasses.replace(config, basis=basis)
+    if remeasure is not None:
+        config = dataclasses.replace(config, remeasure_rounds=remeasure)
     return config
 
 

@@ -1,5 +1,7 @@
 """Latency: the measurement harness, backends, lookup tables, the predictor and its validation."""
 
+from vidnas.latency_models._accuracy import AccuracyReport
+from vidnas.latency_models._adapt import ADAPT_MODELS, Adaptation, adapt_table, fit_adaptation
 from vidnas.latency_models._backends import (
     BACKENDS,
     Backend,
@@ -11,12 +13,20 @@ from vidnas.latency_models._backends import (
     fingerprint_id,
     get_backend,
 )
+from vidnas.latency_models._baselines import BASELINES, Baseline, baseline_reports, closest_datasheet, fit_baseline
 from vidnas.latency_models._builder import build_table, measure_units, open_table, space_units, spec_units
 from vidnas.latency_models._coreml_bundle import export_coreml_bundle
-from vidnas.latency_models._harness import HarnessConfig, Ratio, compare, measure, measure_interleaved
+from vidnas.latency_models._harness import (
+    GroupTiming,
+    HarnessConfig,
+    compare,
+    measure,
+    measure_group,
+    measure_interleaved,
+)
 from vidnas.latency_models._network import (
-    AccuracyReport,
     NetworkMeasurement,
+    answer_basis,
     fit_correction,
     measure_frame_scaling,
     measure_network,
@@ -26,6 +36,7 @@ from vidnas.latency_models._network import (
     network_runner,
     validate_table,
 )
+from vidnas.latency_models._pairing import BASES, Basis, Ratio, Series, Timing, combine, decide_basis
 from vidnas.latency_models._predictor import (
     CFG_MODES,
     Correction,
@@ -46,15 +57,22 @@ from vidnas.latency_models._stats import Measurement, median_interval, quantile
 from vidnas.latency_models._table import LatencyTable, TableMeta, TableMismatchError, table_summary
 
 __all__ = [
+    "ADAPT_MODELS",
     "BACKENDS",
+    "BASELINES",
+    "BASES",
     "CFG_MODES",
     "AccuracyReport",
+    "Adaptation",
     "Backend",
     "BackendUnavailableError",
+    "Baseline",
+    "Basis",
     "CoreMLBackend",
     "Correction",
     "DebugBackend",
     "DeviceSpec",
+    "GroupTiming",
     "HarnessConfig",
     "LatencyPredictor",
     "LatencyTable",
@@ -64,20 +82,31 @@ __all__ = [
     "OnnxRuntimeBackend",
     "Prediction",
     "Ratio",
+    "Series",
     "SpacePredictor",
     "TableMeta",
     "TableMismatchError",
+    "Timing",
     "TorchBackend",
+    "adapt_table",
+    "answer_basis",
+    "baseline_reports",
     "build_table",
+    "closest_datasheet",
+    "combine",
     "compare",
+    "decide_basis",
     "export_coreml_bundle",
     "fingerprint_id",
+    "fit_adaptation",
+    "fit_baseline",
     "fit_correction",
     "get_backend",
     "get_device",
     "load_devices",
     "measure",
     "measure_frame_scaling",
+    "measure_group",
     "measure_interleaved",
     "measure_networks",
     "measure_network",

@@ -5,9 +5,11 @@ that runs the module once on those inputs and returns when the work is done. The
 harness times runners; it never sees the library underneath. Each backend imports its
 library only when used and describes itself in :meth:`Backend.fingerprint`.
 
-* ``torch``: eager PyTorch on ``cpu`` or ``cuda``;
+* ``torch``: eager PyTorch on ``cpu`` or ``cuda`` (on a GPU each call is timed with CUDA
+  events, after synchronisation, not with the host clock; float16 and bfloat16 recorded);
 * ``onnxruntime``: the module exported to ONNX, run by an ``InferenceSession`` with the
-  CPU or CUDA execution provider at a recorded graph-optimisation level;
+  CPU or CUDA execution provider at a recorded graph-optimisation level (on a GPU with
+  I/O binding: inputs and outputs stay on the device);
 * ``coreml``: converted with coremltools on any OS; timed only on macOS (elsewhere
   :class:`BackendUnavailableError`, and ``vidnas lut export --backend coreml`` writes a
   bundle to time on the device);
@@ -123,8 +125,21 @@ class TorchBackend:
         self._set_threads()
         return {"backend": self.name, "device": self.device, "device_name": device_name(self.device),
                 "threads": torch.get_num_threads(), "dtype": self.dtype,
-                "options": {"mode": "eager", "cuda": torch.version.cuda if self.device.startswith("cuda") else None},
-                "versions": package_versions(("torch",)), **_host()}
+                "options": self._options(), "versions": package_versions(("torch",)), **_host()}
+
+    def _options(self) -> dict[str, Any]:
+        import torch
+
+        options: dict[str, Any] = {"mode": "eager", "cuda": None}
+        if self.device.startswith("cuda"):
+            # What changes a GPU's figures besides the dtype: library versions, TF32 for float32
+            # matmuls and convolutions, cuDNN's autotuner, the compute capability; timed with CUDA events.
+            options.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                           tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                           tf32_cudnn=torch.backends.cudnn.allow_tf32, cudnn_benchmark=torch.backends.cudnn.benchmark,
+                           capability=list(torch.cuda.get_device_capability(torch.device(self.device))),
+                           timer="cuda_events")
+        return options
 
     def prepare(self, module, inputs, *, key=None):
         import torch
@@ -136,15 +151,45 @@ class TorchBackend:
         if self.dtype != "float32":
             module = module.to(dtype)
         inputs = tuple(t.to(self.device, dtype) if t.is_floating_point() else t.to(self.device) for t in inputs)
-        sync = torch.cuda.synchronize if self.device.startswith("cuda") else None
+        if not self.device.startswith("cuda"):
 
-        def run() -> None:
-            with torch.inference_mode():
+            def run() -> None:
+                with torch.inference_mode():
+                    module(*inputs)
+
+            return run
+        return _cuda_runner(module, inputs, torch.device(self.device))
+
+
+def _cuda_runner(module, inputs, device) -> Callable[[], None]:
+    """A runner on a GPU: each call returns after the device has finished; ``run.time_calls(n)``
+    times ``n`` calls with CUDA events, each call bracketed by its own pair of events and
+    waited for, so that no call overlaps the next and the host clock is not involved."""
+    import torch
+
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+
+    def run() -> None:
+        with torch.inference_mode(), torch.cuda.device(device):
+            module(*inputs)
+        torch.cuda.synchronize(device)
+
+    def time_calls(n: int) -> float:
+        """Milliseconds per call over ``n`` calls, by CUDA events."""
+        torch.cuda.synchronize(device)  # nothing earlier still in flight
+        total = 0.0
+        with torch.inference_mode(), torch.cuda.device(device):
+            for _ in range(n):
+                start.record()
                 module(*inputs)
-            if sync is not None:
-                sync()
+                end.record()
+                end.synchronize()
+                total += start.elapsed_time(end)
+        return total / n
 
-        return run
+    run.time_calls = time_calls  # type: ignore[attr-defined]
+    return run
 
 
 # ONNX Runtime ------------------------------------------------------------------------------
@@ -175,6 +220,10 @@ class OnnxRuntimeBackend:
     def provider(self) -> str:
         return "CUDAExecutionProvider" if self.device.startswith("cuda") else "CPUExecutionProvider"
 
+    @property
+    def device_id(self) -> int:
+        return int(self.device.split(":", 1)[1]) if ":" in self.device else 0
+
     def _ort(self):
         from vidnas._imports import require
 
@@ -192,7 +241,9 @@ class OnnxRuntimeBackend:
         return {"backend": self.name, "device": self.device, "device_name": name,
                 "threads": self.threads or os.cpu_count(), "dtype": self.dtype,
                 "options": {"provider": self.provider, "graph_optimization": self.graph_optimization,
-                            "optimize_export": self.optimize_export},
+                            "optimize_export": self.optimize_export,
+                            **({"device_id": self.device_id, "io_binding": "inputs and outputs on the device"}
+                               if self.device.startswith("cuda") else {})},
                 "versions": {"onnxruntime": ort.__version__, **package_versions(("onnx", "torch"))}, **_host()}
 
     def session_options(self):
@@ -224,20 +275,29 @@ class OnnxRuntimeBackend:
     def prepare(self, module, inputs, *, key=None):
         ort = self._ort()
         path = self.export(module, inputs, key)
-        session = ort.InferenceSession(str(path), self.session_options(), providers=[self.provider])
+        cuda = self.device.startswith("cuda")
+        providers = [(self.provider, {"device_id": self.device_id})] if cuda else [self.provider]
+        session = ort.InferenceSession(str(path), self.session_options(), providers=providers)
         arrays = [t.detach().cpu().numpy() for t in inputs]
         names = [i.name for i in session.get_inputs()]
         feeds = _match_feeds(names, module, arrays)
-        if self.device.startswith("cuda"):
+        if cuda:
+            # Inputs copied to the GPU once and outputs left there: a call times the model,
+            # not host-device copies. The session synchronises its stream at the end of a
+            # run; synchronize_outputs makes the wait explicit before the host clock stops.
             binding = session.io_binding()
-            for name, value in feeds.items():
-                binding.bind_cpu_input(name, value)
+            on_device = {name: ort.OrtValue.ortvalue_from_numpy(value, "cuda", self.device_id)
+                         for name, value in feeds.items()}
+            for name, value in on_device.items():
+                binding.bind_ortvalue_input(name, value)
             for out in session.get_outputs():
-                binding.bind_output(out.name, "cuda")
+                binding.bind_output(out.name, "cuda", self.device_id)
 
             def run_cuda() -> None:
                 session.run_with_iobinding(binding)
+                binding.synchronize_outputs()
 
+            run_cuda.inputs_on_device = on_device  # type: ignore[attr-defined]  # kept alive with the runner
             return run_cuda
 
         def run() -> None:

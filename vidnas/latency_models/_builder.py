@@ -9,6 +9,7 @@ at most the entry being measured and ``build_table`` on the same path resumes.
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend, fingerprint_id
-from vidnas.latency_models._harness import HarnessConfig, Ratio, measure, measure_group
-from vidnas.latency_models._stats import Measurement
+from vidnas.latency_models._harness import HarnessConfig, measure_group
+from vidnas.latency_models._pairing import Series, Timing
 from vidnas.latency_models._table import LatencyTable, TableMeta
 from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
 
@@ -64,13 +65,13 @@ def unit_runner(plan: UnitPlan, backend: Backend, batch: int, backbone, *, seed:
     return backend.prepare(harness, inputs, key=f"{plan.signature_id}-b{batch}")
 
 
-def measurement_row(plan: UnitPlan, batch: int, m: Measurement, fp_id: str, source: str = "measured", *,
-                    ratio: Ratio | None = None, reference: Measurement | None = None,
-                    target_rel_ci: float = 0.02) -> dict[str, Any]:
-    """A table row; with a paired reference, trust follows the ratio's interval."""
+def timing_row(plan: UnitPlan, batch: int, timing: Timing, fp_id: str, source: str = "measured", *,
+               measured_at: str | None = None) -> dict[str, Any]:
+    """A table row from an entry's :class:`Timing` (all its passes; their rounds kept in ``series``)."""
     import json
 
-    row = {
+    m = timing.plain
+    row: dict[str, Any] = {
         "signature_id": plan.signature_id,
         "batch": batch,
         "kind": plan.kind,
@@ -86,27 +87,38 @@ def measurement_row(plan: UnitPlan, batch: int, m: Measurement, fp_id: str, sour
         "runs": m.runs,
         "inner_loops": m.inner_loops,
         "warmup_runs": m.warmup_runs,
-        "trusted": m.trusted,
-        "reason": m.reason,
+        "trusted": timing.trusted,
+        "reason": timing.reason,
         "source": source,
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": measured_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "fingerprint_id": fp_id,
+        "drift": timing.drift,
+        "basis": timing.basis.basis,
+        "basis_reason": timing.basis.reason,
+        "plain_rel_ci": timing.basis.plain_rel_ci,
+        "ratio_rel_ci": timing.basis.ratio_rel_ci,
+        "correlation": timing.basis.correlation,
+        "passes": len(timing.passes),
+        "series": json.dumps([s.to_dict() for s in timing.passes], separators=(",", ":")),
     }
-    if ratio is not None and reference is not None:
-        half = (ratio.ci_high - ratio.ci_low) / 2 / ratio.median if ratio.median > 0 else float("inf")
-        row.update(ratio=ratio.median, ratio_ci_low=ratio.ci_low, ratio_ci_high=ratio.ci_high,
-                   reference_ms=reference.median_ms, trusted=half <= target_rel_ci,
-                   reason="" if half <= target_rel_ci else
-                   f"ratio to the reference +-{100 * half:.1f}% wider than +-{100 * target_rel_ci:.1f}%")
+    if timing.ratio is not None and timing.reference is not None:
+        row.update(ratio=timing.ratio.median, ratio_ci_low=timing.ratio.ci_low, ratio_ci_high=timing.ratio.ci_high,
+                   reference_ms=timing.reference.median_ms, level_ratio=timing.level,
+                   reference_rel_ci=timing.basis.reference_rel_ci)
+    if len(timing.passes) > 1:  # the second pass on its own, as earlier tables stored it
+        second = timing.passes[1]
+        row["recheck_median_ms"] = statistics.median(second.item_ms)
+        row["recheck_ratio"] = statistics.median(second.ratios()) if second.paired else None
     return row
 
 
-def _timed(runner, reference, config: HarnessConfig) -> tuple[Measurement, Ratio | None, Measurement | None]:
-    """Measure ``runner`` alone, or interleaved with ``reference`` and their paired ratio."""
-    if reference is None:
-        return measure(runner, config), None, None
-    measured, ratios, reference_measurement = measure_group({"unit": runner}, reference, config)
-    return measured["unit"], ratios["unit"], reference_measurement
+def row_series(row: dict[str, Any] | None) -> list[Series]:
+    """The passes stored with a measured row (empty for imported rows and earlier tables)."""
+    import json
+
+    if not row or not row.get("series"):
+        return []
+    return [Series.from_dict(d) for d in json.loads(row["series"])]
 
 
 def new_table(backend: Backend, space: SearchSpace | None, config: HarnessConfig) -> LatencyTable:
@@ -135,17 +147,29 @@ def open_table(path: Path, backend: Backend, space: SearchSpace | None, config: 
 RECHECK_GROUP = 16  # units re-checked together, round-robin, in one group
 
 
+def _wants_pass(row: dict[str, Any] | None, max_passes: int) -> bool:
+    """A measured entry gets a second pass always, and more (up to ``max_passes``) while flagged."""
+    if row is None or row.get("source") != "measured":
+        return False
+    passes = len(row_series(row))
+    if passes == 0:  # an entry from an earlier vidnas: its rounds were not kept
+        return False
+    return passes < 2 or (passes < max_passes and not row.get("trusted", True))
+
+
 def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, batch: int, backbone, path: Path,
                   config: HarnessConfig, *, progress: ProgressCallback | None = None) -> LatencyTable:
-    """Measure the units ``table`` lacks one by one, then re-check them round-robin; save after each step.
+    """Measure the units ``table`` lacks, re-check every entry, re-measure flagged ones; save after each step.
 
     Pass 1 times each missing unit (interleaved with the reference workload when
     ``config.paired_reference``) and saves it: a kill loses at most the unit in progress.
     Pass 2 re-measures entries in groups of up to 16, sampling the group's units in
-    shuffled rounds, so that each re-check spreads over the group's whole duration. The
-    entry keeps the mean of its two ratios (or medians); if they differ by more than
-    ``config.recheck_tolerance`` it is marked untrusted. A kill during pass 2 loses only
-    the group in progress's re-checks.
+    shuffled rounds, so that each re-check spreads over the group's whole duration. Each
+    group decides whether its entries stand on their paired ratios or their plain medians
+    (``_pairing``), every entry's passes pooled; an entry is confirmed when two passes
+    agree within ``config.recheck_tolerance``. Entries still flagged noisy are measured
+    again, in groups, up to ``config.remeasure_rounds`` more passes; what is still noisy
+    after that stays flagged. A kill loses only the group in progress.
     """
     from vidnas.latency_models._reference import REFERENCE_DESCRIPTION, reference_runner
 
@@ -153,58 +177,43 @@ def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, 
     todo = [u for u in units if (u.signature_id, batch) not in table]
     artefacts = path.with_name(path.stem + ".artefacts")
     reference = reference_runner(backend, artefacts) if config.paired_reference else None
-    new_ids = {t.signature_id for t in todo}
-    pending = [u for u in units if u.signature_id not in new_ids and _needs_recheck(table.get(u.signature_id, batch))]
-    total = 2 * len(todo) + len(pending)
+    max_passes = 2 + config.remeasure_rounds
+    todo_ids = {u.signature_id for u in todo}
+    total = 2 * len(todo) + sum(_wants_pass(table.get(u.signature_id, batch), max_passes)
+                                for u in units if u.signature_id not in todo_ids)
     done = 0
     if progress:
         progress(0, total, None, None)  # type: ignore[arg-type]
     for plan in todo:
         runner = unit_runner(plan, backend, batch, backbone, artefacts=artefacts)
-        m, ratio, ref = _timed(runner, reference, config)
-        table.add(measurement_row(plan, batch, m, fp_id, ratio=ratio, reference=ref,
-                                  target_rel_ci=config.target_rel_ci))
+        result = measure_group({"unit": runner}, reference, config)
+        table.add(timing_row(plan, batch, result.timings["unit"], fp_id))
         table.update_reference(REFERENCE_DESCRIPTION)
         table.save(path)
         done += 1
         if progress:
             progress(done, total, plan, table.get(plan.signature_id, batch))
-    recheck = [u for u in units if _needs_recheck(table.get(u.signature_id, batch))]
-    for start in range(0, len(recheck), RECHECK_GROUP):
-        group = recheck[start : start + RECHECK_GROUP]
-        runners = {u.signature_id: unit_runner(u, backend, batch, backbone, artefacts=artefacts) for u in group}
-        measured, by_id, _ = measure_group(runners, reference, config)
-        for plan in group:
-            row = table.get(plan.signature_id, batch)
-            table.add(recheck_row(row, measured[plan.signature_id], by_id.get(plan.signature_id),
-                                  config.recheck_tolerance))
-            done += 1
-            if progress:
-                progress(done, total, plan, table.get(plan.signature_id, batch))
-        table.save(path)
+    while True:
+        pending = [u for u in units if _wants_pass(table.get(u.signature_id, batch), max_passes)]
+        if not pending:
+            break
+        total = max(total, done + len(pending))
+        for start in range(0, len(pending), RECHECK_GROUP):
+            group = pending[start : start + RECHECK_GROUP]
+            rows = {u.signature_id: table.get(u.signature_id, batch) for u in group}
+            runners = {u.signature_id: unit_runner(u, backend, batch, backbone, artefacts=artefacts) for u in group}
+            result = measure_group(runners, reference, config,
+                                   previous={sid: row_series(row) for sid, row in rows.items()})
+            for plan in group:
+                row = rows[plan.signature_id] or {}
+                table.add(timing_row(plan, batch, result.timings[plan.signature_id], fp_id,
+                                     measured_at=row.get("measured_at")))
+                done += 1
+                if progress:
+                    progress(done, total, plan, table.get(plan.signature_id, batch))
+            table.update_reference(REFERENCE_DESCRIPTION)
+            table.save(path)
     return table
-
-
-def _needs_recheck(row: dict[str, Any] | None) -> bool:
-    return row is not None and row.get("source") == "measured" and row.get("recheck_median_ms") is None
-
-
-def recheck_row(row: dict[str, Any], second: Measurement, ratio: Ratio | None, tolerance: float) -> dict[str, Any]:
-    """``row`` with its second measurement folded in and its trust revised (ratios compared when paired)."""
-    updated = {**row, "recheck_median_ms": second.median_ms,
-               "recheck_ratio": ratio.median if ratio is not None else None}
-    if ratio is not None and row.get("ratio"):
-        drift = abs(ratio.median / row["ratio"] - 1)
-        updated["ratio"] = (row["ratio"] + ratio.median) / 2
-    else:
-        drift = abs(second.median_ms / row["median_ms"] - 1) if row["median_ms"] > 0 else 0.0
-        updated["median_ms"] = (row["median_ms"] + second.median_ms) / 2
-    updated["drift"] = drift
-    if drift > tolerance:
-        reason = f"drift {100 * drift:.1f}% between two measurements"
-        updated["trusted"] = False
-        updated["reason"] = f"{row['reason']}; {reason}" if row.get("reason") else reason
-    return updated
 
 
 def build_table(space: SearchSpace, backend: Backend, path: str | Path, *, batch: int = 1,

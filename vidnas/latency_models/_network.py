@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from vidnas._errors import SpecError
-from vidnas._stats import kendall, spearman
+from vidnas.latency_models._accuracy import AccuracyReport
 from vidnas.latency_models._backends import Backend
-from vidnas.latency_models._harness import HarnessConfig, Ratio, measure, measure_group
+from vidnas.latency_models._harness import HarnessConfig, measure, measure_group
+from vidnas.latency_models._pairing import Ratio, Timing
 from vidnas.latency_models._predictor import Correction, LatencyPredictor
 from vidnas.latency_models._stats import Measurement
 from vidnas.latency_models._table import LatencyTable
@@ -51,23 +52,47 @@ def memory_bytes(spec: ArchSpec, *, batch: int = 1, dtype: str = "float32") -> d
 
 @dataclasses.dataclass(frozen=True)
 class NetworkMeasurement:
-    """One network's end-to-end time and, when paired, its ratio to the reference workload."""
+    """One network's end-to-end timing: plain median, ratio to the reference, and the basis its group chose."""
 
-    measurement: Measurement
-    ratio: Ratio | None = None
-    reference: Measurement | None = None
+    timing: Timing
+    group: int = 0  # the measurement group (diagnostic: figures of one group share its machine state)
+
+    @property
+    def measurement(self) -> Measurement:
+        """The plain figures (this session's milliseconds)."""
+        return self.timing.plain
+
+    @property
+    def ratio(self) -> Ratio | None:
+        return self.timing.ratio
+
+    @property
+    def reference(self) -> Measurement | None:
+        return self.timing.reference
+
+    @property
+    def basis(self) -> str:
+        return self.timing.basis.basis
+
+    @property
+    def plain_ms(self) -> float:
+        return self.timing.plain.median_ms
+
+    def rescaled_ms(self, reference_ms: float | None) -> float | None:
+        """The ratio at the reference speed ``reference_ms`` (None without either)."""
+        return self.timing.rescaled_ms(reference_ms)
 
     def ms(self, reference_ms: float | None) -> float:
-        """Milliseconds at the reference's typical speed when paired (else the raw median)."""
-        if self.ratio is not None and reference_ms is not None:
-            return self.ratio.median * reference_ms
-        return self.measurement.median_ms
+        """The figure on the group's basis: the ratio at ``reference_ms`` when paired, else the plain median."""
+        return self.timing.ms(reference_ms)
 
     @property
     def trusted(self) -> bool:
-        if self.ratio is not None:
-            return (self.ratio.ci_high - self.ratio.ci_low) / 2 / self.ratio.median <= 0.02
-        return self.measurement.trusted
+        return self.timing.trusted
+
+    @property
+    def passes(self) -> int:
+        return len(self.timing.passes)
 
 
 NETWORK_GROUP = 8  # networks prepared and alive at once: 50 ONNX Runtime sessions of a mobile UNet exceed 20 GB
@@ -79,11 +104,13 @@ def measure_networks(specs: Sequence[ArchSpec], backend: Backend, *, batch: int 
     """End-to-end latency of several networks, measured interleaved in shuffled rounds.
 
     Networks are taken ``group_size`` at a time so that memory stays bounded: a group's
-    networks are prepared (``progress`` counts the preparations), sampled round by round
-    so that a burst of machine noise cannot single one out, and released before the next
-    group. With ``config.paired_reference`` the reference workload is sampled in every
-    round of every group, and each network gets its paired ratio to it, so figures from
-    different groups stay comparable.
+    networks are prepared (``progress(done, total)`` counts the preparations), sampled
+    round by round so that a burst of machine noise cannot single one out, and released
+    before the next group. With ``config.paired_reference`` the reference workload is
+    sampled in every round of every group, and each group decides whether its figures
+    are paired ratios or plain medians (``_pairing``). Networks still flagged noisy are
+    measured again, in groups of their own, up to ``config.remeasure_rounds`` more passes
+    (their passes pooled; ``total`` grows by the re-measured networks).
     """
     import gc
 
@@ -94,19 +121,43 @@ def measure_networks(specs: Sequence[ArchSpec], backend: Backend, *, batch: int 
     config = config or HarnessConfig()
     results: dict[str, NetworkMeasurement] = {}
     done = 0
-    for start in range(0, len(specs), group_size):
-        runners = {}
-        for spec in specs[start : start + group_size]:
-            runners[spec.arch_id] = network_runner(spec, backend, batch=batch, artefacts=artefacts)
-            done += 1
-            if progress:
-                progress(done, len(specs))
-        reference = reference_runner(backend, artefacts) if config.paired_reference else None
-        measured, ratios, reference_measurement = measure_group(runners, reference, config)
-        results.update({k: NetworkMeasurement(measured[k], ratios.get(k), reference_measurement) for k in runners})
-        del runners, reference, measured
-        gc.collect()  # sessions hold hundreds of MB each; free them before preparing the next group
+    total = len(specs)
+    groups = 0
+
+    def measure_in_groups(batch_specs: Sequence[ArchSpec]) -> None:
+        nonlocal done, groups
+        for start in range(0, len(batch_specs), group_size):
+            runners = {}
+            for spec in batch_specs[start : start + group_size]:
+                runners[spec.arch_id] = network_runner(spec, backend, batch=batch, artefacts=artefacts)
+                done += 1
+                if progress:
+                    progress(done, total)
+            reference = reference_runner(backend, artefacts) if config.paired_reference else None
+            previous = {k: results[k].timing.passes for k in runners if k in results}
+            result = measure_group(runners, reference, config, seed=groups, previous=previous)
+            results.update({k: NetworkMeasurement(result.timings[k], groups) for k in runners})
+            groups += 1
+            del runners, reference, result
+            gc.collect()  # sessions hold hundreds of MB each; free them before preparing the next group
+
+    measure_in_groups(specs)
+    for _ in range(config.remeasure_rounds):
+        flagged = [s for s in specs if not results[s.arch_id].trusted]
+        if not flagged:
+            break
+        total += len(flagged)
+        measure_in_groups(flagged)
     return [results[s.arch_id] for s in specs]
+
+
+def _end_to_end_row(spec: ArchSpec, prediction, m: NetworkMeasurement, reference_ms: float | None,
+                    batch: int) -> dict[str, Any]:
+    return {"arch_id": spec.arch_id, "batch": batch, "naive_ms": prediction.naive_ms, "units": prediction.unit_count,
+            "measured_ms": m.ms(reference_ms), "rescaled_measured_ms": m.rescaled_ms(reference_ms),
+            "raw_measured_ms": m.plain_ms, "ratio": m.ratio.median if m.ratio else None, "basis": m.basis,
+            "trusted": m.trusted, "passes": m.passes, "spec": spec.to_json(),
+            **{f"raw_{k}": v for k, v in m.measurement.to_dict().items()}}
 
 
 def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *, n: int, seed: int,
@@ -115,18 +166,15 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
                    artefacts: Path | None = None) -> Correction:
     """Measure ``n`` sampled architectures end to end and fit the table's correction.
 
-    The measurements and the correction are stored in the table's metadata.
+    The measurements (each with its spec, so that baselines can be fitted on the same
+    networks) and the correction are stored in the table's metadata.
     """
     specs = space.random_specs(n, seed)
     predictor = LatencyPredictor(table, correction=None)
     predictions = [predictor.predict(spec, batch=batch) for spec in specs]  # fails early on missing entries
     measured = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
     reference_ms = table.reference_ms
-    rows = [{"arch_id": s.arch_id, "batch": batch, "naive_ms": p.naive_ms, "units": p.unit_count,
-             "measured_ms": m.ms(reference_ms), "raw_measured_ms": m.measurement.median_ms,
-             "ratio": m.ratio.median if m.ratio else None,
-             **{f"raw_{k}": v for k, v in m.measurement.to_dict().items()}}
-            for s, p, m in zip(specs, predictions, measured)]
+    rows = [_end_to_end_row(s, p, m, reference_ms, batch) for s, p, m in zip(specs, predictions, measured)]
     correction = Correction.fit([p.naive_ms for p in predictions], [r["measured_ms"] for r in rows],
                                 [s.arch_id for s in specs], [p.unit_count for p in predictions])
     table.meta.correction = correction.to_dict()
@@ -134,43 +182,46 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     return correction
 
 
-@dataclasses.dataclass(frozen=True)
-class AccuracyReport:
-    """Predicted against measured end-to-end latency on held-out architectures."""
-
-    n: int
-    mape: float
-    within_10pct: float
-    spearman: float
-    kendall: float
-    worst: tuple[dict[str, Any], ...]
-
-    @classmethod
-    def from_pairs(cls, predicted: Sequence[float], measured: Sequence[float], arch_ids: Sequence[str],
-                   worst: int = 5) -> AccuracyReport:
-        errors = [(p - m) / m for p, m in zip(predicted, measured)]
-        order = sorted(range(len(errors)), key=lambda i: -abs(errors[i]))[:worst]
-        worst_rows = tuple({"arch_id": arch_ids[i], "predicted_ms": predicted[i], "measured_ms": measured[i],
-                            "error": errors[i]} for i in order)
-        return cls(len(errors), statistics.fmean(abs(e) for e in errors),
-                   sum(abs(e) <= 0.10 for e in errors) / len(errors),
-                   spearman(predicted, measured) if len(errors) > 2 else math.nan,
-                   kendall(predicted, measured) if len(errors) > 2 else math.nan, worst_rows)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "worst": list(self.worst)}
+def answer_basis(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> dict[str, Any]:
+    """Which figures a validation stands behind: the reference-rescaled ones when most networks' groups
+    could rescale (round by round, or by the group's reference level; see ``_pairing``) and the table
+    has a reference speed, else the plain medians."""
+    counts = {b: sum(m.basis == b for m in measured) for b in ("paired", "level", "plain")}
+    rescaled = counts["paired"] + counts["level"]
+    n = len(measured)
+    if reference_ms is None:
+        basis, reason = "plain", "the table has no reference speed to rescale to (no paired entries)"
+    elif 2 * rescaled > n:
+        basis = "rescaled"
+        reason = (f"the reference workload was informative for {rescaled} of {n} networks ({counts['paired']} "
+                  f"round by round, {counts['level']} by its level over their group): their figures, at the "
+                  "table's reference speed, cancel the machine's drift since the table was built")
+    else:
+        basis = "plain"
+        reason = (f"for {counts['plain']} of {n} networks the reference workload added variation of its own and "
+                  "its level was not pinned down: the plain medians are the sounder figure")
+    groups = {m.group: {"group": m.group, **m.timing.basis.to_dict()} for m in measured}
+    return {"basis": basis, "reason": reason, "networks": n, **{f"{b}_networks": c for b, c in counts.items()},
+            "groups": [groups[g] for g in sorted(groups)]}
 
 
 def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *, n: int, seed: int,
                    batch: int = 1, config: HarnessConfig | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    artefacts: Path | None = None) -> dict[str, Any]:
-    """Measure ``n`` architectures the correction was not fitted on; report naive and corrected accuracy.
+    """Measure ``n`` architectures the correction was not fitted on; report the predictor's accuracy.
 
-    Predictions are at the table's reference speed, so the primary comparison rescales each
-    measured network by the reference workload timed interleaved with it (the machine's
-    drift since the table was built cancels); the plain session medians are reported too.
+    Two sets of measured figures are compared with the predictions: each network's ratio to
+    the reference workload timed beside it at the table's reference speed (*rescaled*:
+    ``naive``, ``corrected``; the machine's drift since the table was built cancels) and
+    the plain medians of this session (``raw_naive``, ``raw_corrected``). ``answer`` is the
+    one the validation stands behind (``answer_basis`` says which and why: see
+    :func:`answer_basis`), for the corrected predictor when the table has a correction.
+    ``baselines`` holds the FLOPs-linear, params-linear and scaled-roofline fits on the
+    table's correction networks, judged against the same figures as ``answer``.
     """
+    from vidnas.latency_models._baselines import baseline_reports
+
     if n < 3:
         raise SpecError("n", n, "must be >= 3 for rank correlations")
     excluded = set(table.meta.correction["arch_ids"]) if table.meta.correction else set()
@@ -183,31 +234,52 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     predictions = [predictor.predict(spec, batch=batch) for spec in specs]
     results = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
     reference_ms = table.reference_ms
+    ids = [s.arch_id for s in specs]
     naive = [p.naive_ms for p in predictions]
     corrected = [p.ms for p in predictions]
-    measured = [m.ms(reference_ms) for m in results]
-    raw = [m.measurement.median_ms for m in results]
-    rows = [{"arch_id": s.arch_id, "naive_ms": p.naive_ms, "corrected_ms": p.corrected_ms,
-             "measured_ms": m.ms(reference_ms), "raw_measured_ms": m.measurement.median_ms,
-             "ratio": m.ratio.median if m.ratio else None, "measured_cv": m.measurement.cv,
-             "measured_trusted": m.trusted, "measured_ci_low_ms": m.measurement.ci_low_ms,
-             "measured_ci_high_ms": m.measurement.ci_high_ms}
-            for s, p, m in zip(specs, predictions, results)]
-    ids = [s.arch_id for s in specs]
+    plain = [m.plain_ms for m in results]
+    rescaled = [m.rescaled_ms(reference_ms) for m in results]
+    has_rescaled = all(r is not None for r in rescaled)
+    chosen = answer_basis(results, reference_ms if has_rescaled else None)
+    answer_measured = [float(r) for r in rescaled] if chosen["basis"] == "rescaled" else plain  # type: ignore[arg-type]
+
+    def report(predicted: list[float], measured: list[float | None]) -> dict[str, Any] | None:
+        if not all(m is not None for m in measured):
+            return None
+        return AccuracyReport.from_pairs(predicted, [float(m) for m in measured], ids).to_dict()  # type: ignore[arg-type]
+
+    baselines = baseline_reports(table.meta, specs, answer_measured, batch=batch)
+    baseline_predictions = baselines.pop("predictions", {})
+    rows = []
+    for i, (s, p, m) in enumerate(zip(specs, predictions, results)):
+        rows.append({"arch_id": s.arch_id, "naive_ms": p.naive_ms, "corrected_ms": p.corrected_ms,
+                     "measured_ms": answer_measured[i], "rescaled_measured_ms": rescaled[i],
+                     "raw_measured_ms": m.plain_ms, "ratio": m.ratio.median if m.ratio else None,
+                     "basis": m.basis, "group": m.group, "passes": m.passes, "measured_cv": m.measurement.cv,
+                     "measured_trusted": m.trusted, "measured_reason": m.timing.reason,
+                     "measured_ci_low_ms": m.measurement.ci_low_ms, "measured_ci_high_ms": m.measurement.ci_high_ms,
+                     **{f"{name}_ms": values[i] for name, values in baseline_predictions.items()}})
+    has_correction = predictor.correction is not None
     return {
         "space": space.name,
         "n": n,
         "seed": seed,
         "batch": batch,
         "reference_ms": reference_ms,
-        # measured_ms: each network's median rescaled by the reference workload timed beside it
-        # (the units predictions are in); raw_*: the plain medians of this session
-        "naive": AccuracyReport.from_pairs(naive, measured, ids).to_dict(),
-        "raw_naive": AccuracyReport.from_pairs(naive, raw, ids).to_dict(),
-        "raw_corrected": AccuracyReport.from_pairs(corrected, raw, ids).to_dict() if predictor.correction else None,
-        "corrected": AccuracyReport.from_pairs(corrected, measured, ids).to_dict() if predictor.correction else None,
+        "answer": report(corrected if has_correction else naive, answer_measured),  # type: ignore[arg-type]
+        "answer_basis": chosen,
+        "answer_prediction": "corrected" if has_correction else "naive",
+        # rescaled: each network at the table's reference speed, by its ratio to the reference timed beside
+        # it (round by round where its group found that informative, else by the group's reference level)
+        "naive": report(naive, rescaled),
+        "corrected": report(corrected, rescaled) if has_correction else None,
+        # raw: the plain medians of this session
+        "raw_naive": report(naive, plain),  # type: ignore[arg-type]
+        "raw_corrected": report(corrected, plain) if has_correction else None,  # type: ignore[arg-type]
+        "baselines": baselines,
         "correction": predictor.correction.to_dict() if predictor.correction else None,
-        "untrusted_measurements": sum(not r["measured_trusted"] for r in rows),
+        "untrusted_measurements": sum(not m.trusted for m in results),
+        "remeasured": sum(m.passes > 1 for m in results),
         "rows": rows,
     }
 
@@ -222,10 +294,8 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
     Each chunk is denoised with ``steps`` passes that read the cache, then one pass at
     t = 0 writes it (CausVid), so a chunk costs ``steps + 1`` passes and attention cost
     grows with the cache. Eager PyTorch only: the caches live in Python state. Medians
-    over ``repeats`` full streams.
+    over ``repeats`` full streams; on a GPU each chunk is timed with CUDA events.
     """
-    import time
-
     import torch
 
     from vidnas.search_space import build_network, randomize_zero_layers_
@@ -242,7 +312,7 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
     chunks = chunks or max(1, total // chunk_frames)
     net = randomize_zero_layers_(build_network(spec)).eval().to(device)
     sample, timestep, context, ids = net.example_inputs(batch=1)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    clock = _chunk_clock(device)
     chunk_sample = sample[:, :chunk_frames].to(device)
     context = context.to(device) if context is not None else None
     ids = ids.to(device) if ids is not None else None
@@ -252,13 +322,7 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
             state: dict = {}
             times = []
             for _ in range(chunks):
-                sync()
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    net.stream(chunk_sample, 500.0, state, commit=False, context=context, added_time_ids=ids)
-                net.stream(chunk_sample, 0.0, state, commit=True, context=context, added_time_ids=ids)
-                sync()
-                times.append((time.perf_counter() - t0) * 1000)
+                times.append(clock(lambda cache=state: _stream_chunk(net, chunk_sample, cache, steps, context, ids)))
             if stream > 0 or repeats == 0:
                 for i, t in enumerate(times):
                     per_chunk[i].append(t)
@@ -270,6 +334,42 @@ def measure_streaming(spec: ArchSpec, *, chunk_frames: int, steps: int, chunks: 
         "steady_chunk_ms": statistics.fmean(steady), "steady_fps": chunk_frames * 1000 / statistics.fmean(steady),
         "per_chunk_ms": medians, "device": device, "threads": torch.get_num_threads(),
     }
+
+
+def _stream_chunk(net, chunk_sample, state: dict, steps: int, context, ids) -> None:
+    """One chunk: ``steps`` passes reading the cache, then one at t = 0 writing it."""
+    for _ in range(steps):
+        net.stream(chunk_sample, 500.0, state, commit=False, context=context, added_time_ids=ids)
+    net.stream(chunk_sample, 0.0, state, commit=True, context=context, added_time_ids=ids)
+
+
+def _chunk_clock(device: str) -> Callable[[Callable[[], None]], float]:
+    """Milliseconds one call of a function takes: CUDA events on a GPU (after synchronising), else the host clock."""
+    import time
+
+    import torch
+
+    if device.startswith("cuda"):
+        dev = torch.device(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def on_gpu(fn: Callable[[], None]) -> float:
+            torch.cuda.synchronize(dev)
+            with torch.cuda.device(dev):
+                start.record()
+                fn()
+                end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+
+        return on_gpu
+
+    def on_cpu(fn: Callable[[], None]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1000
+
+    return on_cpu
 
 
 # Frame scaling ---------------------------------------------------------------------------------

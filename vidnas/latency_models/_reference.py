@@ -2,10 +2,14 @@
 
 Shared machines change speed by tens of percent over seconds and minutes. Every table
 entry and every end-to-end network is therefore timed interleaved with this fixed
-workload, on the same backend, and stored as the median of paired ratios
-``latency / reference``; ratios measured minutes apart stay comparable when absolute
-times do not. A ratio converts to milliseconds through the reference's median time over
-the whole table (``TableMeta.reference_ms``).
+workload, on the same backend, and its ratio to it is stored beside its plain median;
+ratios measured minutes apart stay comparable when absolute times do not. A ratio
+converts to milliseconds through the reference's median time over the whole table
+(``TableMeta.reference_ms``). Whether a measurement group stands on its per-round ratios,
+on its plain medians rescaled by the reference's level, or on the plain medians alone is
+decided from the group's own rounds (``_pairing``): when the measured work uses every core
+or another process loads one, the reference competes with it and its ratio can turn to
+noise.
 
 The workload is a residual block (64 channels, 16x16, 4 frames, batch 1): convolutions,
 group norms and a linear layer, about the size of a typical unit.

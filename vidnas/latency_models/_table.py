@@ -1,7 +1,10 @@
 """The latency lookup table: one row per (unit signature, batch), stored as Parquet.
 
 Rows carry the unit's signature (everything its latency depends on), the measured
-statistics and the fingerprint of the environment that measured them. Table-wide facts
+statistics (plain median and spread, ratio to the reference workload, the ``basis`` its
+measurement group chose and why, the rounds of every pass in ``series``) and the
+fingerprint of the environment that measured them; :meth:`LatencyTable.latency_ms` reads
+an entry on its basis. Table-wide facts
 (backend, device, dtype, batch, threads, harness settings, the correction learnt from
 end-to-end measurements) sit in the Parquet file's metadata under ``vidnas``. Every save
 is atomic (written aside, then renamed), so an interrupted build never leaves a
@@ -27,8 +30,10 @@ COLUMNS = [
     "signature_id", "batch", "kind", "op", "signature", "median_ms", "p10_ms", "p90_ms", "mean_ms", "cv",
     "ci_low_ms", "ci_high_ms", "runs", "inner_loops", "warmup_runs", "trusted", "reason", "source", "measured_at",
     "fingerprint_id", "recheck_median_ms", "drift", "ratio", "ratio_ci_low", "ratio_ci_high", "reference_ms",
-    "recheck_ratio",
+    "recheck_ratio", "basis", "basis_reason", "plain_rel_ci", "ratio_rel_ci", "correlation", "passes", "series",
+    "level_ratio", "reference_rel_ci",
 ]
+CSV_EXCLUDED = ("series",)  # every round of every pass: kept in the Parquet table, not in the CSV export
 REQUIRED_CSV_COLUMNS = ("signature_id", "median_ms")
 
 
@@ -52,6 +57,7 @@ class TableMeta:
     reference: dict[str, Any] | None = None  # the paired workload: description and median_ms over the table
     correction: dict[str, Any] | None = None  # see ``_predictor.Correction``
     end_to_end: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the measurements behind it
+    adapted: dict[str, Any] | None = None  # mapped from another target's table (see ``_adapt``): source, K, method
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": TABLE_FORMAT, "version": TABLE_VERSION, **dataclasses.asdict(self)}
@@ -94,11 +100,21 @@ class LatencyTable:
         return ref.get("median_ms")
 
     def latency_ms(self, row: Mapping[str, Any]) -> float:
-        """An entry's latency: its ratio to the reference at the reference's typical speed when
-        both are known (drift between entries cancels), else its own median."""
-        ratio, ref = row.get("ratio"), self.reference_ms
-        if ratio is not None and ref is not None:
-            return float(ratio) * ref
+        """An entry's latency in milliseconds at the reference's typical speed over the table.
+
+        By the entry's basis (see ``_pairing``): ``plain``, its own median; ``level``, its
+        median over the reference's median in the same rounds; ``paired`` (and entries from
+        before the choice), its median per-round ratio to the reference. Without a ratio or a
+        reference speed (imported, adapted rows), its own median.
+        """
+        ref = self.reference_ms
+        basis = row.get("basis")
+        if basis == "plain" or ref is None:
+            return float(row["median_ms"])
+        if basis == "level" and row.get("level_ratio") is not None:
+            return float(row["level_ratio"]) * ref
+        if row.get("ratio") is not None:
+            return float(row["ratio"]) * ref
         return float(row["median_ms"])
 
     def median_ms(self, signature_id: str, batch: int) -> float | None:
@@ -194,7 +210,7 @@ class LatencyTable:
 
     def to_csv(self, path: str | Path) -> Path:
         path = Path(path)
-        frame = self.to_frame()
+        frame = self.to_frame().drop(columns=list(CSV_EXCLUDED))
         for key in ("backend", "device", "device_name", "dtype", "threads"):
             frame[key] = getattr(self.meta, key)
         frame.to_csv(path, index=False)
@@ -279,7 +295,7 @@ def table_summary(table: LatencyTable, space_signatures: Iterable[str] | None = 
         entry = by_kind.setdefault(key, {"entries": 0, "untrusted": 0, "total_median_ms": 0.0})
         entry["entries"] += 1
         entry["untrusted"] += 0 if r.get("trusted", True) else 1
-        entry["total_median_ms"] += float(r["median_ms"])
+        entry["total_median_ms"] += table.latency_ms(r)
     summary: dict[str, Any] = {
         "meta": {k: v for k, v in table.meta.to_dict().items() if k not in ("end_to_end",)},
         "entries": len(rows),
@@ -288,6 +304,8 @@ def table_summary(table: LatencyTable, space_signatures: Iterable[str] | None = 
         "cv_p90": cvs[int(0.9 * (len(cvs) - 1))] if cvs else None,
         "by_op": by_kind,
         "sources": sorted({str(r.get("source")) for r in rows}),
+        "bases": {b: sum(1 for r in rows if r.get("basis") == b) for b in ("paired", "level", "plain")},
+        "remeasured": sum(1 for r in rows if (r.get("passes") or 0) > 2),
         "end_to_end_measurements": len(table.meta.end_to_end),
     }
     if space_signatures is not None:

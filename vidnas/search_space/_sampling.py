@@ -300,6 +300,27 @@ def _tiny_enum(**shape: int | None) -> SearchSpace:
                                   summary="tiny UNet, one choice per level and position: small enough to enumerate")
 
 
+def _flops_mislead(**shape: int | None) -> SearchSpace:
+    """Options whose FLOPs and latency disagree: zero-FLOP and memory-bound ops beside dense ones.
+
+    Shifts (no FLOPs, only data movement), funnelled conv blocks (few FLOPs, full-width group
+    norms), windowed attention over many two-frame windows (many small products), temporal
+    multiscaling (half the frames inside, pooling and repetition around) and funnelled
+    attention, against dense conv3d and attn3d; on the tiny UNet so that it runs fast on a CPU.
+    """
+    base = get_preset("tiny").spec(**shape)
+    t = base.backbone.frames
+    strides = (1, 2) if t % 2 == 0 and t >= 4 else (1,)
+    res = [_opt("none"), _opt("shift", fold_div=(4, 8), temporal_stride=strides),
+           _opt("conv1d", funnel=(0.25, 1.0), temporal_stride=strides), _opt("conv3d")]
+    attn = [_opt("none"), _opt("attn1d", funnel=(0.25, 1.0), temporal_stride=strides), _opt("attn3d")]
+    if t >= 2:
+        attn.append(_opt("attn1d_window", window=(2,), window_stride=(1,), funnel=(0.25, 1.0)))
+    return SearchSpace.from_rules("flops-mislead", base, [("*.res", res), ("*.attn", attn)],
+                                  summary="tiny UNet with zero-FLOP and memory-bound temporal options, where FLOPs "
+                                          "mislead about latency (a benchmark of latency tables against counting)")
+
+
 SNAPGEN_V_OPS = (
     _opt("none"), _opt("conv1d", kernel=(3, 5)), _opt("conv3d"), _opt("attn1d"), _opt("attn3d"), _opt("xattn1d"),
     _opt("xattn3d"),
@@ -329,6 +350,7 @@ def _svd_pruning(preset: str, **shape: int | None) -> SearchSpace:
 _SPACES = {
     "tiny": _tiny,
     "tiny-enum": _tiny_enum,
+    "flops-mislead": _flops_mislead,
     "snapgen-v": _snapgen_v,
     "mobilevd": lambda **shape: _svd_pruning("mobilevd", **shape),
     "svd": lambda **shape: _svd_pruning("svd", **shape),
