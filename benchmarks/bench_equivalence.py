@@ -68,6 +68,16 @@ def unet_inputs(spec: ArchSpec, gen: torch.Generator) -> tuple[tuple, dict[str, 
     return (sample, timestep), reference_kwargs, (sample, timestep, context, added_time_ids)
 
 
+def cogvideox_inputs(spec: ArchSpec, gen: torch.Generator) -> tuple[tuple, dict[str, Any], tuple]:
+    """CogVideoX's call: ``hidden_states (B, T, C, H, W)``, ``encoder_hidden_states (B, L, text_dim)`` (L: the
+    backbone's text tokens, which must equal the reference's ``max_text_seq_length``), ``timestep (B,)``."""
+    bb = spec.backbone
+    sample = torch.randn(1, bb.frames, bb.in_channels, bb.latent_height, bb.latent_width, generator=gen)
+    timestep = torch.tensor([700.0])
+    context = torch.randn(1, bb.context_tokens, bb.context_dim, generator=gen)
+    return (sample, context, timestep), {"return_dict": True}, (sample, timestep, context, None)
+
+
 CASES: dict[str, Case] = {
     "svd": Case(
         name="svd",
@@ -75,6 +85,13 @@ CASES: dict[str, Case] = {
         reference_kwargs={},  # Stable Video Diffusion img2vid: diffusers' default config
         spec=lambda: preset_spec("svd", frames=3, height=128, width=128),
         inputs=unet_inputs,
+    ),
+    "cogvideox-2b": Case(
+        name="cogvideox-2b",
+        reference_class="diffusers:CogVideoXTransformer3DModel",
+        reference_kwargs={},  # CogVideoX 2B: diffusers' default config
+        spec=lambda: preset_spec("cogvideox-2b", frames=5, height=64, width=96),
+        inputs=cogvideox_inputs,
     ),
 }
 

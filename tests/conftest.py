@@ -87,6 +87,38 @@ def token_slot_shape(op: str):
     return test_token_backbone().slot_shape(TOKEN_OP_POSITIONS.get(op, "attn"))
 
 
+def joint_token_backbone():
+    """The token test backbone with joint text (CogVideoX's styles): 5 text tokens lead the 4x4x4 grid."""
+    import dataclasses
+
+    from vidnas.search_space._dit_presets import COGVIDEOX_2B
+
+    return dataclasses.replace(COGVIDEOX_2B, in_channels=4, out_channels=4, heads=2, head_dim=16, depth=1,
+                               ffn_dim=64, text_dim=24, text_tokens=5, freq_dim=32, time_dim=16, frames=4,
+                               latent_height=8, latent_width=8)
+
+
+def joint_token_slot_shape(op: str):
+    return joint_token_backbone().slot_shape(TOKEN_OP_POSITIONS.get(op, "attn"))
+
+
+def joint_token_op_cases(*, accepted: bool = True) -> list[tuple[str, dict]]:
+    """The token cases whose op accepts a joint-text slot (``accepted``), or those it refuses."""
+    from vidnas._errors import SpecError
+    from vidnas.search_space import get_temporal_op
+
+    out = []
+    for op, params in token_op_cases():
+        try:
+            get_temporal_op(op).canonical_params(params, joint_token_slot_shape(op), "case")
+            ok = True
+        except SpecError:
+            ok = False
+        if ok == accepted:
+            out.append((op, params))
+    return out
+
+
 def token_streaming_cases() -> list[tuple[str, dict]]:
     from vidnas.search_space import get_temporal_op
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 from conftest import (
     case_id,
+    joint_token_op_cases,
+    joint_token_slot_shape,
     op_cases,
     randomize_,
     streaming_cases,
@@ -413,3 +415,141 @@ def test_registry_lists_every_token_op_the_design_names():
     assert {"tok_full", "tok_factorised", "tok_spatial", "tok_temporal", "tok_window", "tok_blockcausal",
             "tok_causal_window", "tok_sparse_heads", "tok_xattn", "tok_ff"} <= ops
     assert all(get_temporal_op(o).cost is not None and get_temporal_op(o).layouts == ("tokens",) for o in ops)
+
+
+# Token ops on a joint-text slot (the text tokens lead the grid; contract in _ops_tokens) ------------
+
+JOINT_CASES = joint_token_op_cases()
+
+
+def joint_build(op: str, params: dict):
+    from vidnas.search_space._token_branches import TokenSlot
+
+    shape = joint_token_slot_shape(op)
+    canonical = get_temporal_op(op).canonical_params(params, shape, "test")
+    return TokenSlot(op, canonical, shape).eval(), canonical, shape
+
+
+def joint_inputs(shape, batch: int = 2, seed: int = 0):
+    """``(x, temb)``: ``x`` the text prefix then the grid's tokens, ``temb`` the time embedding."""
+    gen = torch.Generator().manual_seed(seed)
+    tokens = shape.extra("prefix_tokens") + shape.frames * shape.height * shape.width
+    x = torch.randn(batch, tokens, shape.channels, generator=gen)
+    return x, torch.randn(batch, shape.temb_channels, generator=gen)
+
+
+class _JointWrapped(torch.nn.Module):
+    """A joint-text token slot as a module of plain tensors."""
+
+    def __init__(self, slot, shape) -> None:
+        super().__init__()
+        self.slot, self.grid, self.prefix = slot, _grid(shape), shape.extra("prefix_tokens")
+
+    def forward(self, x, temb):
+        from vidnas.search_space._token_branches import TokenConditioning
+
+        return self.slot(x, TokenConditioning(self.grid, temb=temb, prefix=self.prefix)) * 1.0
+
+
+def test_joint_text_is_accepted_by_the_ops_that_define_it():
+    assert {op for op, _ in JOINT_CASES} == {"tok_full", "tok_ff"}
+
+
+@pytest.mark.parametrize("case", JOINT_CASES, ids=case_id)
+def test_joint_token_shape_finite_identity_start_and_text_rows(case):
+    """Identity at initialisation; with random weights the text tokens change too, by their own rows:
+    the same tokens placed in the text prefix or in the grid come out differently."""
+    op, params = case
+    slot, _, shape = joint_build(op, params)
+    model = _JointWrapped(slot, shape)
+    x, temb = joint_inputs(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, temb), x, rtol=0, atol=0)
+        randomize_(slot)
+        y = model(x, temb)
+    prefix = shape.extra("prefix_tokens")
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert (y[:, :prefix] - x[:, :prefix]).abs().max() > 0
+    if op == "tok_ff":  # per token: a text token equal to a video token differs only by the rows
+        x2 = x.clone()
+        x2[:, 0] = x2[:, prefix]
+        with torch.no_grad():
+            y2 = model(x2, temb)
+        assert not torch.allclose(y2[:, 0], y2[:, prefix])
+
+
+@pytest.mark.parametrize("case", JOINT_CASES, ids=case_id)
+def test_joint_token_causality(case):
+    """Causal ops: changing the grid from a frame on never changes the text tokens or an earlier frame.
+    The others mix frames: later frames reach the text tokens and earlier frames."""
+    op, params = case
+    slot, canonical, shape = joint_build(op, params)
+    randomize_(slot, seed=1)
+    model = _JointWrapped(slot, shape)
+    x, temb = joint_inputs(shape)
+    prefix, hw = shape.extra("prefix_tokens"), shape.height * shape.width
+    leaks = []
+    for boundary in range(1, shape.frames):
+        x2 = x.clone()
+        x2[:, prefix + boundary * hw :] += torch.randn_like(x2[:, prefix + boundary * hw :])
+        with torch.no_grad():
+            y1, y2 = model(x, temb), model(x2, temb)
+        leaks.append(not torch.equal(y1[:, : prefix + boundary * hw], y2[:, : prefix + boundary * hw]))
+    assert any(leaks) != get_temporal_op(op).is_causal(canonical)
+
+
+@pytest.mark.parametrize("case", JOINT_CASES, ids=case_id)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_joint_token_cost_formula_matches_trace(case, batch):
+    from vidnas.search_space._token_branches import TokenSlot
+    from vidnas.search_space._tracing import _fake_mode, count_module_call
+
+    op, params = case
+    shape = joint_token_slot_shape(op)
+    canonical = get_temporal_op(op).canonical_params(params, shape, "test")
+    cost = slot_cost(op, canonical, shape, batch)
+    with torch.device("meta"):
+        model = _JointWrapped(TokenSlot(op, canonical, shape), shape)
+    params_traced = sum(p.numel() for p in model.parameters())
+    with _fake_mode():
+        model = model.to_empty(device="cpu")
+        args = tuple(torch.empty(a.shape) for a in joint_inputs(shape, batch))
+        flops, peak = count_module_call(model, args, args)
+    assert (cost.params, cost.flops) == (params_traced, flops)
+    assert abs(cost.peak * 4 / peak - 1) < 0.02, (cost.peak * 4, peak)
+
+
+@pytest.mark.parametrize("case", JOINT_CASES, ids=case_id)
+def test_joint_token_onnx_export_matches_torch(case, tmp_path):
+    import onnxruntime as ort
+
+    op, params = case
+    slot, _, shape = joint_build(op, params)
+    randomize_(slot, seed=3)
+    args = joint_inputs(shape)
+    model = _JointWrapped(slot, shape).eval()
+    with torch.no_grad():
+        expected = model(*args).numpy()
+    session = ort.InferenceSession(str(export_onnx(model, args, tmp_path / "op.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    arrays = {onnx_input_name(i): a.numpy() for i, a in enumerate(args)}
+    (got,) = session.run(None, {i.name: arrays[i.name] for i in session.get_inputs()})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", JOINT_CASES, ids=case_id)
+def test_joint_token_coreml_conversion(case):
+    op, params = case
+    slot, _, shape = joint_build(op, params)
+    model = convert_coreml(_JointWrapped(slot, shape), joint_inputs(shape))
+    assert model.get_spec().WhichOneof("Type") == "mlProgram"
+
+
+@pytest.mark.parametrize("op", sorted({op for op, _ in joint_token_op_cases(accepted=False)}))
+def test_token_ops_without_joint_text_refuse_it_naming_slot_op_and_why(op):
+    from vidnas._errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        get_temporal_op(op).canonical_params({}, joint_token_slot_shape(op), "temporal.block.0.attn.params")
+    assert err.value.field == "temporal.block.0.attn.op" and err.value.value == op
+    assert "joint" in str(err.value) and "tok_full" in str(err.value)

@@ -72,7 +72,7 @@ def _unit_estimate(plan, cost, batch: int, dev: DeviceSpec, dtype: str) -> dict[
     if cost is None:
         raise SpecError(f"temporal.{plan.slot}.op", plan.config.get("op"), "has no cost formula to estimate")
     rows = batch * plan.frames
-    act = rows * _numel(plan.in_shape) + batch * plan.out_frames * _numel(plan.out_shape)
+    act = plan.in_elements(batch) + plan.out_elements(batch)
     if plan.aux_shape is not None:
         act += rows * _numel(plan.aux_shape)
     bytes_moved = ITEMSIZE.get(dtype, 4) * (cost.params + act)

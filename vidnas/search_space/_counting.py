@@ -111,13 +111,6 @@ def _unit_count(plan: UnitPlan, params: int, flops: int, peak: int, live: int) -
     return UnitCount(plan.name, plan.kind, plan.slot, plan.level, op, plan.signature_id, params, flops, peak, live)
 
 
-def _bytes(shape: tuple[int, ...], n: int, itemsize: int) -> int:
-    size = n * itemsize
-    for d in shape:
-        size *= d
-    return size
-
-
 def count_spec(spec: ArchSpec, *, batch: int = 1, dtype: str = "float32", method: str = "analytic") -> CountReport:
     """Params, FLOPs and peak activation bytes of one UNet call on ``batch`` clips.
 
@@ -153,7 +146,7 @@ def count_spec(spec: ArchSpec, *, batch: int = 1, dtype: str = "float32", method
             alive = {h_id, *walk.alive()} | ({aux} if aux is not None else set())
             live = cond_bytes + sum(sizes[i] for i in alive) + unit_peak
             out = len(sizes)
-            sizes[out] = _bytes(plan.out_shape, batch * plan.out_frames, itemsize)
+            sizes[out] = plan.out_elements(batch) * itemsize
         peak = max(peak, live)
         units.append(_unit_count(plan, params, flops, unit_peak, live))
         return out

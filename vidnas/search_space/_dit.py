@@ -37,6 +37,7 @@ from vidnas.search_space._token_branches import (
     grid_rotary,
     make_norm,
     rotary_tables,
+    sincos_positions,
 )
 
 __all__ = ["VideoDiT", "build_dit_unit", "call_dit_unit", "dit_unit_inputs", "map_reference_state"]
@@ -46,42 +47,54 @@ __all__ = ["VideoDiT", "build_dit_unit", "call_dit_unit", "dit_unit_inputs", "ma
 
 
 class TimeEmbedUnit(nn.Module):
-    """Timestep -> ``(B, 1 + rows, D)``: the time embedding ``temb`` (row 0) and the shared time
-    projection's AdaLN rows (Wan's ``condition_embedder`` time path)."""
+    """Timestep -> ``(B, 1 + rows, dim)``: the time embedding ``temb`` (row 0) and the shared time
+    projection's AdaLN rows (Wan's ``condition_embedder`` time path); with ``rows`` 0 (expert
+    modulation, CogVideoX's ``time_embedding``) the time embedding alone."""
 
     def __init__(self, dim: int, freq_dim: int, rows: int) -> None:
         super().__init__()
         self.dim, self.freq_dim, self.rows = dim, freq_dim, rows
         self.time_embedder = TimestepMLP(freq_dim, dim)
-        self.time_proj = nn.Linear(dim, rows * dim)
+        if rows:
+            self.time_proj = nn.Linear(dim, rows * dim)
 
     def forward(self, timestep: torch.Tensor) -> torch.Tensor:
-        dtype = self.time_proj.weight.dtype
+        dtype = self.time_embedder.linear_1.weight.dtype
         temb = self.time_embedder(sinusoidal_embedding(timestep, self.freq_dim).to(dtype))
+        if not self.rows:
+            return temb[:, None]
         rows = self.time_proj(F.silu(temb)).unflatten(1, (self.rows, self.dim))
         return torch.cat([temb[:, None], rows], dim=1)
 
 
 class TextEmbedUnit(nn.Module):
-    """Text tokens to the hidden width: Linear, tanh-GELU, Linear (PixArt's caption projection, as Wan)."""
+    """Text tokens to the hidden width: Linear, tanh-GELU, Linear (PixArt's caption projection, as Wan),
+    or one Linear (``projection="linear"``, CogVideoX's ``text_proj``)."""
 
-    def __init__(self, text_dim: int, dim: int) -> None:
+    def __init__(self, text_dim: int, dim: int, projection: str = "mlp") -> None:
         super().__init__()
         self.linear_1 = nn.Linear(text_dim, dim)
-        self.act = nn.GELU(approximate="tanh")
-        self.linear_2 = nn.Linear(dim, dim)
+        if projection == "mlp":
+            self.act = nn.GELU(approximate="tanh")
+            self.linear_2 = nn.Linear(dim, dim)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "linear_2"):
+            return self.linear_1(context)
         return self.linear_2(self.act(self.linear_1(context)))
 
 
 class PatchEmbedUnit(nn.Module):
     """Latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` by a strided convolution
-    (2-D when the patch spans one frame)."""
+    (2-D when the patch spans one frame); plus ``cond.positions`` (``positions="sincos3d"``), and
+    after the projected text tokens ``cond.context`` (``prefix`` > 0: joint text) ->
+    ``(B, prefix + T'*H'*W', D)``."""
 
-    def __init__(self, in_channels: int, dim: int, patch_size: list[int]) -> None:
+    def __init__(self, in_channels: int, dim: int, patch_size: list[int], positions: str = "none",
+                 prefix: int = 0) -> None:
         super().__init__()
         self.patch_size = tuple(patch_size)
+        self.positions, self.prefix = positions != "none", prefix
         pt, ph, pw = self.patch_size
         if pt == 1:
             self.proj = nn.Conv2d(in_channels, dim, (ph, pw), stride=(ph, pw))
@@ -89,6 +102,18 @@ class PatchEmbedUnit(nn.Module):
             self.proj = nn.Conv3d(in_channels, dim, self.patch_size, stride=self.patch_size)
 
     def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self._tokens(h, cond)
+        if self.positions:
+            if cond.positions is None:
+                raise ValueError("this patchify adds positions: pass `positions` in the conditioning")
+            tokens = tokens + cond.positions
+        if self.prefix:
+            if cond.context is None:
+                raise ValueError("joint text leads the tokens: pass the projected text as `context`")
+            tokens = torch.cat([cond.context, tokens], dim=1)
+        return tokens
+
+    def _tokens(self, h: torch.Tensor, cond: TokenConditioning) -> torch.Tensor:
         t = cond.grid[0] * self.patch_size[0]
         b = h.shape[0] // t
         if self.patch_size[0] == 1:
@@ -115,14 +140,41 @@ class HeadUnit(nn.Module):
 
     def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
         shift, scale = (self.table + cond.temb[:, None]).chunk(2, dim=1)
-        y = self.proj(self.norm(h) * (1 + scale) + shift)  # (B, T'*H'*W', pt * C * ph * pw)
-        (tt, th, tw), (pt, ph, pw) = cond.grid, self.patch_size
-        b, c = y.shape[0], self.out_channels
-        # (B*T'*H', W', pt*C*ph, pw) -> (B*T'*H', pt*C*ph, W', pw): columns interleave with pixels
-        y = y.reshape(b * tt * th, tw, pt * c * ph, pw).transpose(1, 2)
-        # (B*T', H', pt*C, ph*W) -> (B*T', pt*C, H', ph*W): rows interleave, time and channels lead
-        y = y.reshape(b * tt, th, pt * c, ph * tw * pw).transpose(1, 2)
-        return y.reshape(b * tt * pt, c, th * ph, tw * pw)
+        # (B, T'*H'*W', pt * C * ph * pw), handed on unnamed so that the unpatchify's copies replace it
+        return unpatchify(self.proj(self.norm(h) * (1 + scale) + shift), cond.grid, self.patch_size,
+                          self.out_channels)
+
+
+def unpatchify(y: torch.Tensor, grid: tuple[int, int, int], patch_size: tuple[int, ...], c: int) -> torch.Tensor:
+    """``(B, T'*H'*W', pt * C * ph * pw)`` patches -> latent frames ``(B*T, C, H, W)``."""
+    (tt, th, tw), (pt, ph, pw) = grid, patch_size
+    b = y.shape[0]
+    # (B*T'*H', W', pt*C*ph, pw) -> (B*T'*H', pt*C*ph, W', pw): columns interleave with pixels
+    y = y.reshape(b * tt * th, tw, pt * c * ph, pw).transpose(1, 2)
+    # (B*T', H', pt*C, ph*W) -> (B*T', pt*C, H', ph*W): rows interleave, time and channels lead
+    y = y.reshape(b * tt, th, pt * c, ph * tw * pw).transpose(1, 2)
+    return y.reshape(b * tt * pt, c, th * ph, tw * pw)
+
+
+class AdaNormHeadUnit(nn.Module):
+    """CogVideoX's output: the video tokens (any joint text prefix dropped) through a final norm, then an
+    AdaLayerNorm (``shift, scale = Linear(SiLU(temb))``, an affine norm), the projection to patches and
+    the unpatchify -> ``(B*T, C_out, H, W)``."""
+
+    def __init__(self, dim: int, out_channels: int, patch_size: list[int], eps: float, norm: str, modulation: str,
+                 temb_dim: int, prefix: int = 0) -> None:
+        super().__init__()
+        self.patch_size, self.out_channels, self.prefix = tuple(patch_size), out_channels, prefix
+        self.norm_final = make_norm(norm, dim, eps)
+        self.linear = nn.Linear(temb_dim, 2 * dim)
+        self.norm = make_norm(norm, dim, eps)
+        self.proj = nn.Linear(dim, out_channels * math.prod(patch_size))
+
+    def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        video = h[:, cond.prefix :] if cond.prefix else h
+        shift, scale = self.linear(F.silu(cond.temb))[:, None].chunk(2, dim=2)
+        return unpatchify(self.proj(self.norm(self.norm_final(video)) * (1 + scale) + shift), cond.grid,
+                          self.patch_size, self.out_channels)
 
 
 class TokenSlotUnit(nn.Module):
@@ -151,21 +203,23 @@ class FramesSlotUnit(nn.Module):
     def _frames_args(self, h: torch.Tensor, cond: TokenConditioning):
         t, height, width = cond.grid
         b, _, d = h.shape
-        x = h.reshape(b * t, height, width, d).permute(0, 3, 1, 2)
+        video = h[:, cond.prefix :] if cond.prefix else h  # joint text passes a frames op unchanged
+        x = video.reshape(b * t, height, width, d).permute(0, 3, 1, 2)
         temb = cond.temb.repeat_interleave(t, dim=0) if self.temb else None
         context = cond.context.repeat_interleave(t, dim=0) if self.context else None
         return x, t, temb, context
 
     @staticmethod
-    def _tokens(y: torch.Tensor, b: int) -> torch.Tensor:
-        return y.permute(0, 2, 3, 1).reshape(b, -1, y.shape[1])
+    def _tokens(y: torch.Tensor, h: torch.Tensor, cond: TokenConditioning) -> torch.Tensor:
+        tokens = y.permute(0, 2, 3, 1).reshape(h.shape[0], -1, y.shape[1])
+        return torch.cat([h[:, : cond.prefix], tokens], dim=1) if cond.prefix else tokens
 
     def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
-        return self._tokens(self.slot(*self._frames_args(h, cond)), h.shape[0])
+        return self._tokens(self.slot(*self._frames_args(h, cond)), h, cond)
 
     def stream(self, h: torch.Tensor, cond: TokenConditioning, state: dict, *, commit: bool) -> torch.Tensor:
         x, t, temb, context = self._frames_args(h, cond)
-        return self._tokens(self.slot.stream(x, t, state, commit=commit, temb=temb, context=context), h.shape[0])
+        return self._tokens(self.slot.stream(x, t, state, commit=commit, temb=temb, context=context), h, cond)
 
 
 def _slot_flags(plan: UnitPlan) -> tuple[bool, bool, bool]:
@@ -175,6 +229,11 @@ def _slot_flags(plan: UnitPlan) -> tuple[bool, bool, bool]:
     opdef = get_temporal_op(plan.config["op"])
     rotary = not is_frames_slot(plan) and dict(slot_shape(plan).extras).get("positions") == "rope3d"
     return opdef.uses_temb(plan.config["params"]), opdef.uses_context, rotary
+
+
+def _reads_temb(plan: UnitPlan) -> bool:
+    """A token slot modulated by the time embedding itself (``expert``) rather than the shared AdaLN rows."""
+    return is_frames_slot(plan) or dict(slot_shape(plan).extras).get("modulation") == "expert"
 
 
 def build_dit_unit(plan: UnitPlan) -> nn.Module:
@@ -187,28 +246,33 @@ def build_dit_unit(plan: UnitPlan) -> nn.Module:
             return FramesSlotUnit(TemporalSlot(c["op"], c["params"], shape), temb=temb, context=context)
         return TokenSlotUnit(TokenSlot(c["op"], c["params"], shape))
     builders = {"time_embed": TimeEmbedUnit, "text_embed": TextEmbedUnit, "patch_embed": PatchEmbedUnit,
-                "head": HeadUnit}
+                "head": AdaNormHeadUnit if c.get("modulation") == "expert" else HeadUnit}
     return builders[plan.kind](**c)
 
 
 def call_dit_unit(module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor, ...]) -> Any:
-    """Run a DiT unit on plain tensors: ``(timestep,)`` or ``(context,)`` for the conditioning, ``(frames,)``
-    for the patch embedding, ``(tokens, temb)`` for the head, and for a slot ``(tokens[, temb or AdaLN rows]
-    [, context][, cos, sin])``."""
+    """Run a DiT unit on plain tensors: ``(timestep,)`` or ``(context,)`` for the conditioning,
+    ``(frames[, projected text][, positions])`` for the patch embedding, ``(tokens, temb)`` for the head,
+    and for a slot ``(tokens[, temb or AdaLN rows][, context][, cos, sin])``. With joint text the
+    tokens are ``(B, prefix + T*H*W, D)``."""
     if plan.conditioning:
         return module(*tensors)
     grid = (plan.frames, plan.in_shape[1], plan.in_shape[2])
     if plan.kind == "patch_embed":
         pt = plan.config["patch_size"][0]
-        return module(tensors[0], TokenConditioning((plan.frames // pt, plan.out_shape[1], plan.out_shape[2])))
+        cond = TokenConditioning((plan.frames // pt, plan.out_shape[1], plan.out_shape[2]), prefix=plan.out_prefix)
+        it = iter(tensors[1:])
+        cond.context = next(it) if plan.out_prefix else None
+        cond.positions = next(it) if plan.config.get("positions", "none") != "none" else None
+        return module(tensors[0], cond)
     if plan.kind == "head":
-        return module(tensors[0], TokenConditioning(grid, temb=tensors[1]))
+        return module(tensors[0], TokenConditioning(grid, temb=tensors[1], prefix=plan.in_prefix))
     temb, context, rotary = _slot_flags(plan)
     it = iter(tensors)
     h = next(it)
-    cond = TokenConditioning(grid)
+    cond = TokenConditioning(grid, prefix=plan.in_prefix)
     if temb:
-        if is_frames_slot(plan):
+        if _reads_temb(plan):
             cond.temb = next(it)
         else:
             cond.modulation = next(it)
@@ -231,15 +295,20 @@ def dit_unit_inputs(plan: UnitPlan, backbone: DiTBackbone, batch: int = 1, *, se
     if plan.kind == "text_embed":
         return (torch.randn(batch, bb.text_tokens, bb.text_dim, generator=gen, dtype=dtype),)
     if plan.kind == "patch_embed":
-        return (torch.randn(batch * plan.frames, *plan.in_shape, generator=gen, dtype=dtype),)
-    tokens = plan.frames * plan.in_shape[1] * plan.in_shape[2]
+        out = [torch.randn(batch * plan.frames, *plan.in_shape, generator=gen, dtype=dtype)]
+        if plan.out_prefix:
+            out.append(torch.randn(batch, plan.out_prefix, d, generator=gen, dtype=dtype))
+        if plan.config.get("positions", "none") == "sincos3d":
+            out.append(sincos_positions(d, bb.grid, bb.pos_scale_spatial, bb.pos_scale_temporal).to(dtype))
+        return tuple(out)
+    tokens = plan.in_prefix + plan.frames * plan.in_shape[1] * plan.in_shape[2]
     h = torch.randn(batch, tokens, plan.in_shape[0], generator=gen, dtype=dtype)
     if plan.kind == "head":
-        return h, torch.randn(batch, d, generator=gen, dtype=dtype)
+        return h, torch.randn(batch, bb.temb_dim, generator=gen, dtype=dtype)
     temb, context, rotary = _slot_flags(plan)
     out = [h]
     if temb:
-        shape = (batch, d) if is_frames_slot(plan) else (batch, bb.modulation_rows, d)
+        shape = (batch, bb.temb_dim) if _reads_temb(plan) else (batch, bb.modulation_rows, d)
         out.append(torch.randn(*shape, generator=gen, dtype=dtype))
     if context:
         out.append(torch.randn(batch, bb.context_tokens, d, generator=gen, dtype=dtype))
@@ -291,18 +360,22 @@ class VideoDiT(nn.Module):
             raise ValueError(f"{frames} latent frames are not a multiple of the temporal patch {pt}")
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(batch)
         time = self.units["time_embed"](timestep)
-        temb, modulation = time[:, 0], time[:, 1:]
+        temb, modulation = time[:, 0], (time[:, 1:] if bb.modulation_rows else None)
         text = None
         if "text_embed" in self.units:
             if context is None:
-                raise ValueError(f"this backbone cross-attends to text: pass `context` of shape (B, L, {bb.text_dim})")
+                raise ValueError(f"this backbone is conditioned on text: pass `context` of shape (B, L, {bb.text_dim})")
             text = self.units["text_embed"](context)
         grid = (frames // pt, bb.latent_height // ph, bb.latent_width // pw)
-        rotary = None
+        rotary = positions = None
         if bb.positions == "rope3d":
             rotary = tuple(t.to(temb.dtype) for t in grid_rotary(self.rope_cos, self.rope_sin, bb.rope_split, grid,
                                                                   frame_offset // pt))
-        return TokenConditioning(grid, temb, modulation, text, rotary, frame_offset // pt)
+        elif bb.positions == "sincos3d":
+            positions = sincos_positions(bb.dim, grid, bb.pos_scale_spatial, bb.pos_scale_temporal,
+                                         frame_offset // pt).to(device=temb.device, dtype=temb.dtype)
+        prefix = text.shape[1] if bb.text_mode == "joint" else 0
+        return TokenConditioning(grid, temb, modulation, text, rotary, frame_offset // pt, prefix, positions)
 
     def run_units(self, h: torch.Tensor, cond: TokenConditioning, *, streams: dict | None = None,
                   commit: bool = False) -> torch.Tensor:
@@ -397,13 +470,40 @@ def _diffusers_wan_key(key: str, depth: int) -> list[tuple[str, Any]]:
     return [(f"{prefix}_{simple[rest]}", None)] if rest in simple else []
 
 
+def _diffusers_cogvideox_key(key: str, depth: int) -> list[tuple[str, Any]]:
+    """Targets of one diffusers ``CogVideoXTransformer3DModel`` key: ``(our key, transform)`` pairs."""
+    parts = key.split(".")
+    stem, leaf = ".".join(parts[:-1]), parts[-1]
+    fixed = {
+        "time_embedding.linear_1": "units.time_embed.time_embedder.linear_1",
+        "time_embedding.linear_2": "units.time_embed.time_embedder.linear_2",
+        "patch_embed.text_proj": "units.text_embed.linear_1",
+        "patch_embed.proj": "units.patch_embed.proj",
+        "norm_final": "units.head.norm_final",
+        "norm_out.linear": "units.head.linear",
+        "norm_out.norm": "units.head.norm",
+        "proj_out": "units.head.proj",
+    }
+    if stem in fixed:
+        return [(f"{fixed[stem]}.{leaf}", stem)]
+    if parts[0] != "transformer_blocks" or int(parts[1]) >= depth:
+        return []
+    prefix, rest = f"units.block_{parts[1]}", ".".join(parts[2:-1])
+    blocks = {"norm1.linear": "attn.slot.branch.modulation.linear", "norm1.norm": "attn.slot.branch.norm",
+              "norm2.linear": "ff.slot.branch.modulation.linear", "norm2.norm": "ff.slot.branch.norm",
+              "ff.net.0.proj": "ff.slot.branch.proj_in", "ff.net.2": "ff.slot.branch.proj_out"}
+    for theirs, ours in _DIFFUSERS_ATTENTION.items():
+        blocks[f"attn1.{theirs}"] = f"attn.slot.branch.attn.{ours}"
+    return [(f"{prefix}_{blocks[rest]}.{leaf}", None)] if rest in blocks else []
+
+
 def _transform(value: torch.Tensor, how: Any, bb: DiTBackbone) -> torch.Tensor:
     if isinstance(how, slice):
         return value[:, how]
     pt, ph, pw = bb.patch_size
     if how == "patch_embedding" and pt == 1 and value.ndim == 5:
         return value[:, :, 0]  # a one-frame Conv3d kernel is our Conv2d kernel
-    if how == "proj_out":  # diffusers orders a patch's outputs (t, h, w, c); ours (t, c, h, w)
+    if how == "proj_out" and bb.text_mode == "cross":  # Wan orders a patch's outputs (t, h, w, c); ours (t, c, h, w)
         c = bb.out_channels
         return value.reshape(pt, ph, pw, c, *value.shape[1:]).permute(0, 3, 1, 2, *range(4, value.ndim + 3)) \
             .reshape(value.shape)
@@ -414,22 +514,24 @@ def map_reference_state(spec: ArchSpec, state: Mapping[str, torch.Tensor], *, re
                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """``(state dict for build_network(spec), reference keys left unmapped)`` from a reference's weights.
 
-    ``reference="diffusers"``: ``WanTransformer3DModel``. A weight lands where ``spec`` has a
-    parameter of the same role and shape (a block that exists, an op with that sub-layer: every
-    self-attention op has Wan's projections); the rest is reported unmapped (dropped blocks,
-    funnelled widths, blocks beyond ``depth``).
+    ``reference="diffusers"``: ``WanTransformer3DModel``, or ``CogVideoXTransformer3DModel`` for a
+    backbone with joint text (CogVideoX's patch order, (c, h, w), is ours: no permutation). A weight
+    lands where ``spec`` has a parameter of the same role and shape (a block that exists, an op with
+    that sub-layer: every self-attention op has the reference's projections); the rest is reported
+    unmapped (dropped blocks, funnelled widths, blocks beyond ``depth``).
     """
     if reference != "diffusers":
         raise SpecError("reference", reference, "has no weight mapping for the `dit` family",
-                        "use `diffusers` (WanTransformer3DModel)")
+                        "use `diffusers` (WanTransformer3DModel, CogVideoXTransformer3DModel)")
     bb = spec.backbone
+    targets = _diffusers_cogvideox_key if bb.text_mode == "joint" else _diffusers_wan_key
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in VideoDiT(spec).state_dict().items()}
     mapped: dict[str, torch.Tensor] = {}
     unmapped: list[str] = []
     for key, value in state.items():
         placed = False
-        for target, how in _diffusers_wan_key(key, bb.depth):
+        for target, how in targets(key, bb.depth):
             tensor = _transform(value, how, bb)
             if shapes.get(target) == tensor.shape:
                 mapped[target] = tensor

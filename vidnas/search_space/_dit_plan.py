@@ -39,26 +39,38 @@ def dit_plan(spec: ArchSpec) -> list[UnitPlan]:
     pt = bb.patch_size[0]
     tokens = (d, th, tw)
     frames_out = None if pt == 1 else bb.frames
-    units = [UnitPlan("time_embed", "time_embed", {"dim": d, "freq_dim": bb.freq_dim, "rows": bb.modulation_rows},
-                      (0, 1, 1), (d, 1, 1), tt, family="dit", conditioning=True)]
+    prefix = bb.prefix_tokens  # joint text: the stream is the text tokens, then the grid
+    temb = bb.temb_dim
+    units = [UnitPlan("time_embed", "time_embed", {"dim": temb, "freq_dim": bb.freq_dim, "rows": bb.modulation_rows},
+                      (0, 1, 1), (temb, 1, 1), tt, family="dit", conditioning=True)]
     if bb.text_dim:
-        units.append(UnitPlan("text_embed", "text_embed", {"text_dim": bb.text_dim, "dim": d},
-                              (bb.text_dim, bb.text_tokens, 1), (d, bb.text_tokens, 1), tt, family="dit",
-                              conditioning=True))
+        text = {"text_dim": bb.text_dim, "dim": d}
+        if bb.text_projection != "mlp":
+            text["projection"] = bb.text_projection
+        units.append(UnitPlan("text_embed", "text_embed", text, (bb.text_dim, bb.text_tokens, 1),
+                              (d, bb.text_tokens, 1), tt, family="dit", conditioning=True))
+    patch: dict = {"in_channels": bb.in_channels, "dim": d, "patch_size": list(bb.patch_size)}
+    if bb.positions == "sincos3d":
+        patch["positions"] = bb.positions
+    if prefix:
+        patch["prefix"] = prefix
     units += [
-        UnitPlan("patch_embed", "patch_embed", {"in_channels": bb.in_channels, "dim": d,
-                                                "patch_size": list(bb.patch_size)},
-                 (bb.in_channels, bb.latent_height, bb.latent_width), tokens, bb.frames, family="dit",
-                 out_frames_=None if pt == 1 else tt),
+        UnitPlan("patch_embed", "patch_embed", patch, (bb.in_channels, bb.latent_height, bb.latent_width), tokens,
+                 bb.frames, family="dit", out_frames_=None if pt == 1 else tt, out_prefix=prefix),
     ]
     for slot in bb.slots():
         choice = spec.temporal[slot.name]
         units.append(UnitPlan(slot.name, "temporal", slot_config(choice.op, choice.params, slot.shape), tokens,
-                              tokens, tt, slot=slot.name, level=slot.level, family="dit"))
-    units.append(UnitPlan("head", "head", {"dim": d, "out_channels": bb.out_channels,
-                                           "patch_size": list(bb.patch_size), "eps": bb.eps, "norm": bb.norm},
-                          tokens, (bb.out_channels, bb.latent_height, bb.latent_width), tt, family="dit",
-                          out_frames_=frames_out))
+                              tokens, tt, slot=slot.name, level=slot.level, family="dit", in_prefix=prefix,
+                              out_prefix=prefix))
+    head: dict = {"dim": d, "out_channels": bb.out_channels, "patch_size": list(bb.patch_size), "eps": bb.eps,
+                  "norm": bb.norm}
+    if bb.modulation == "expert":
+        head.update(modulation=bb.modulation, temb_dim=temb)
+    if prefix:
+        head["prefix"] = prefix
+    units.append(UnitPlan("head", "head", head, tokens, (bb.out_channels, bb.latent_height, bb.latent_width), tt,
+                          family="dit", out_frames_=frames_out, in_prefix=prefix))
     return units
 
 
@@ -74,7 +86,7 @@ def dit_unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
         cost = slot_cost(c["op"], c["params"], slot_shape(plan), batch)
         if cost is None or not is_frames_slot(plan) or plan.is_identity:
             return cost
-        return Cost(cost.params, cost.flops, cost.peak + frames_adapter_elements(plan, batch))
+        return Cost(cost.params, cost.flops, cost.peak + frames_adapter_elements(plan, batch, cost.peak))
     if plan.kind == "time_embed":
         return time_embed_cost(c, batch)
     if plan.kind == "text_embed":
@@ -86,8 +98,10 @@ def dit_unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
     raise ValueError(f"unknown unit kind {plan.kind!r}")
 
 
-def frames_adapter_elements(plan: UnitPlan, batch: int) -> int:
-    """The per-frame copies of the time embedding and context a frames op reads (alive while it runs)."""
+def frames_adapter_elements(plan: UnitPlan, batch: int, op_peak: int = 0) -> int:
+    """What the tokens-as-frames adapter adds to a frames op's peak: the per-frame copies of the time
+    embedding and context it reads (alive while it runs); with joint text, the copy of the grid's tokens
+    (a slice of the stream: a view for one clip) and the output joined after the text tokens."""
     from vidnas.search_space._registry import get_temporal_op
 
     c = plan.config
@@ -96,19 +110,29 @@ def frames_adapter_elements(plan: UnitPlan, batch: int) -> int:
     extra = n * c["temb_channels"] if opdef.uses_temb(c["params"]) else 0
     if opdef.uses_context:
         extra += n * c["context_tokens"] * c["context_dim"]
-    return extra
+    if not plan.in_prefix:
+        return extra
+    f = batch * plan.frames * math.prod(plan.in_shape)
+    copy = f if batch > 1 else 0
+    return extra + copy + max(0, f + plan.out_elements(batch) - op_peak)  # the op's output beside the join
 
 
 def time_embed_cost(c: dict, batch: int) -> Cost:
     d, freq, rows = c["dim"], c["freq_dim"], c["rows"]
     params = linear_params(freq, d) + linear_params(d, d) + linear_params(d, rows * d)
     flops = linear_flops(batch, freq, d) + linear_flops(batch, d, d) + linear_flops(batch, d, rows * d)
+    if not rows:  # the MLP alone: the sinusoidal features (their exponents, angles, sines, cosines, join), then
+        # the features beside the first layer's output and its activation
+        half = freq // 2
+        return Cost(params, flops, max(half + 5 * batch * half, batch * (freq + 2 * d)))
     # temb, SiLU(temb) and the rows, then temb and the rows beside their stacked copy
     return Cost(params, flops, batch * d * max(2 + rows, 2 * (1 + rows)))
 
 
 def text_embed_cost(plan: UnitPlan, batch: int) -> Cost:
     text, d, length = plan.config["text_dim"], plan.config["dim"], plan.in_shape[1]
+    if plan.config.get("projection", "mlp") == "linear":
+        return Cost(linear_params(text, d), linear_flops(batch * length, text, d), batch * length * d)
     params = linear_params(text, d) + linear_params(d, d)
     flops = linear_flops(batch * length, text, d) + linear_flops(batch * length, d, d)
     return Cost(params, flops, 2 * batch * length * d)  # the activation, then the output beside it
@@ -119,8 +143,10 @@ def patch_embed_cost(plan: UnitPlan, batch: int) -> Cost:
     cin, d = c["in_channels"], c["dim"]
     kernel = math.prod(c["patch_size"])
     f = batch * plan.out_frames * d * plan.out_shape[1] * plan.out_shape[2]
-    # The convolution's output and its token-major copy (a 3-D patch reads the frames as a (B, C, T, H, W) view).
-    return Cost(conv_params(cin, d, kernel), conv_flops(f, cin, kernel), 2 * f)
+    # The convolution's output and its token-major copy (a 3-D patch reads the frames as a (B, C, T, H, W) view),
+    # then the tokens beside their sum with the positions, and beside their join after the text tokens.
+    peak = max(2 * f, f + plan.out_elements(batch)) if c.get("prefix") else 2 * f
+    return Cost(conv_params(cin, d, kernel), conv_flops(f, cin, kernel), peak)
 
 
 def head_cost(plan: UnitPlan, batch: int) -> Cost:
@@ -128,6 +154,16 @@ def head_cost(plan: UnitPlan, batch: int) -> Cost:
     d, patch = c["dim"], math.prod(c["patch_size"]) * c["out_channels"]
     rows = batch * plan.frames * plan.in_shape[1] * plan.in_shape[2]
     f, fo = rows * d, rows * patch
+    if c.get("modulation") == "expert":
+        temb = c["temb_dim"]
+        affine = 2 * d if c["norm"] == "layer_norm_affine" else 0
+        params = 2 * affine + linear_params(temb, 2 * d) + linear_params(d, patch)
+        flops = linear_flops(batch, temb, 2 * d) + linear_flops(rows, d, patch)
+        # SiLU(temb) and the rows; the final norm beside the second (with its mean and rstd per token), the
+        # modulation; projection; unpatchify
+        m = rows
+        peak = 2 * batch * d + max(batch * temb, 2 * f + 2 * m, 2 * f + batch * d, f + fo, 2 * fo)
+        return Cost(params, flops, peak)
     peak = 2 * batch * d + max(2 * f + batch * d, f + fo, 2 * fo)  # norm + modulation; projection; unpatchify
     return Cost(2 * d + linear_params(d, patch), linear_flops(rows, d, patch), peak)
 
@@ -171,9 +207,11 @@ class DiTFamily(BackboneFamily):
     def conditioning_elements(self, backbone, batch):
         # The time embedding, the AdaLN rows, the projected text and the rotary tables live through a call.
         d = backbone.dim
-        elements = batch * d * (1 + backbone.modulation_rows) + batch * backbone.context_tokens * d
+        elements = batch * (backbone.temb_dim + d * backbone.modulation_rows) + batch * backbone.context_tokens * d
         if backbone.positions == "rope3d":
             elements += backbone.tokens * backbone.head_dim
+        elif backbone.positions == "sincos3d":
+            elements += backbone.tokens * d
         return elements
 
     def reference_state_dict(self, spec, state, *, reference):

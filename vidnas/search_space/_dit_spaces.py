@@ -1,4 +1,5 @@
-"""Search spaces over video diffusion transformers: ``dit-tiny``, ``wan-mobile`` and ``causvid``.
+"""Search spaces over video diffusion transformers: ``dit-tiny``, ``wan-mobile``, ``causvid`` and
+``cogvideox-tiny`` (joint text: the token ops that accept it, and frame ops beside them).
 
 Each is a base spec (a preset) and groups of slots sharing one choice (see ``_sampling``).
 Dropping a whole block, as MobileVD drops temporal blocks, is every slot of the block
@@ -76,8 +77,20 @@ def _causvid(**shape: Any) -> SearchSpace:
                        "causal Wan: per run of 5 blocks the chunk size and whether (and how far) the KV cache rolls")
 
 
+def _cogvideox_tiny(**shape: Any) -> SearchSpace:
+    base = get_preset("cogvideox-tiny").spec(**shape)
+    attn = [_opt("none"), _opt("tok_full", heads=(1, base.backbone.heads))]
+    temporal = [_opt("none"), _opt("conv1d", causal=(False, True)), _opt("attn1d")]
+    groups = (_per_block(base, "attn", attn) + _per_block(base, "temporal", temporal)
+              + _per_block(base, "ff", [_opt("tok_ff", funnel=(0.5, 1.0)), _opt("none")]))
+    return SearchSpace("cogvideox-tiny", base, tuple(groups),
+                       "joint-text blocks (CogVideoX's) at toy scale: joint attention heads or none, frame ops "
+                       "on the video tokens, funnels")
+
+
 DIT_SPACES: dict[str, Callable[..., SearchSpace]] = {
     "dit-tiny": _tiny,
     "wan-mobile": _wan_mobile,
     "causvid": _causvid,
+    "cogvideox-tiny": _cogvideox_tiny,
 }

@@ -46,13 +46,26 @@ DIT_POSITIONS = ("attn", "temporal", "cross", "ff")
 STYLES: dict[str, tuple[str, ...]] = {
     # adaln_table: one time projection to 6 rows of width D shared by all blocks, plus a learnt
     # (6, D) table per block (Wan 2.1; PixArt's adaLN-single, as LTX-Video and Latte use it).
-    "modulation": ("adaln_table",),
-    # rope3d: rotary positions, head_dim split into time / height / width parts (Wan); none.
-    "positions": ("rope3d", "none"),
-    # RMSNorm of queries and keys over all heads at once (Wan, LTX-Video), or none.
-    "qk_norm": ("rms_across_heads", "none"),
-    # The norm before each modulated sub-layer: LayerNorm (Wan) or RMSNorm (LTX-Video), no affine.
-    "norm": ("layer_norm", "rms_norm"),
+    # expert: each modulated sub-layer maps SiLU(temb) by its own linear layer to a shift, scale and
+    # gate for the video tokens and another for the text tokens (CogVideoX's expert AdaLN; needs
+    # text_mode joint), and the head is a final LayerNorm then an AdaLayerNorm (CogVideoX).
+    "modulation": ("adaln_table", "expert"),
+    # rope3d: rotary positions, head_dim split into time / height / width parts (Wan); none;
+    # sincos3d: fixed sine-cosine positions added to the video tokens after the patchify, a quarter of
+    # the width for time and three quarters for the two spatial axes (CogVideoX 2B).
+    "positions": ("rope3d", "none", "sincos3d"),
+    # RMSNorm of queries and keys over all heads at once (Wan, LTX-Video); an affine LayerNorm of
+    # each head's queries and keys (CogVideoX); or none.
+    "qk_norm": ("rms_across_heads", "none", "layer_norm"),
+    # The norm before each modulated sub-layer: LayerNorm (Wan) or RMSNorm (LTX-Video), no affine; or
+    # an affine LayerNorm (CogVideoX: its weight and bias shared by the text and video tokens).
+    "norm": ("layer_norm", "rms_norm", "layer_norm_affine"),
+    # cross: the text tokens are a context the `cross` slots attend (Wan); joint: the projected text
+    # tokens travel with the video tokens as a prefix of the token sequence, through every slot
+    # (CogVideoX; which ops accept that is stated in _ops_tokens).
+    "text_mode": ("cross", "joint"),
+    # The text projection: Linear, tanh-GELU, Linear (Wan's, PixArt's caption projection) or one Linear (CogVideoX).
+    "text_projection": ("mlp", "linear"),
     # The feed-forward's activation: tanh-approximated GELU (Wan, LTX-Video, CogVideoX) or exact GELU.
     "ff_activation": ("gelu_tanh", "gelu"),
 }
@@ -83,6 +96,12 @@ class DiTBackbone(Backbone):
     norm: str = "layer_norm"  # norm of the modulated sub-layers (see STYLES)
     cross_attn_norm: bool = True  # an affine LayerNorm before cross-attention (Wan: yes)
     ff_activation: str = "gelu_tanh"  # feed-forward activation (see STYLES)
+    text_mode: str = "cross"  # how the text tokens condition the blocks (see STYLES)
+    text_projection: str = "mlp"  # the text tokens' projection to the width D (see STYLES)
+    time_dim: int = 0  # width of the time embedding temb (0: the hidden width D; CogVideoX: 512)
+    qk_eps: float = 0.0  # epsilon of the query/key norms (0: eps; CogVideoX: 1e-6 beside eps = 1e-5)
+    pos_scale_spatial: float = 1.0  # sincos3d: token rows and columns are divided by this (CogVideoX: 1.875)
+    pos_scale_temporal: float = 1.0  # sincos3d: token frames are divided by this
     frames: int = 21  # latent frames per clip
     latent_height: int = 60  # latent rows (pixels / vae_scale_factor)
     latent_width: int = 104  # latent columns
@@ -139,8 +158,23 @@ class DiTBackbone(Backbone):
 
     @property
     def modulation_rows(self) -> int:
-        """Rows of width D the time projection gives every block (shift, scale, gate x 2)."""
-        return 6
+        """Rows of width D the shared time projection gives every block (shift, scale, gate x 2);
+        0 when each sub-layer modulates itself (``expert``)."""
+        return 6 if self.modulation == "adaln_table" else 0
+
+    @property
+    def temb_dim(self) -> int:
+        """Width of the time embedding ``temb``."""
+        return self.time_dim or self.dim
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Text tokens ahead of the video tokens in the token stream (``text_mode`` joint), else 0."""
+        return self.text_tokens if self.text_mode == "joint" else 0
+
+    @property
+    def qk_norm_eps(self) -> float:
+        return self.qk_eps or self.eps
 
     @property
     def rope_split(self) -> tuple[int, int, int]:
@@ -155,9 +189,14 @@ class DiTBackbone(Backbone):
         common = {"channels": d, "frames": t, "height": h, "width": w, "head_dim": self.head_dim,
                   "context_dim": d if self.text_dim else None,
                   "context_tokens": self.text_tokens if self.text_dim else None}
+        # Joint text: the slot's tokens are the text prefix then the grid (the facts of a joint slot).
+        joint = {"prefix_tokens": self.prefix_tokens} if self.prefix_tokens else {}
         if position == "temporal":  # the frame contract: tokens seen as channels-last frames
-            return SlotShape(**common, temb_channels=d, norm_groups=math.gcd(32, d), channels_last=True)
-        extras: dict[str, Any] = {"eps": self.eps}
+            return SlotShape(**common, temb_channels=self.temb_dim, norm_groups=math.gcd(32, d), channels_last=True,
+                             extras=tuple(joint.items()))
+        extras: dict[str, Any] = {"eps": self.eps, **joint}
+        if self.qk_eps:
+            extras["qk_eps"] = self.qk_eps
         if position in ("attn", "ff"):
             extras.update(modulation=self.modulation, modulation_row=0 if position == "attn" else 3, norm=self.norm)
         if position == "attn":
@@ -166,7 +205,7 @@ class DiTBackbone(Backbone):
             extras.update(cross_attn_norm=self.cross_attn_norm, qk_norm=self.qk_norm)
         elif position == "ff":
             extras.update(ffn_dim=self.ffn_dim, ff_activation=self.ff_activation)
-        return SlotShape(**common, temb_channels=d, layout="tokens", extras=tuple(sorted(extras.items())))
+        return SlotShape(**common, temb_channels=self.temb_dim, layout="tokens", extras=tuple(sorted(extras.items())))
 
     def slots(self) -> list[SlotInfo]:
         """Every slot in execution order: ``block.{i}.{attn,temporal,cross,ff}``."""
@@ -183,7 +222,7 @@ class DiTBackbone(Backbone):
         for name in positive:
             if getattr(self, name) < 1:
                 raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 1")
-        for name in ("text_dim", "text_tokens"):
+        for name in ("text_dim", "text_tokens", "time_dim"):
             if getattr(self, name) < 0:
                 raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 0")
         if self.text_dim and self.text_tokens < 1:
@@ -193,12 +232,18 @@ class DiTBackbone(Backbone):
                             f"exceeds in_channels={self.in_channels}", "extra input channels are conditioning latents")
         if not 0 < self.eps < 1:
             raise SpecError(f"{field}.eps", self.eps, "must be in (0, 1)")
+        if not 0 <= self.qk_eps < 1:
+            raise SpecError(f"{field}.qk_eps", self.qk_eps, "must be in [0, 1) (0: eps)")
         if self.rope_theta <= 1:
             raise SpecError(f"{field}.rope_theta", self.rope_theta, "must be > 1")
+        for name in ("pos_scale_spatial", "pos_scale_temporal"):
+            if getattr(self, name) <= 0:
+                raise SpecError(f"{field}.{name}", getattr(self, name), "must be > 0")
         for name, allowed in STYLES.items():
             if getattr(self, name) not in allowed:
                 raise SpecError(f"{field}.{name}", getattr(self, name), "is not an implemented style",
                                 f"choose one of {list(allowed)}")
+        self._validate_joint_text(field)
         if len(self.patch_size) != 3 or any(not isinstance(p, int) or p < 1 for p in self.patch_size):
             raise SpecError(f"{field}.patch_size", self.patch_size, "must be three positive integers (t, h, w)")
         if self.freq_dim % 2:
@@ -215,6 +260,26 @@ class DiTBackbone(Backbone):
             if self.positions == "rope3d" and size // patch > self.rope_max_len:
                 raise SpecError(f"{field}.{name}", size, f"gives more than rope_max_len={self.rope_max_len} "
                                 "positions along its axis")
+
+    def _validate_joint_text(self, field: str) -> None:
+        """The styles that only make sense together: joint text, its expert modulation, its positions."""
+        if self.text_mode == "joint" and not self.text_dim:
+            raise SpecError(f"{field}.text_mode", self.text_mode, "needs text tokens (text_dim is 0)",
+                            "set text_dim and text_tokens, or use text_mode `cross`")
+        if (self.text_mode == "joint") != (self.modulation == "expert"):
+            if self.text_mode == "joint":
+                raise SpecError(f"{field}.modulation", self.modulation, "cannot modulate joint text tokens "
+                                "apart from the video tokens", "use modulation `expert` with text_mode `joint`")
+            raise SpecError(f"{field}.modulation", self.modulation, "modulates text tokens that travel with the "
+                            "video tokens, and this backbone's text is a cross-attention context",
+                            "use text_mode `joint` with modulation `expert`")
+        if self.text_mode == "joint" and self.positions == "rope3d":
+            raise SpecError(f"{field}.positions", self.positions, "rotary positions are not implemented for "
+                            "joint text tokens", "use `sincos3d` or `none` with text_mode `joint`")
+        if self.positions == "sincos3d" and self.dim % 16:
+            raise SpecError(f"{field}.heads", self.heads, f"gives a width {self.dim} that sincos3d positions cannot "
+                            "split (a quarter for time, three eighths per spatial axis, each in sine-cosine "
+                            "pairs)", "use heads * head_dim divisible by 16")
 
     def _pixel_hint(self, name: str, patch: int) -> str:
         if name == "frames":

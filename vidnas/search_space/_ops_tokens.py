@@ -17,6 +17,21 @@ and called as::
   ``frame_offset``: the clip frame of ``x``'s first frame (non-zero only while streaming);
 * ``y``: same shape as ``x``.
 
+Joint text (a backbone with ``text_mode`` joint, CogVideoX): the slot fact ``prefix_tokens`` is
+``L`` > 0 and ``x`` is ``(B, L + T*H*W, D)``, the ``L`` projected text tokens first, then the grid;
+``cond.prefix`` is ``L`` and ``cond.temb`` ``(B, temb_dim)`` feeds the expert modulation (per
+sub-layer a shift, scale and gate for the video tokens and another for the text tokens). What
+text tokens attend and what attends them, per op:
+
+* ``tok_full``: every token, text or video, attends every token of the clip, text and video
+  (CogVideoX's joint 3-D attention), and its output updates both;
+* ``tok_ff``: each token alone; text tokens take the text rows of the modulation;
+* ``none``: nothing changes;
+* every other token op (windowed, factorised, causal, sparse, cross-attention) refuses a joint
+  slot at validation with a :class:`SpecError` naming the slot, the op and why;
+* a ``frames`` op at the ``temporal`` slot (``_dit``) sees the grid alone: the text tokens pass it
+  unchanged, attending nothing and attended by nothing there.
+
 The op itself is a *branch* ``delta = branch(x, cond)``; the slot returns ``x + delta``.
 Attention and feed-forward branches are modulated and gated as Wan's blocks are
 (``delta = gate * f(norm(x) * (1 + scale) + shift)``, each op holding its own rows of the
@@ -24,7 +39,8 @@ block's AdaLN table), and their output projection starts at zero, so an op inser
 trained network starts as the identity; a preset reproducing a model loads its weights.
 Slot facts (``SlotShape.extras``): ``eps``, ``norm``, ``modulation``, ``modulation_row``,
 ``positions`` and ``qk_norm`` (attention), ``cross_attn_norm`` (cross-attention),
-``ffn_dim`` and ``ff_activation`` (feed-forward); ``head_dim`` is the backbone's.
+``ffn_dim`` and ``ff_activation`` (feed-forward), and when set ``qk_eps`` and ``prefix_tokens``;
+``head_dim`` is the backbone's, ``temb_channels`` the time embedding's width.
 
 Causal ops never let a token of frame ``t`` depend on a frame after the end of ``t``'s
 chunk (``causal_block_frames``); ops that never mix frames (spatial attention, cross-
@@ -44,7 +60,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vidnas._errors import SpecError
-from vidnas.search_space._cost import Cost, linear_flops, sdpa_flops
+from vidnas.search_space._cost import Cost, linear_flops, linear_params, sdpa_flops
 from vidnas.search_space._params import default_heads
 from vidnas.search_space._registry import OpParam, SlotShape, register_temporal_op
 
@@ -85,9 +101,37 @@ def ff_hidden(shape: SlotShape, params: Mapping[str, Any]) -> int:
     return max(1, round(_extra(shape, "ffn_dim") * params["funnel"]))
 
 
-def _attention_params(channels: int, inner: int, qk_norm: str) -> int:
-    """q/k/v/out projections with biases, and the query/key RMS norms' weights."""
-    return 4 * channels * inner + 3 * inner + channels + (2 * inner if qk_norm == "rms_across_heads" else 0)
+def _attention_params(channels: int, inner: int, qk_norm: str, head_dim: int = 0) -> int:
+    """q/k/v/out projections with biases, and the query/key norms' weights (RMS over all heads: a weight;
+    per-head LayerNorm: a weight and a bias of one head's width)."""
+    norms = {"rms_across_heads": 2 * inner, "layer_norm": 4 * head_dim}.get(qk_norm, 0)
+    return 4 * channels * inner + 3 * inner + channels + norms
+
+
+def prefix_tokens(shape: SlotShape) -> int:
+    """Joint text tokens ahead of the grid in this slot's tokens (0 unless the backbone's text is joint)."""
+    return shape.extra("prefix_tokens", 0)
+
+
+def slot_tokens(shape: SlotShape) -> int:
+    """Tokens per clip the slot's op reads: the joint text prefix, then the T*H*W grid."""
+    return prefix_tokens(shape) + shape.frames * shape.height * shape.width
+
+
+def modulation_cost(shape: SlotShape, batch: int) -> tuple[int, int, int]:
+    """``(params, flops, rows alive)`` of a sub-layer's modulation and its norm's affine weights."""
+    c = shape.channels
+    norm = 2 * c if _extra(shape, "norm") == "layer_norm_affine" else 0
+    if _extra(shape, "modulation") == "expert":
+        temb = shape.temb_channels
+        return linear_params(temb, 6 * c) + norm, linear_flops(batch, temb, 6 * c), 6 * batch * c
+    return 3 * c + norm, 0, 3 * batch * c
+
+
+def _joint_stages(f: int, fl: int) -> list[int]:
+    """Joint text: the modulated input (text and video normed apart, then joined; ``f`` all tokens,
+    ``fl`` the text's) and the gated output (the delta, its two gated parts, their join)."""
+    return [fl + 2 * (f - fl), 2 * f, 3 * f]
 
 
 def _attention_core(shape: SlotShape, params: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -100,7 +144,8 @@ def pattern_flops(pattern: str, shape: SlotShape, params: Mapping[str, Any], bat
     t, h, w = _grid(shape)
     hw, n = h * w, t * h * w
     heads, d, _ = _attention_core(shape, params)
-    if pattern == "full":
+    if pattern == "full":  # with joint text, every token (text and video) attends every token
+        n += prefix_tokens(shape)
         return sdpa_flops(batch * heads, n, n, d)
     if pattern == "spatial":
         return sdpa_flops(batch * t * heads, hw, hw, d)
@@ -141,10 +186,12 @@ def _time_copies(batch: int, t: int, hw: int) -> bool:
     return batch > 1 and t > 1 and hw > 1
 
 
-def _projection_peak(f: int, fi: int, m: int, shape: SlotShape) -> int:
+def _projection_peak(f: int, fi: int, m: int, shape: SlotShape, heads: int = 1) -> int:
     """The modulated input alive while q, then k (normed and rotated one after the other), then v are made."""
     rms = _extra(shape, "qk_norm") == "rms_across_heads"
     rope = _extra(shape, "positions") == "rope3d"
+    if _extra(shape, "qk_norm") == "layer_norm":  # per head: each norm's mean and rstd per token and head
+        return f + (4 * fi if rope else 3 * fi + 2 * m * heads)
     return f + (4 * fi + (m if rms else 0) if rms or rope else 3 * fi)
 
 
@@ -153,7 +200,7 @@ def _pattern_peak(pattern: str, shape: SlotShape, params: Mapping[str, Any], bat
     t, h, w = _grid(shape)
     hw, n = h * w, t * h * w
     heads = params["heads"]
-    lse = batch * heads * n
+    lse = batch * heads * (n + prefix_tokens(shape))
     if pattern in ("full", "spatial"):
         return 4 * fi + lse
     if pattern in ("temporal", "factorised"):
@@ -174,12 +221,14 @@ def _pattern_peak(pattern: str, shape: SlotShape, params: Mapping[str, Any], bat
 
 def self_attention_peak(pattern: str, shape: SlotShape, params: Mapping[str, Any], batch: int) -> int:
     c = shape.channels
-    _, _, inner = _attention_core(shape, params)
-    m = batch * shape.frames * shape.height * shape.width
+    heads, _, inner = _attention_core(shape, params)
+    m = batch * slot_tokens(shape)
     f, fi = m * c, m * inner
-    rows = 3 * batch * c  # the sub-layer's AdaLN rows
-    stages = [2 * f + batch * c, _projection_peak(f, fi, m, shape), _pattern_peak(pattern, shape, params, batch, fi),
-              fi + f, 2 * f]
+    rows = modulation_cost(shape, batch)[2]  # the sub-layer's AdaLN rows
+    stages = [2 * f + batch * c, _projection_peak(f, fi, m, shape, heads),
+              _pattern_peak(pattern, shape, params, batch, fi), fi + f, 2 * f]
+    if prefix_tokens(shape):
+        stages += _joint_stages(f, batch * prefix_tokens(shape) * c)
     if pattern == "factorised":  # the second, temporal, sub-layer runs with the first's output alive
         spatial = _pattern_peak("spatial", shape, params, batch, fi)
         stages[2] = max(spatial, f + stages[2])
@@ -191,10 +240,11 @@ def self_attention_cost(pattern: str, shape: SlotShape, params: Mapping[str, Any
     """Closed-form cost of a :class:`SelfAttentionBranch` with ``pattern``."""
     c = shape.channels
     heads, d, inner = _attention_core(shape, params)
-    rows = batch * shape.frames * shape.height * shape.width
+    rows = batch * slot_tokens(shape)
     sublayers = 2 if pattern == "factorised" else 1
-    n_params = 3 * c + sublayers * _attention_params(c, inner, _extra(shape, "qk_norm"))
-    flops = sublayers * (3 * linear_flops(rows, c, inner) + linear_flops(rows, inner, c))
+    mod_params, mod_flops, _ = modulation_cost(shape, batch)
+    n_params = mod_params + sublayers * _attention_params(c, inner, _extra(shape, "qk_norm"), d)
+    flops = mod_flops + sublayers * (3 * linear_flops(rows, c, inner) + linear_flops(rows, inner, c))
     flops += pattern_flops(pattern, shape, params, batch)
     return Cost(n_params, flops, self_attention_peak(pattern, shape, params, batch))
 
@@ -206,13 +256,15 @@ def cross_attention_cost(shape: SlotShape, params: Mapping[str, Any], batch: int
     f, fi, ci, cm = m * c, m * inner, batch * length * inner, batch * length
     normed = _extra(shape, "cross_attn_norm")
     rms = _extra(shape, "qk_norm") == "rms_across_heads"
-    n_params = _attention_params(c, inner, _extra(shape, "qk_norm")) + (2 * c if normed else 0)
+    # A per-head LayerNorm: its output beside the projection, and its mean and rstd per token and head.
+    per_head = _extra(shape, "qk_norm") == "layer_norm"
+    n_params = _attention_params(c, inner, _extra(shape, "qk_norm"), d) + (2 * c if normed else 0)
     flops = linear_flops(m, c, inner) + 2 * linear_flops(cm, shape.context_dim, inner)
     flops += sdpa_flops(batch * heads, m // batch, length, d) + linear_flops(m, inner, c)
     a = f if normed else 0  # the normed input, alive while q, k and v are made
     stages = [f + 2 * m if normed else 0,
-              a + (3 * fi + m if rms else fi),  # q (normed)
-              a + fi + (3 * ci + cm if rms else ci),  # k (normed)
+              a + (3 * fi + m if rms else 2 * fi + 2 * m * heads if per_head else fi),  # q (normed)
+              a + fi + (3 * ci + cm if rms else 2 * ci + 2 * cm * heads if per_head else ci),  # k (normed)
               a + fi + 2 * ci,
               2 * fi + 2 * ci + batch * heads * (m // batch),  # attention
               fi + f]  # output projection
@@ -221,14 +273,34 @@ def cross_attention_cost(shape: SlotShape, params: Mapping[str, Any], batch: int
 
 def feedforward_cost(shape: SlotShape, params: Mapping[str, Any], batch: int) -> Cost:
     c, hidden = shape.channels, ff_hidden(shape, params)
-    m = batch * shape.frames * shape.height * shape.width
+    m = batch * slot_tokens(shape)
     f, fh = m * c, m * hidden
-    n_params = 3 * c + c * hidden + hidden + hidden * c + c
-    peak = 3 * batch * c + max(2 * f + batch * c, f + fh, 2 * fh)
-    return Cost(n_params, linear_flops(m, c, hidden) + linear_flops(m, hidden, c), peak)
+    mod_params, mod_flops, rows = modulation_cost(shape, batch)
+    n_params = mod_params + c * hidden + hidden + hidden * c + c
+    stages = [2 * f + batch * c, f + fh, 2 * fh]
+    if prefix_tokens(shape):
+        stages += _joint_stages(f, batch * prefix_tokens(shape) * c)
+    return Cost(n_params, mod_flops + linear_flops(m, c, hidden) + linear_flops(m, hidden, c), rows + max(stages))
 
 
 # Checks ---------------------------------------------------------------------------------------
+# Joint text (the backbone's ``text_mode`` joint, a slot fact ``prefix_tokens``): the text tokens lead
+# the slot's tokens. Only ops that can treat them as the contract of _ops_tokens states accept it;
+# every other token op refuses the slot at validation, naming the slot, the op and why.
+
+JOINT_TEXT_OPS = ("tok_full", "tok_ff")
+
+
+def _refuse_joint(op: str, shape: SlotShape, field: str, why: str) -> None:
+    if prefix_tokens(shape):
+        slot = field[: -len(".params")] if field.endswith(".params") else field
+        raise SpecError(f"{slot}.op" if slot.startswith("temporal.") else slot, op,
+                        f"cannot run on a backbone whose text tokens travel with the video tokens (text_mode "
+                        f"joint): {why}", f"use one of {list(JOINT_TEXT_OPS)} or `none` there")
+
+
+_PATTERN_WHY = ("its pattern limits which video tokens a query sees, and joint text attention (the text "
+                "attending every video token, every video token attending the text) is not defined for it")
 
 
 def _check_attention(shape: SlotShape, params: Mapping[str, Any], field: str) -> None:
@@ -261,6 +333,8 @@ def _check_heads_split(shape: SlotShape, params: Mapping[str, Any], field: str) 
 
 
 def _check_cross(shape: SlotShape, params: Mapping[str, Any], field: str) -> None:
+    _refuse_joint("tok_xattn", shape, field, "the text tokens are already in the block's token sequence, "
+                  "which tok_full attends jointly; there is no separate text context to cross-attend")
     if not shape.context_dim:
         raise SpecError(field, "tok_xattn", "the backbone has no text conditioning (text_dim is 0)")
     for key in ("eps", "cross_attn_norm", "qk_norm"):
@@ -294,6 +368,9 @@ def _self_attention(pattern: str):
 
         heads, d, _ = _attention_core(shape, params)
         extras = _extras(shape)
+        if pattern == "full":
+            return tb.SelfAttentionBranch(shape.channels, heads, d, extras, tb.full_pattern,
+                                          temb_dim=shape.temb_channels)
         if pattern == "factorised":
             return tb.FactorisedBranch(shape.channels, heads, d, extras)
         if pattern in ("blockcausal", "causal_window"):
@@ -315,17 +392,30 @@ def _self_attention(pattern: str):
     return build, cost
 
 
+def _joint_guard(name: str, check: Any) -> Any:
+    """``check``, after refusing a joint-text slot for every op not in :data:`JOINT_TEXT_OPS`."""
+    if name in JOINT_TEXT_OPS:
+        return check
+
+    def guarded(shape: SlotShape, params: Mapping[str, Any], field: str) -> None:
+        _refuse_joint(name, shape, field, _PATTERN_WHY)
+        check(shape, params, field)
+
+    return guarded
+
+
 def _register_attention(name: str, pattern: str, summary: str, reference: str, params: tuple[OpParam, ...] = (),
                         **kwargs: Any) -> None:
     build, cost = _self_attention(pattern)
-    register_temporal_op(name, summary=summary, params=(HEADS, *params), uses_temb=_always,
-                         check_shape=kwargs.pop("check_shape", _check_attention), cost=cost, layouts=TOKENS,
-                         reference=reference, **kwargs)(build)
+    check = _joint_guard(name, kwargs.pop("check_shape", _check_attention))
+    register_temporal_op(name, summary=summary, params=(HEADS, *params), uses_temb=_always, check_shape=check,
+                         cost=cost, layouts=TOKENS, reference=reference, **kwargs)(build)
 
 
 _register_attention(
-    "tok_full", "full", "full 3-D self-attention over all T*H*W tokens of a clip (Wan 2.1, CogVideoX)",
-    "diffusers transformer_wan.py WanTransformerBlock.attn1")
+    "tok_full", "full", "full 3-D self-attention over all T*H*W tokens of a clip, and the joint text tokens "
+    "when the backbone has them (Wan 2.1, CogVideoX)",
+    "diffusers transformer_wan.py WanTransformerBlock.attn1; cogvideox_transformer_3d.py CogVideoXBlock.attn1")
 _register_attention(
     "tok_spatial", "spatial", "self-attention inside each frame (the spatial half of Latte / STDiT)",
     "Latte (arXiv 2401.03048) spatial blocks", is_causal=_always, supports_streaming=_always)
@@ -372,7 +462,7 @@ register_temporal_op(
 def _build_ff(shape: SlotShape, params: Mapping[str, Any]):
     from vidnas.search_space._token_branches import FeedForwardBranch
 
-    return FeedForwardBranch(shape.channels, ff_hidden(shape, params), _extras(shape))
+    return FeedForwardBranch(shape.channels, ff_hidden(shape, params), _extras(shape), temb_dim=shape.temb_channels)
 
 
 register_temporal_op(

@@ -66,10 +66,22 @@ class UnitPlan:
     family: str = "unet"  # the backbone family whose modules build this unit
     out_frames_: int | None = None  # frames at the output when they differ from ``frames``
     conditioning: bool = False  # computes conditioning (time embedding ...) instead of acting on the stream
+    in_prefix: int = 0  # tokens per clip ahead of the per-frame grid in the input (a transformer's joint text)
+    out_prefix: int = 0  # the same at the output
 
     @property
     def out_frames(self) -> int:
         return self.frames if self.out_frames_ is None else self.out_frames_
+
+    def in_elements(self, batch: int) -> int:
+        """Elements of the input on ``batch`` clips (the per-frame shape, plus any token prefix)."""
+        c, h, w = self.in_shape
+        return batch * (self.frames * c * h * w + self.in_prefix * c)
+
+    def out_elements(self, batch: int) -> int:
+        """Elements of the output on ``batch`` clips (the per-frame shape, plus any token prefix)."""
+        c, h, w = self.out_shape
+        return batch * (self.out_frames * c * h * w + self.out_prefix * c)
 
     @property
     def signature(self) -> dict[str, Any]:

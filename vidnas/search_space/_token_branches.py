@@ -6,7 +6,10 @@ which keys a query sees, their *pattern*, and each pattern reshapes the grid of 
 groups that attend densely inside (frames, locations, tiles, chunks), so a kernel computes
 exactly what its cost formula counts. The styles of ``_dit_spec.STYLES`` are the small
 functions ``make_norm``, ``make_qk_norm``, ``make_activation`` and ``make_modulation``; the
-positional style is the network's (``rotary_tables``), handed to the ops in the conditioning.
+positional style is the network's (``rotary_tables``, ``sincos_positions``), handed to the
+units in the conditioning. Joint text (``cond.prefix`` > 0: the text tokens lead the token
+sequence) changes only the modulation and the gate (``modulate``, ``apply_gate``: the text
+tokens take their own rows); the projections, norms and the full pattern treat every token alike.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TokenConditioning", "TokenSlot", "apply_rotary", "rotary_tables"]
+__all__ = ["TokenConditioning", "TokenSlot", "apply_rotary", "rotary_tables", "sincos_positions"]
 
 StreamState = dict[str, Any]
 Grid = tuple[int, int, int]
@@ -36,20 +39,26 @@ class TokenConditioning:
     context: torch.Tensor | None = None  # (B, L, D) text tokens after the text projection
     rotary: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin: (T*H*W, head_dim/2) at x's positions
     frame_offset: int = 0  # clip frame of x's first token frame (non-zero while streaming)
+    prefix: int = 0  # joint text: tokens ahead of the T*H*W grid in x (0: x is the grid alone)
+    positions: torch.Tensor | None = None  # (T*H*W, D) positions the patchify adds (sincos3d)
 
 
 # 1. Styles --------------------------------------------------------------------------------
 
 
 def make_norm(style: str, dim: int, eps: float) -> nn.Module:
-    """The norm before a modulated sub-layer, without affine parameters (the modulation scales)."""
+    """The norm before a modulated sub-layer: without affine parameters (the modulation scales), or
+    affine (``layer_norm_affine``, CogVideoX)."""
     if style == "rms_norm":
         return nn.RMSNorm(dim, eps=eps, elementwise_affine=False)
-    return nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+    return nn.LayerNorm(dim, eps=eps, elementwise_affine=style == "layer_norm_affine")
 
 
-def make_qk_norm(style: str, inner: int, eps: float) -> nn.Module | None:
-    """Query/key norm: RMSNorm over all heads at once (Wan) or none."""
+def make_qk_norm(style: str, inner: int, eps: float, head_dim: int | None = None) -> nn.Module | None:
+    """Query/key norm: RMSNorm over all heads at once (Wan), an affine LayerNorm of each head
+    (``layer_norm``, CogVideoX; applied after the split into heads) or none."""
+    if style == "layer_norm":
+        return nn.LayerNorm(head_dim, eps=eps)
     return nn.RMSNorm(inner, eps=eps) if style == "rms_across_heads" else None
 
 
@@ -75,11 +84,76 @@ class TableModulation(nn.Module):
         return (self.table + cond.modulation[:, self.row : self.row + self.rows]).chunk(self.rows, dim=1)
 
 
-def make_modulation(style: str, dim: int, row: int) -> nn.Module:
+class ExpertModulation(nn.Module):
+    """CogVideoX's expert AdaLN (``CogVideoXLayerNormZero``'s linear layer): ``Linear(SiLU(temb))``
+    gives a shift, scale and gate for the video tokens and another three for the text tokens.
+
+    Returns six tensors of shape ``(B, 1, D)``: video shift, scale, gate, then text shift, scale, gate.
+    """
+
+    def __init__(self, temb_dim: int, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(temb_dim, 6 * dim)
+
+    def forward(self, cond: TokenConditioning) -> tuple[torch.Tensor, ...]:
+        if cond.temb is None:
+            raise ValueError("this op is modulated by the timestep: pass `temb` in the conditioning")
+        return self.linear(F.silu(cond.temb))[:, None].chunk(6, dim=2)
+
+
+def make_modulation(style: str, dim: int, row: int, temb_dim: int | None = None) -> nn.Module:
     """A sub-layer's shift, scale and gate from the timestep (the ``modulation`` style)."""
     if style == "adaln_table":
         return TableModulation(dim, row)
+    if style == "expert":
+        return ExpertModulation(temb_dim or dim, dim)
     raise ValueError(f"modulation style {style!r} is not implemented")
+
+
+def modulate(norm: nn.Module, x: torch.Tensor, rows: tuple[torch.Tensor, ...], prefix: int) -> torch.Tensor:
+    """``norm(x) * (1 + scale) + shift``; with joint text (``prefix`` > 0 and six rows) the text
+    prefix takes the text rows and the grid the video rows (normed apart, then joined)."""
+    shift, scale = rows[0], rows[1]
+    if not prefix or len(rows) == 3:
+        return norm(x) * (1 + scale) + shift
+    text = norm(x[:, :prefix]) * (1 + rows[4]) + rows[3]
+    video = norm(x[:, prefix:]) * (1 + scale) + shift
+    return torch.cat([text, video], dim=1)
+
+
+def apply_gate(delta: torch.Tensor, rows: tuple[torch.Tensor, ...], prefix: int) -> torch.Tensor:
+    """``delta * gate``; with joint text the text prefix takes the text gate."""
+    if not prefix or len(rows) == 3:
+        return delta * rows[2]
+    return torch.cat([delta[:, :prefix] * rows[5], delta[:, prefix:] * rows[2]], dim=1)
+
+
+def sincos_positions(dim: int, grid: tuple[int, int, int], scale_spatial: float = 1.0,
+                     scale_temporal: float = 1.0, frame_offset: int = 0) -> torch.Tensor:
+    """CogVideoX's 3-D sine-cosine positions ``(T*H*W, dim)`` for a token grid whose first frame is
+    ``frame_offset``, raster order.
+
+    The first ``dim / 4`` channels encode the frame (positions divided by ``scale_temporal``), the
+    other ``3 dim / 4`` the column then the row (each half of them; positions divided by
+    ``scale_spatial``); each part is sines then cosines of ``position / 10000 ** (2k / part)``,
+    computed in float64 and rounded to float32 (diffusers' ``get_3d_sincos_pos_embed``).
+    """
+    t, h, w = grid
+
+    def part(width: int, positions: torch.Tensor) -> torch.Tensor:
+        omega = 1.0 / 10000 ** (torch.arange(width // 2, dtype=torch.float64) / (width / 2.0))
+        angles = torch.outer(positions.double(), omega)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    spatial = 3 * dim // 4
+    rows = torch.arange(h, dtype=torch.float32) / scale_spatial
+    cols = torch.arange(w, dtype=torch.float32) / scale_spatial
+    by_col = part(spatial // 2, cols).reshape(1, w, -1).expand(h, w, spatial // 2)
+    by_row = part(spatial // 2, rows).reshape(h, 1, -1).expand(h, w, spatial // 2)
+    space = torch.cat([by_col, by_row], dim=-1).reshape(1, h * w, spatial).expand(t, h * w, spatial)
+    time = part(dim // 4, torch.arange(frame_offset, frame_offset + t, dtype=torch.float32) / scale_temporal)
+    time = time.reshape(t, 1, dim // 4).expand(t, h * w, dim // 4)
+    return torch.cat([time, space], dim=-1).reshape(t * h * w, dim).float()
 
 
 def rotary_tables(head_dim: int, max_len: int, theta: float, split: tuple[int, int, int],
@@ -278,8 +352,9 @@ class TokenAttention(nn.Module):
         self.to_k = nn.Linear(dim, inner)
         self.to_v = nn.Linear(dim, inner)
         self.to_out = nn.Linear(inner, dim)
-        self.norm_q = make_qk_norm(qk_norm, inner, eps)
-        self.norm_k = make_qk_norm(qk_norm, inner, eps)
+        self.norm_q = make_qk_norm(qk_norm, inner, eps, head_dim)
+        self.norm_k = make_qk_norm(qk_norm, inner, eps, head_dim)
+        self.per_head = qk_norm == "layer_norm"  # the norm sees one head's channels: split first
         if zero_init:  # inserted into a trained network, the sub-layer starts as the identity
             nn.init.zeros_(self.to_out.weight)
             nn.init.zeros_(self.to_out.bias)
@@ -298,9 +373,11 @@ class TokenAttention(nn.Module):
 
     def _split(self, t: torch.Tensor, norm: nn.Module | None, rotary: tuple[torch.Tensor, torch.Tensor] | None
                ) -> torch.Tensor:
-        if norm is not None:
+        if norm is not None and not self.per_head:
             t = norm(t)
         t = t.unflatten(-1, (self.heads, self.head_dim))
+        if norm is not None and self.per_head:
+            t = norm(t)
         return t if rotary is None else apply_rotary(t, *rotary)
 
 
@@ -308,18 +385,26 @@ class SelfAttentionBranch(nn.Module):
     """``delta = gate * to_out(pattern(q, k, v))`` on ``modulate(norm(x))``; see ``_ops_tokens``."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, extras: dict[str, Any], pattern: Any, *,
-                 zero_init: bool = True) -> None:
+                 zero_init: bool = True, temb_dim: int | None = None) -> None:
         super().__init__()
         self.norm = make_norm(extras["norm"], dim, extras["eps"])
-        self.modulation = make_modulation(extras["modulation"], dim, extras["modulation_row"])
-        self.attn = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"], eps=extras["eps"],
-                                   zero_init=zero_init)
+        self.modulation = make_modulation(extras["modulation"], dim, extras["modulation_row"], temb_dim)
+        self.attn = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"],
+                                   eps=extras.get("qk_eps", extras["eps"]), zero_init=zero_init)
         self.rotary = extras["positions"] == "rope3d"
         self.pattern = pattern
 
-    def modulated(self, x: torch.Tensor, cond: TokenConditioning) -> tuple[torch.Tensor, torch.Tensor]:
-        shift, scale, gate = self.modulation(cond)
-        return self.norm(x) * (1 + scale) + shift, gate
+    def modulated(self, x: torch.Tensor, cond: TokenConditioning) -> tuple[torch.Tensor, Any]:
+        """``modulate(norm(x))`` and what gates the sub-layer's output (see :func:`apply_gate`)."""
+        rows = self.modulation(cond)
+        if len(rows) == 3 and not cond.prefix:
+            shift, scale, gate = rows
+            return self.norm(x) * (1 + scale) + shift, gate
+        return modulate(self.norm, x, rows, cond.prefix), rows
+
+    @staticmethod
+    def gated(delta: torch.Tensor, gate: Any, cond: TokenConditioning) -> torch.Tensor:
+        return delta * gate if isinstance(gate, torch.Tensor) else apply_gate(delta, gate, cond.prefix)
 
     def qkv(self, x: torch.Tensor, cond: TokenConditioning, attn: TokenAttention | None = None):
         """Gate and projections of ``modulate(norm(x))``; the modulated input is freed on return."""
@@ -334,7 +419,7 @@ class SelfAttentionBranch(nn.Module):
         del q, k, v
         delta = self.attn.to_out(out)
         del out
-        return delta * gate
+        return self.gated(delta, gate, cond)
 
     def stream(self, x: torch.Tensor, cond: TokenConditioning, state: StreamState, *, commit: bool) -> torch.Tensor:
         """Ops that never mix frames stream a chunk as a clip of its own."""
@@ -430,10 +515,11 @@ class CrossAttentionBranch(nn.Module):
 class FeedForwardBranch(nn.Module):
     """``delta = gate * proj_out(act(proj_in(modulate(norm(x)))))`` (Wan's FFN with its AdaLN rows)."""
 
-    def __init__(self, dim: int, hidden: int, extras: dict[str, Any], *, zero_init: bool = True) -> None:
+    def __init__(self, dim: int, hidden: int, extras: dict[str, Any], *, zero_init: bool = True,
+                 temb_dim: int | None = None) -> None:
         super().__init__()
         self.norm = make_norm(extras["norm"], dim, extras["eps"])
-        self.modulation = make_modulation(extras["modulation"], dim, extras["modulation_row"])
+        self.modulation = make_modulation(extras["modulation"], dim, extras["modulation_row"], temb_dim)
         self.proj_in = nn.Linear(dim, hidden)
         self.act = make_activation(extras["ff_activation"])
         self.proj_out = nn.Linear(hidden, dim)
@@ -442,12 +528,16 @@ class FeedForwardBranch(nn.Module):
             nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x: torch.Tensor, cond: TokenConditioning) -> torch.Tensor:
-        shift, scale, gate = self.modulation(cond)
-        hidden = self.proj_in(self.norm(x) * (1 + scale) + shift)
+        rows = self.modulation(cond)
+        if len(rows) == 3 and not cond.prefix:
+            shift, scale, gate = rows
+            hidden = self.proj_in(self.norm(x) * (1 + scale) + shift)
+        else:  # joint text: the text prefix takes its own rows (the projections see every token alike)
+            hidden = self.proj_in(modulate(self.norm, x, rows, cond.prefix))
         hidden = self.act(hidden)
         delta = self.proj_out(hidden)
         del hidden
-        return delta * gate
+        return delta * rows[2] if len(rows) == 3 and not cond.prefix else apply_gate(delta, rows, cond.prefix)
 
     def stream(self, x: torch.Tensor, cond: TokenConditioning, state: StreamState, *, commit: bool) -> torch.Tensor:
         return self.forward(x, cond)
