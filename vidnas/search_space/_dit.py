@@ -8,8 +8,12 @@ can be swapped for another with the same call. A ``temporal`` slot's frames op s
 tokens as channels-last frames ``(B*T, D, H, W)`` (a view) with per-frame copies of the
 time embedding and context, as the registry's frame contract asks.
 
+With joint text (``text_mode`` joint) the patchify puts the projected text tokens ahead of the
+video tokens (``cond.prefix`` counts them), every slot carries them, a frames op sees the video
+tokens alone, and the head drops them.
+
 :func:`map_reference_state` maps a reference implementation's weights (diffusers'
-``WanTransformer3DModel``) onto a network's parameter names.
+``WanTransformer3DModel``, ``CogVideoXTransformer3DModel``) onto a network's parameter names.
 """
 
 from __future__ import annotations

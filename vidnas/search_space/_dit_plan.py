@@ -3,17 +3,21 @@
 Units, in execution order (each timed on its own in a latency table):
 
 * ``time_embed`` (conditioning): sinusoidal timestep features -> time embedding ``temb`` and
-  the shared time projection (the AdaLN rows every block reads), stacked ``(B, 1 + 6, D)``;
+  the shared time projection (the AdaLN rows every block reads), stacked ``(B, 1 + 6, D)``; with
+  ``expert`` modulation (each sub-layer projects ``temb`` itself) ``temb`` alone, ``(B, 1, time_dim)``;
 * ``text_embed`` (conditioning, when the backbone has text): ``(B, L, text_dim) -> (B, L, D)``;
-* ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)``;
+* ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` (plus sine-cosine
+  positions; after the projected text tokens with joint text: ``(B, L + T'*H'*W', D)``, the plan's
+  ``out_prefix`` = ``L``, as every slot's ``in_prefix``/``out_prefix`` and the head's ``in_prefix``);
 * per block ``i`` its slots ``block.{i}.attn``, ``block.{i}.temporal``, ``block.{i}.cross``,
   ``block.{i}.ff`` (slot units, kind ``temporal``: the op chosen there);
-* ``head``: the modulated output norm, the projection to patches and the unpatchify back to
-  latent frames ``(B*T, C_out, H, W)``.
+* ``head``: the modulated output norm (``expert``: a final norm, then an AdaLayerNorm, CogVideoX's),
+  the projection to patches and the unpatchify back to latent frames ``(B*T, C_out, H, W)``.
 
 Per-frame shapes follow ``_plan``: a token unit's shape is ``(D, H', W')`` with ``T'`` frames.
 The rotary tables are computed with the conditioning (no multiply-accumulates; their memory
-is counted in :meth:`DiTFamily.conditioning_elements`). Modules are in ``_dit`` (torch).
+is counted in :meth:`DiTFamily.conditioning_elements`), as are sine-cosine positions. Modules are in
+``_dit`` (torch).
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ latent video (``frames`` x ``latent_height`` x ``latent_width``, ``in_channels``
 width latent cells per token), the width (``heads`` x ``head_dim``), ``depth`` blocks, the
 feed-forward width, the text conditioning and the timestep embedding; and the *styles*
 in which real models differ, as plain data (``modulation``, ``positions``, ``qk_norm``,
-``norm``, ``cross_attn_norm``, ``ff_activation``). A style is one name here plus one
-small function in ``_token_branches`` (a norm, a modulation, a positional table):
-a model that differs only there is new data, not a new network.
+``norm``, ``cross_attn_norm``, ``ff_activation``, ``text_mode``, ``text_projection``). A style is
+one name here plus one small function in ``_token_branches`` (a norm, a modulation, a positional
+table): a model that differs only there is new data, not a new network. With ``text_mode`` joint
+(CogVideoX) the projected text tokens lead the video tokens through every slot (the token stream is
+``(B, text_tokens + T*H*W, D)``); which ops accept that, and what the text attends, is in ``_ops_tokens``.
 
 Slots are named ``block.{i}.{position}``, in execution order inside block ``i``:
 
@@ -73,7 +75,8 @@ STYLES: dict[str, tuple[str, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class DiTBackbone(Backbone):
-    """A video diffusion transformer (Wan 2.1's family). Defaults: Wan 2.1 T2V 1.3B at 81x480x832."""
+    """A video diffusion transformer (Wan 2.1's family; CogVideoX by its styles). Defaults: Wan 2.1 T2V 1.3B
+    at 81x480x832."""
 
     family: ClassVar[str] = "dit"
 

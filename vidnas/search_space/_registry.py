@@ -200,8 +200,8 @@ class TemporalOpDef:
             "width": shape.width,
             "channels_last": shape.channels_last,  # the input's layout changes eager copies
         }
-        if shape.layout != "frames":  # other contracts (a family's own) and their facts decide cost too
-            sig["layout"] = shape.layout
+        if shape.layout != "frames" or shape.extras:  # a family's own contract or facts decide cost too (e.g.
+            sig["layout"] = shape.layout                   # joint text tokens beside the frames)
             sig["extras"] = {k: v for k, v in shape.extras}
         if self.name == "none":
             return {"op": "none"}
