@@ -131,6 +131,25 @@ def test_cogvideox_mapping_reports_what_a_smaller_spec_cannot_hold():
     assert "units.head.norm_final.weight" in mapped and "units.text_embed.linear_1.weight" in mapped
 
 
+def test_reference_weights_load_into_a_searched_joint_architecture():
+    """`--init-from`: the units a searched architecture shares with CogVideoX take its weights, the new
+    ones keep their initialisation, and the report says which."""
+    from vidnas.search_space import load_reference_weights
+
+    ref, bb = _reduced_reference()
+    spec = ArchSpec.create(bb, {**COGVIDEOX_TEMPORAL, "block.1.attn": "none", "block.0.temporal": "conv1d",
+                                "block.0.ff": {"op": "tok_ff", "params": {"funnel": 0.5}}})
+    net = build_network(spec)
+    report = load_reference_weights(net, spec, ref.state_dict())
+    assert any(k.startswith("transformer_blocks.1.attn1.") for k in report.unused)
+    assert "transformer_blocks.0.ff.net.0.proj.weight" in report.unused
+    assert "units.block_0_ff.slot.branch.proj_in.weight" in report.initialised
+    assert any(k.startswith("units.block_0_temporal.") for k in report.initialised)
+    assert "units.block_0_ff" in report.partial  # its modulation loaded, its narrower projections did not
+    torch.testing.assert_close(net.units["block_0_attn"].slot.branch.attn.to_q.weight,
+                               ref.transformer_blocks[0].attn1.to_q.weight)
+
+
 def test_sincos_positions_are_diffusers_table():
     diffusers = pytest.importorskip("diffusers")
     from vidnas.search_space._token_branches import sincos_positions
@@ -145,6 +164,9 @@ def test_sincos_positions_are_diffusers_table():
 
 
 def test_joint_styles_are_validated_together():
+    with pytest.raises(SpecError) as err:
+        dataclasses.replace(preset_spec("dit-tiny").backbone, time_dim=24).validate()
+    assert err.value.field == "backbone.time_dim"
     for change, field in [({"modulation": "adaln_table"}, "backbone.modulation"),
                           ({"text_mode": "cross"}, "backbone.modulation"),
                           ({"positions": "rope3d"}, "backbone.positions"),
@@ -252,6 +274,35 @@ def test_every_joint_unit_cost_matches_its_trace(style):
             assert abs(cost.peak * 4 / peak - 1) < 0.02, (plan.name, cost.peak * 4, peak)
 
 
+CROSS_STYLE_VARIANTS = [
+    {"qk_norm": "layer_norm"},
+    {"qk_norm": "layer_norm", "positions": "sincos3d", "norm": "layer_norm_affine", "text_projection": "linear",
+     "qk_eps": 1e-6},
+    {"qk_norm": "layer_norm", "positions": "none", "cross_attn_norm": False},
+]
+
+
+@pytest.mark.parametrize("style", CROSS_STYLE_VARIANTS, ids=lambda s: ",".join(s))
+def test_cogvideox_styles_on_a_cross_attention_backbone_run_and_cost_their_trace(style):
+    """The styles CogVideoX brought (per-head q/k LayerNorm, sine-cosine positions, affine norms, a linear
+    text projection) work on a Wan-style backbone too, cross-attention included."""
+    from vidnas.search_space._dit_presets import WAN_TEMPORAL
+    from vidnas.search_space._tracing import trace_unit
+
+    bb = dataclasses.replace(preset_spec("dit-tiny").backbone, depth=1, **style)
+    spec = ArchSpec.create(bb, {**WAN_TEMPORAL, "block.0.temporal": {"op": "conv1d", "params": {"use_temb": True}}})
+    net = build_network(spec).eval()
+    randomize_(net, seed=5, std=0.1)
+    with torch.no_grad():
+        assert torch.isfinite(net(*net.example_inputs(batch=2))).all()
+    for batch in (1, 2):
+        for plan in (p for p in build_plan(spec) if not p.is_identity):
+            cost = unit_cost(plan, batch)
+            params, flops, peak = trace_unit(plan, spec, batch)
+            assert (cost.params, cost.flops) == (params, flops), plan.name
+            assert abs(cost.peak * 4 / peak - 1) < 0.02, (plan.name, cost.peak * 4, peak)
+
+
 def _frames_op_cases():
     first: dict[str, dict] = {}
     for op, params in op_cases():
@@ -331,6 +382,25 @@ def test_every_unit_of_the_joint_space_exports_to_onnx(tmp_path):
         arrays = {onnx_input_name(k): a.numpy() for k, a in enumerate(args)}
         (got,) = session.run(None, {x.name: arrays[x.name] for x in session.get_inputs()})
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=plan.name)
+
+
+def test_a_joint_text_network_exports_to_onnx_with_parity_and_converts_to_coreml(tmp_path):
+    import onnxruntime as ort
+
+    from vidnas.search_space import NetworkHarness, export_onnx, onnx_input_name, randomize_zero_layers_
+    from vidnas.search_space._export import convert_coreml
+
+    spec = get_space("cogvideox-tiny").random_specs(1, seed=4)[0]
+    harness = NetworkHarness(randomize_zero_layers_(build_network(spec))).eval()
+    args = harness.example_inputs(1)
+    with torch.no_grad():
+        expected = harness(*args).numpy()
+    session = ort.InferenceSession(str(export_onnx(harness, args, tmp_path / "net.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    arrays = {onnx_input_name(i): a.numpy() for i, a in enumerate(args)}
+    (got,) = session.run(None, {x.name: arrays[x.name] for x in session.get_inputs()})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert convert_coreml(harness, args).get_spec().WhichOneof("Type") == "mlProgram"  # conversion only
 
 
 def _bench(name: str):

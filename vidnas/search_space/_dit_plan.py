@@ -158,9 +158,9 @@ def head_cost(plan: UnitPlan, batch: int) -> Cost:
     d, patch = c["dim"], math.prod(c["patch_size"]) * c["out_channels"]
     rows = batch * plan.frames * plan.in_shape[1] * plan.in_shape[2]
     f, fo = rows * d, rows * patch
+    affine = 2 * d if c["norm"] == "layer_norm_affine" else 0
     if c.get("modulation") == "expert":
         temb = c["temb_dim"]
-        affine = 2 * d if c["norm"] == "layer_norm_affine" else 0
         params = 2 * affine + linear_params(temb, 2 * d) + linear_params(d, patch)
         flops = linear_flops(batch, temb, 2 * d) + linear_flops(rows, d, patch)
         # SiLU(temb) and the rows; the final norm beside the second (with its mean and rstd per token), the
@@ -169,7 +169,7 @@ def head_cost(plan: UnitPlan, batch: int) -> Cost:
         peak = 2 * batch * d + max(batch * temb, 2 * f + 2 * m, 2 * f + batch * d, f + fo, 2 * fo)
         return Cost(params, flops, peak)
     peak = 2 * batch * d + max(2 * f + batch * d, f + fo, 2 * fo)  # norm + modulation; projection; unpatchify
-    return Cost(2 * d + linear_params(d, patch), linear_flops(rows, d, patch), peak)
+    return Cost(2 * d + affine + linear_params(d, patch), linear_flops(rows, d, patch), peak)
 
 
 class DiTFamily(BackboneFamily):

@@ -276,6 +276,10 @@ class DiTBackbone(Backbone):
             raise SpecError(f"{field}.modulation", self.modulation, "modulates text tokens that travel with the "
                             "video tokens, and this backbone's text is a cross-attention context",
                             "use text_mode `joint` with modulation `expert`")
+        if self.modulation == "adaln_table" and self.time_dim not in (0, self.dim):
+            raise SpecError(f"{field}.time_dim", self.time_dim, f"must be the hidden width {self.dim} (or 0) with "
+                            "modulation `adaln_table`, whose tables the time embedding is added to",
+                            "use time_dim 0, or modulation `expert`")
         if self.text_mode == "joint" and self.positions == "rope3d":
             raise SpecError(f"{field}.positions", self.positions, "rotary positions are not implemented for "
                             "joint text tokens", "use `sincos3d` or `none` with text_mode `joint`")
