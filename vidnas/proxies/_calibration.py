@@ -301,3 +301,46 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
 
 def available_proxies() -> list[str]:
     return list_proxies()
+
+
+def calibration_setting(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a calibration's figures hold for: space and shape, data, backbone pretraining, supernet."""
+    config = summary.get("config", {})
+    supernet = config.get("supernet") or {}
+    return {"space": config.get("space"), "space_shape": config.get("space_shape") or {},
+            "data": (config.get("train") or {}).get("data", "shapes"), "pretrain": config.get("pretrain"),
+            "supernet": _supernet_setting(supernet.get("config")) if supernet else None}
+
+
+def _supernet_setting(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    keep = ("steps", "batch_size", "lr", "sampling", "data", "objects", "data_seed", "seed", "train_clips")
+    return {k: config.get(k) for k in keep}
+
+
+def packaged_calibrations() -> list[dict[str, Any]]:
+    """Calibration summaries shipped with vidnas (``vidnas/proxies/calibrations``), each with its ``path``."""
+    import json
+    from importlib import resources
+
+    out = []
+    folder = resources.files("vidnas.proxies").joinpath("calibrations")
+    if not folder.is_dir():
+        return out
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            summary = json.loads(entry.read_text())
+            summary["path"] = f"vidnas/proxies/calibrations/{entry.name}"
+            out.append(summary)
+    return out
+
+
+def upgrade_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 summary (``noise_ceiling``) read as version 2 (``truth_reliability``)."""
+    if "truth_reliability" not in summary and "noise_ceiling" in summary:
+        nc = summary["noise_ceiling"]
+        summary = {**summary, "truth_reliability": {**nc, "kendall_between_seeds_ci": [math.nan, math.nan],
+                                                    "spearman_between_seeds": math.nan,
+                                                    "spearman_brown_mean_of_two": math.nan}}
+    return summary

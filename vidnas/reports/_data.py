@@ -23,6 +23,7 @@ class RunData:
     table_rows: Any | None  # DataFrame of the latency table, when it can be read
     calibration: dict[str, Any] | None
     coverage: dict[str, Any] | None = None  # the table's coverage of the campaign's space
+    quality_calibration: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -54,6 +55,8 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
             coverage = _coverage(campaign, table)
     cal = None
     candidates = [Path(calibration)] if calibration else []
+    configured = (campaign["config"].get("proxy") or {}).get("calibration")
+    candidates += [Path(configured)] if configured else []
     candidates += [Path(o["metric"][9:]) for o in campaign["config"]["objectives"]
                    if o["metric"].startswith("ensemble:")]
     candidates += [run_dir / "calibration" / "summary.json"]
@@ -62,8 +65,81 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
             cal = json.loads(path.read_text())
             cal["path"] = str(path)
             break
-    return RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
+    if cal is None:
+        cal = _packaged_calibration(campaign)
+    if cal is not None:
+        from vidnas.proxies._calibration import upgrade_summary
+
+        cal = upgrade_summary(cal)
+    data = RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
                    cal, coverage)
+    data.quality_calibration = quality_calibration(data)
+    return data
+
+
+def campaign_setting(campaign: dict[str, Any]) -> dict[str, Any] | None:
+    """The quality setting of a campaign, in the terms of ``calibration_setting``."""
+    from vidnas.proxies._calibration import _supernet_setting
+
+    quality = campaign.get("quality")
+    if not quality:
+        return None
+    from vidnas.proxies._scale import ProxyScale
+
+    space = ProxyScale(**quality["scale"]).space(quality["space"], quality["real_shape"])
+    return {"space": quality["space"], "space_shape": dict(space.shape), "data": quality["data"],
+            "pretrain": quality["pretrain"], "supernet": _supernet_setting(quality.get("supernet"))}
+
+
+def _packaged_calibration(campaign: dict[str, Any]) -> dict[str, Any] | None:
+    """A calibration shipped with vidnas for exactly this campaign's quality setting, if there is one."""
+    from vidnas.proxies._calibration import calibration_setting, packaged_calibrations
+
+    setting = campaign_setting(campaign)
+    if setting is None:
+        return None
+    for summary in packaged_calibrations():
+        theirs = calibration_setting(summary)
+        if theirs["supernet"] is None or setting["supernet"] is None:
+            theirs = {**theirs, "supernet": None}
+            setting = {**setting, "supernet": None}
+        if theirs == setting:
+            return summary
+    return None
+
+
+def quality_calibration(data: RunData) -> list[dict[str, Any]]:
+    """Per quality objective of the campaign: its calibration (tau with its interval, the truth's
+    reliability, how far the calibration's setting matches the campaign's), or why there is none."""
+    from vidnas.proxies._calibration import calibration_setting
+
+    rows = []
+    setting = campaign_setting(data.campaign)
+    for o in data.objectives:
+        metric = o["metric"]
+        if not metric.startswith(("proxy:", "ensemble:")):
+            continue
+        name = metric[6:] if metric.startswith("proxy:") else "ensemble"
+        cal = data.calibration
+        stats = None
+        if cal is not None:
+            stats = cal["ensemble"] if name == "ensemble" else cal["proxies"].get(name)
+        if stats is None or "kendall" not in stats:
+            rows.append({"metric": metric, "calibrated": False,
+                         "why": "no calibration of this signal is attached or shipped for this setting"})
+            continue
+        theirs = calibration_setting(cal)
+        mismatch = [k for k in ("space", "space_shape", "data") if setting and theirs.get(k) != setting.get(k)]
+        if name.startswith("supernet") and setting and theirs.get("supernet") != setting.get("supernet"):
+            mismatch.append("supernet")
+        rel = cal.get("truth_reliability", {})
+        rows.append({"metric": metric, "calibrated": True, "path": cal.get("path"), "kendall": stats["kendall"],
+                     "kendall_ci": stats["kendall_ci"], "within_bins": stats.get("kendall_within_latency_bins"),
+                     "n": cal["config"]["n"], "steps": cal["config"]["steps"],
+                     "truth_kendall": rel.get("kendall_between_seeds"), "truth_n": rel.get("n"),
+                     "flops_kendall": (cal["proxies"].get("flops") or {}).get("kendall"),
+                     "mismatch": mismatch})
+    return rows
 
 
 def _coverage(campaign: dict[str, Any], table) -> dict[str, Any]:

@@ -43,7 +43,8 @@ def render(data: RunData) -> str:
     calibration_rows = []
     if data.calibration:
         rows = dict(data.calibration["proxies"])
-        rows["ensemble (out of fold)"] = data.calibration["ensemble"]
+        if "kendall" in data.calibration.get("ensemble", {}):
+            rows["ensemble (out of fold)"] = data.calibration["ensemble"]
         calibration_rows = list(rows.items())
         figures["calibration"] = figs.to_png_data_uri(figs.draw_calibration(rows).figure)
     trials = data.trials[~data.trials["stale"]]
@@ -67,6 +68,7 @@ def render(data: RunData) -> str:
         table_entries=len(rows) if rows is not None else (latency.get("meta") or {}).get("entries", "?"),
         table_untrusted=int((~rows["trusted"].astype(bool)).sum()) if rows is not None else "?",
         coverage=data.coverage, figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
+        quality_calibration=data.quality_calibration,
         proxy_metrics=", ".join(o["metric"] for o in data.objectives if o["metric"].startswith(("proxy:", "ensemble:")))
         or "none",
         config_yaml=yaml.safe_dump(campaign["config"], sort_keys=False),

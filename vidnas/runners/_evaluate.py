@@ -33,6 +33,8 @@ class EvalSettings:
     threads: int
     ensembles: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # path -> calibration summary
     ensemble_rows: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    quality: Any = None  # QualitySettings: proxy scale, pretrained backbone, supernet (see _quality)
+    proxy_data: str = "shapes"
 
 
 _PREDICTORS: dict[int, Any] = {}
@@ -108,12 +110,26 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
         proxy_names |= {member["proxy"] for member in settings.ensembles[path]["ensemble"]["members_all_data"]}
     batch = None
     values: dict[str, float] = {}
-    for name in sorted(proxy_names):
-        if batch is None:
-            batch = ProxyBatch.procedural(spec, clips=settings.proxy_clips, seed=settings.proxy_seed,
-                                          train=TrainConfig(steps=settings.proxy_train_steps))
+    if proxy_names and settings.quality is not None:
+        from vidnas.runners._quality import check_memory, proxy_context, proxy_spec
+
         t0 = time.perf_counter()
-        values[name] = float(get_proxy(name).fn(spec, batch, settings.proxy_seed))
+        proxy_space, backbone, supernet = proxy_context(settings.quality)
+        quality_spec = proxy_spec(spec, settings.quality, proxy_space)
+        out["proxy_arch_id"] = quality_spec.arch_id
+        seconds["proxy_setup"] = time.perf_counter() - t0
+    else:
+        quality_spec, backbone, supernet = spec, None, None
+    train = TrainConfig(steps=settings.proxy_train_steps, data=settings.proxy_data)
+    for name in sorted(proxy_names):
+        if settings.quality is not None:
+            check_memory(quality_spec, name, clips=settings.proxy_clips, train_batch=train.batch_size,
+                         budget=settings.quality.memory_budget_bytes)
+        if batch is None:
+            batch = ProxyBatch.procedural(quality_spec, clips=settings.proxy_clips, seed=settings.proxy_seed,
+                                          train=train, backbone=backbone, supernet=supernet)
+        t0 = time.perf_counter()
+        values[name] = float(get_proxy(name).fn(quality_spec, batch, settings.proxy_seed))
         seconds[f"proxy:{name}"] = time.perf_counter() - t0
         out[f"proxy:{name}"] = values[name]
     for path in ensemble_paths:
