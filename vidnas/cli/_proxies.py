@@ -195,6 +195,9 @@ def calibrate_command(
     supernet: Annotated[Path | None, typer.Option("--supernet-dir", help="Where the supernet checkpoint lives "
                                                                          "(default: the cache).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes (one thread each) training the ground "
+                                                           "truth; finished trainings are cached, so a killed "
+                                                           "calibration resumes.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for rows.parquet and summary.json.")] = None,
     frames: FramesOpt = None,
     height: HeightOpt = None,
@@ -240,7 +243,7 @@ def calibrate_command(
 
         result = calibrate(searched, n=n, steps=steps, seed=seed, proxies=names, short_steps=short_steps, train=train,
                            pretrain=pretrain, supernet=supernet_config, supernet_dir=supernet, latency=latency,
-                           truth_seeds=truth_seeds, progress=on_progress)
+                           truth_seeds=truth_seeds, workers=workers, progress=on_progress)
     out = out or Path("runs") / f"calibration-{space}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     result.save(out)
     payload = {"out": str(out), **result.summary()}
