@@ -3,6 +3,7 @@
 from vidnas.latency_models._backends import (
     BACKENDS,
     Backend,
+    BackendDef,
     BackendUnavailableError,
     CoreMLBackend,
     DebugBackend,
@@ -10,6 +11,9 @@ from vidnas.latency_models._backends import (
     TorchBackend,
     fingerprint_id,
     get_backend,
+    get_backend_def,
+    list_backends,
+    register_backend,
 )
 from vidnas.latency_models._builder import build_table, measure_units, open_table, space_units, spec_units
 from vidnas.latency_models._coreml_bundle import export_coreml_bundle
@@ -44,6 +48,7 @@ __all__ = [
     "CFG_MODES",
     "AccuracyReport",
     "Backend",
+    "BackendDef",
     "BackendUnavailableError",
     "CoreMLBackend",
     "Correction",
@@ -68,7 +73,9 @@ __all__ = [
     "fingerprint_id",
     "fit_correction",
     "get_backend",
+    "get_backend_def",
     "get_device",
+    "list_backends",
     "load_devices",
     "measure",
     "measure_frame_scaling",
@@ -82,6 +89,7 @@ __all__ = [
     "network_runner",
     "open_table",
     "quantile",
+    "register_backend",
     "roofline_estimate",
     "space_units",
     "spec_units",

@@ -22,11 +22,12 @@ MAX_TEMP_DIR = 40  # Ray appends ~60 characters of session and socket names
 
 class RaySession:
     def __init__(self, run_dir: Path, *, address: str | None = None, num_cpus: float | None = None,
-                 num_gpus: float | None = None) -> None:
+                 num_gpus: float | None = None, resources: dict[str, float] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.address = address
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
+        self.resources = resources
         self.pids: list[int] = []
         self.temp_dir: Path | None = None
 
@@ -62,10 +63,24 @@ class RaySession:
         self.temp_dir = self._temp_dir()
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=self.num_cpus,
-                 num_gpus=self.num_gpus, _temp_dir=str(self.temp_dir), configure_logging=False, log_to_driver=False)
+                 num_gpus=self.num_gpus, resources=self.resources, _temp_dir=str(self.temp_dir),
+                 configure_logging=False, log_to_driver=False)
         self.pids = [p.pid for p in psutil.Process().children(recursive=True) if p.pid not in before]
         (self.run_dir / "ray.pids").write_text(json.dumps({"pids": self.pids, "temp_dir": str(self.temp_dir)}))
         return self
+
+    def describe(self) -> dict[str, Any]:
+        """The cluster's nodes (id, address, resources, alive) as seen now, for the campaign record."""
+        import ray
+
+        if not ray.is_initialized():
+            return {}
+        try:
+            nodes = [{"node_id": n["NodeID"], "address": n.get("NodeManagerAddress"), "alive": n.get("Alive"),
+                      "resources": n.get("Resources", {})} for n in ray.nodes()]
+        except Exception:  # a cluster going down: the record says so rather than failing the campaign
+            nodes = []
+        return {"address": self.address or "local", "nodes": nodes}
 
     def stop(self) -> list[int]:
         """Shut Ray down; return the PIDs that had to be killed."""
