@@ -106,14 +106,16 @@ def _load_one(group: str, ep: Any) -> None:
 
 
 def note_registration(group: str, name: str, module: str | None = None) -> None:
-    """Record where the registration of ``name`` in ``group`` came from: the plugin being loaded, else the
-    module of the registered object when it lies outside vidnas, else vidnas itself."""
-    if _current:
-        _origins[(group, name)] = _current[-1]
-    elif module and module != BUILTIN and not module.startswith(BUILTIN + "."):
-        _origins[(group, name)] = module
-    else:
+    """Record where the registration of ``name`` in ``group`` came from.
+
+    ``module`` is the module of the registered object: one inside vidnas is built-in
+    (vidnas's own modules may be imported while a plugin loads); otherwise the plugin
+    being loaded, else the module itself (a registration made by user code).
+    """
+    if module is None or module == BUILTIN or module.startswith(BUILTIN + "."):
         _origins[(group, name)] = BUILTIN
+    else:
+        _origins[(group, name)] = _current[-1] if _current else module
 
 
 def origin(group: str, name: str) -> str:

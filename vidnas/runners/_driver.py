@@ -244,8 +244,8 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
         if not (run_dir / CONFIG_FILE).exists():
             raise SpecError("RUN_DIR", str(run_dir), "holds no campaign to resume (no config.yaml)")
         config = load_config(run_dir / CONFIG_FILE)
-        previous = _previous_driver(run_dir)
-        if previous and driver_alive(previous):
+        previous, running = _previous_driver(run_dir)
+        if previous and running and driver_alive(previous):
             raise SpecError("RUN_DIR", str(run_dir), f"is being run by a live driver ({previous})",
                             "stop it first, or start another driver with its own run directory")
     else:
@@ -274,7 +274,16 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
             for spec in space.enumerate():
                 study.enqueue_trial(space.params_of(spec))
     me = driver_id()
-    (run_dir / DRIVER_FILE).write_text(json.dumps({"driver": me, "storage": redact_url(config.storage or STUDY_FILE)}))
+    _write_driver(run_dir, me, config, running=True)
+    try:
+        return _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me,
+                         started, on_progress, log, local)
+    finally:  # whatever happened, this driver no longer runs the campaign (a kill -9 leaves `running`)
+        _write_driver(run_dir, me, config, running=False)
+
+
+def _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me, started,
+              on_progress, log, local) -> CampaignResult:
     stale = _recover(study, resume, previous)
     if stale:
         log(f"{len(stale)} trials left running by a stopped driver marked stale (sampled ones re-queued): {stale}")
@@ -307,11 +316,18 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
 DRIVER_FILE = "driver.json"
 
 
-def _previous_driver(run_dir: Path) -> str | None:
+def _write_driver(run_dir: Path, me: str, config: CampaignConfig, *, running: bool) -> None:
+    record = {"driver": me, "running": running, "storage": redact_url(config.storage or STUDY_FILE)}
+    (run_dir / DRIVER_FILE).write_text(json.dumps(record))
+
+
+def _previous_driver(run_dir: Path) -> tuple[str | None, bool]:
+    """The driver that last ran this directory, and whether it had not stopped by itself (killed, or running)."""
     try:
-        return json.loads((run_dir / DRIVER_FILE).read_text()).get("driver")
+        record = json.loads((run_dir / DRIVER_FILE).read_text())
+        return record.get("driver"), bool(record.get("running"))
     except (OSError, ValueError, AttributeError):
-        return None
+        return None, False
 
 
 def _recover(study, resume: bool, previous: str | None) -> list[int]:
