@@ -37,9 +37,13 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
         if not (run_dir / needed).exists():
             raise SpecError("RUN_DIR", str(run_dir), f"has no {needed}",
                             "give the directory of a finished `vidnas search` run")
-    campaign = json.loads((run_dir / "campaign.json").read_text())
-    trials = pd.read_parquet(run_dir / "trials.parquet")
-    pareto_doc = json.loads((run_dir / "pareto" / "pareto.json").read_text())
+    campaign = _json(run_dir / "campaign.json")
+    try:
+        trials = pd.read_parquet(run_dir / "trials.parquet")
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise SpecError("RUN_DIR", str(run_dir), f"has an unreadable trials.parquet ({type(exc).__name__})",
+                        "`vidnas search --resume RUN_DIR` writes it again") from None
+    pareto_doc = _json(run_dir / "pareto" / "pareto.json")
     table_meta, table_rows, coverage = None, None, None
     latency = campaign.get("latency", {})
     if latency.get("source") == "table":
@@ -59,11 +63,49 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
     candidates += [run_dir / "calibration" / "summary.json"]
     for path in candidates:
         if path.exists():
-            cal = json.loads(path.read_text())
-            cal["path"] = str(path)
+            cal = _calibration(path)
             break
     return RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
                    cal, coverage)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(str(path), None, f"is not readable JSON ({type(exc).__name__})",
+                        "`vidnas search --resume RUN_DIR` writes it again") from None
+    if not isinstance(data, dict):
+        raise SpecError(str(path), type(data).__name__, "must be a JSON object")
+    return data
+
+
+def _calibration(path: Path) -> dict[str, Any] | None:
+    """A calibration summary with what the report draws, or a note saying why it is left out."""
+    import math
+
+    def number(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return float(value)
+
+    try:
+        cal = json.loads(path.read_text(encoding="utf-8"))
+        str(cal["config"]["space"])
+        number(cal["config"]["n"]), number(cal["config"]["steps"])
+        number(cal["noise_ceiling"]["kendall_between_seeds"]), number(cal["noise_ceiling"]["n"])
+        if not isinstance(cal["proxies"], dict):
+            raise ValueError("`proxies` is not a mapping")
+        for stats in [*cal["proxies"].values(), cal["ensemble"]]:
+            low, high = stats["kendall_ci"]
+            for key in ("kendall", "spearman", "kendall_within_latency_bins", "partial_kendall_given_flops",
+                        "precision_at_top10"):
+                number(stats[key])
+            number(low), number(high)
+    except Exception as exc:  # any malformed summary: the report goes on without this section
+        return {"path": str(path), "unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    cal["path"] = str(path)
+    return cal
 
 
 def _coverage(campaign: dict[str, Any], table) -> dict[str, Any]:

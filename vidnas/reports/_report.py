@@ -41,7 +41,7 @@ def render(data: RunData) -> str:
     if data.table_rows is not None and len(data.table_rows):
         figures["noise"] = figs.to_png_data_uri(figs.draw_table_noise(data.table_rows).figure)
     calibration_rows = []
-    if data.calibration:
+    if data.calibration and not data.calibration.get("unreadable"):
         rows = dict(data.calibration["proxies"])
         rows["ensemble (out of fold)"] = data.calibration["ensemble"]
         calibration_rows = list(rows.items())

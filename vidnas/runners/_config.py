@@ -270,8 +270,8 @@ def validate_config(config: CampaignConfig) -> None:
     get_backend_def(config.target.backend, "config.target.backend")
     if config.target.lut is not None and config.target.roofline is not None:
         raise SpecError("config.target.roofline", config.target.roofline, "cannot be combined with target.lut")
-    if config.target.lut is not None and not Path(config.target.lut).exists():
-        raise SpecError("config.target.lut", config.target.lut, "does not exist")
+    if config.target.lut is not None:
+        _check_table(config)
     if config.target.roofline is not None:
         from vidnas.latency_models import load_devices
 
@@ -295,9 +295,12 @@ def validate_config(config: CampaignConfig) -> None:
                 raise SpecError(f"{field}.metric", o.metric, "names no registered proxy",
                                 f"known proxies: {proxies}")
         elif o.metric.startswith("ensemble:"):
-            if not Path(o.metric[9:]).exists():
+            if not Path(o.metric[9:]).is_file():
                 raise SpecError(f"{field}.metric", o.metric, "names no calibration summary file",
                                 "give the summary.json written by `vidnas proxies calibrate`")
+            from vidnas.runners._evaluate import load_ensemble
+
+            load_ensemble(o.metric[9:])  # both files, checked now rather than when the campaign starts
         elif o.metric not in BASE_METRICS:
             raise SpecError(f"{field}.metric", o.metric, "is not a metric",
                             f"use one of {list(BASE_METRICS)}, proxy:NAME or ensemble:SUMMARY.json")
@@ -332,6 +335,25 @@ def validate_config(config: CampaignConfig) -> None:
     if config.stale_after_s <= config.heartbeat_s:
         raise SpecError("config.stale_after_s", config.stale_after_s, f"must be more than heartbeat_s "
                                                                       f"({config.heartbeat_s})")
+
+
+def _check_table(config: CampaignConfig) -> None:
+    """The given table exists, reads, and was measured on the target's backend and device."""
+    from vidnas.latency_models import LatencyTable
+
+    path = config.target.lut
+    if not Path(path).exists():
+        raise SpecError("config.target.lut", path, "does not exist")
+    try:
+        meta = LatencyTable.load(path).meta
+    except SpecError as exc:
+        raise SpecError("config.target.lut", path, f"cannot be used: {exc}") from None
+    for key in ("backend", "device"):
+        want, have = getattr(config.target, key), getattr(meta, key)
+        if have != want:
+            raise SpecError("config.target.lut", path, f"was measured with {key} {have!r}, but target.{key} is "
+                                                       f"{want!r}", f"set target.{key}: {have} if that is the target; "
+                                                                    "a table from another device cannot predict it")
 
 
 def load_config(path: str | Path | None) -> CampaignConfig:
