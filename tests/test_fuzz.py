@@ -317,9 +317,8 @@ def test_table_with_bad_metadata_or_rows(tmp_path, table_file, key, value, colum
     run_cli("latency", "predict", "tiny", "--lut", str(path), "--json")
 
 
-@fuzz("foreign_table")
-@given(backend=st.sampled_from(["torch", "onnxruntime", "coreml"]), device=st.sampled_from(["cpu", "cuda", "ane"]))
-# (nine combinations: each is tried)
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "coreml"])
+@pytest.mark.parametrize("device", ["cpu", "cuda", "ane"])
 def test_a_table_from_another_backend_or_device_is_refused(tmp_path, table_file, backend, device):
     tried("foreign_table")
     result = run_cli("latency", "predict", "tiny", "--lut", str(table_file), "--backend", backend,

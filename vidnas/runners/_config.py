@@ -278,6 +278,10 @@ def validate_config(config: CampaignConfig) -> None:
         if config.target.roofline not in load_devices():
             raise SpecError("config.target.roofline", config.target.roofline, "is not a datasheet device",
                             f"choose one of {list(load_devices())}")
+        peaks = load_devices()[config.target.roofline].peak_flops
+        if config.target.roofline_dtype not in peaks:
+            raise SpecError("config.target.roofline_dtype", config.target.roofline_dtype,
+                            f"has no peak FLOP/s on device {config.target.roofline}", f"choose one of {list(peaks)}")
     if config.target.batch < 1:
         raise SpecError("config.target.batch", config.target.batch, "must be >= 1")
     if config.video.cfg not in CFG_MODES:
