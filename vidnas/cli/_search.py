@@ -84,7 +84,7 @@ def search_command(
                "seconds": result.seconds}
     if result.interrupted:  # the line a user needs, whatever the output mode
         console.print(f"interrupted after {result.trials} trials; the trials in flight were re-queued. "
-                      f"Resume with: {resume_line}", highlight=False, markup=False)
+                      f"Resume with: {resume_line}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         emit_json(payload)
         if result.interrupted:
