@@ -89,7 +89,7 @@ def open_storage(config: CampaignConfig, run_dir: Path):
     except Exception as exc:  # SQLAlchemy and DB-API errors of many kinds: a bad URL, no server, no driver
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise SpecError("config.storage", redact_url(url), f"could not be opened ({type(exc).__name__}: {first})",
-                        "check the URL, that the server is up, and the driver (pip install psycopg2-binary "
+                        "check the URL, that the server is up, and the driver (pip install 'psycopg[binary]' "
                         "for postgresql://)") from None
 
 
