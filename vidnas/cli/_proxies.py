@@ -19,20 +19,22 @@ proxies_app = typer.Typer(help="Quality proxies: list, score one spec, calibrate
 @handle_errors
 def list_command(as_json: JsonOpt = False) -> None:
     """The registered proxies, their kind, orientation and cost."""
+    from vidnas._plugins import origin
     from vidnas.proxies import get_proxy, list_proxies
 
     rows = [{"name": n, "kind": get_proxy(n).kind, "higher_is_better": get_proxy(n).higher_is_better,
-             "cost": get_proxy(n).cost, "summary": get_proxy(n).summary} for n in list_proxies()]
+             "cost": get_proxy(n).cost, "summary": get_proxy(n).summary, "source": origin("vidnas.proxies", n)}
+            for n in list_proxies()]
     if as_json:
         emit_json({"proxies": rows})
         return
     from rich.table import Table
 
     table = Table(title="Proxies")
-    for col in ("proxy", "kind", "higher is better", "cost", "summary"):
+    for col in ("proxy", "kind", "higher is better", "cost", "summary", "from"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["kind"], str(r["higher_is_better"]), r["cost"], r["summary"])
+        table.add_row(r["name"], r["kind"], str(r["higher_is_better"]), r["cost"], r["summary"], r["source"])
     stdout_console().print(table)
 
 

@@ -38,9 +38,13 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
         if not (run_dir / needed).exists():
             raise SpecError("RUN_DIR", str(run_dir), f"has no {needed}",
                             "give the directory of a finished `vidnas search` run")
-    campaign = json.loads((run_dir / "campaign.json").read_text())
-    trials = pd.read_parquet(run_dir / "trials.parquet")
-    pareto_doc = json.loads((run_dir / "pareto" / "pareto.json").read_text())
+    campaign = _json(run_dir / "campaign.json")
+    try:
+        trials = pd.read_parquet(run_dir / "trials.parquet")
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise SpecError("RUN_DIR", str(run_dir), f"has an unreadable trials.parquet ({type(exc).__name__})",
+                        "`vidnas search --resume RUN_DIR` writes it again") from None
+    pareto_doc = _json(run_dir / "pareto" / "pareto.json")
     table_meta, table_rows, coverage = None, None, None
     latency = campaign.get("latency", {})
     if latency.get("source") == "table":
@@ -62,8 +66,7 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
     candidates += [run_dir / "calibration" / "summary.json"]
     for path in candidates:
         if path.exists():
-            cal = json.loads(path.read_text())
-            cal["path"] = str(path)
+            cal = _calibration(path)
             break
     if cal is None:
         cal = _packaged_calibration(campaign)
@@ -122,11 +125,12 @@ def quality_calibration(data: RunData) -> list[dict[str, Any]]:
         name = metric[6:] if metric.startswith("proxy:") else "ensemble"
         cal = data.calibration
         stats = None
-        if cal is not None:
+        if cal is not None and "unreadable" not in cal:
             stats = cal["ensemble"] if name == "ensemble" else cal["proxies"].get(name)
         if stats is None or "kendall" not in stats:
-            rows.append({"metric": metric, "calibrated": False,
-                         "why": "no calibration of this signal is attached or shipped for this setting"})
+            why = (f"the calibration {cal['path']} is unreadable ({cal['unreadable']})" if cal and "unreadable" in cal
+                   else "no calibration of this signal is attached or shipped for this setting")
+            rows.append({"metric": metric, "calibrated": False, "why": why})
             continue
         theirs = calibration_setting(cal)
         mismatch = [k for k in ("space", "space_shape", "data") if setting and theirs.get(k) != setting.get(k)]
@@ -140,6 +144,50 @@ def quality_calibration(data: RunData) -> list[dict[str, Any]]:
                      "flops_kendall": (cal["proxies"].get("flops") or {}).get("kendall"),
                      "mismatch": mismatch})
     return rows
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(str(path), None, f"is not readable JSON ({type(exc).__name__})",
+                        "`vidnas search --resume RUN_DIR` writes it again") from None
+    if not isinstance(data, dict):
+        raise SpecError(str(path), type(data).__name__, "must be a JSON object")
+    return data
+
+
+def _calibration(path: Path) -> dict[str, Any] | None:
+    """A calibration summary with what the report draws, or a note saying why it is left out."""
+    import math
+
+    from vidnas.proxies._calibration import upgrade_summary
+
+    def number(value: Any, *, nan: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{value!r} is not a number")
+        if not math.isfinite(value) and not (nan and math.isnan(value)):
+            raise ValueError(f"{value!r} is not a finite number")
+        return float(value)
+
+    try:
+        cal = upgrade_summary(json.loads(path.read_text(encoding="utf-8")))
+        str(cal["config"]["space"])
+        number(cal["config"]["n"]), number(cal["config"]["steps"])
+        number(cal["truth_reliability"]["kendall_between_seeds"], nan=True), number(cal["truth_reliability"]["n"])
+        if not isinstance(cal["proxies"], dict):
+            raise ValueError("`proxies` is not a mapping")
+        judged = [*cal["proxies"].values()] + ([cal["ensemble"]] if "kendall" in cal.get("ensemble", {}) else [])
+        for stats in judged:
+            low, high = stats["kendall_ci"]
+            for key in ("kendall", "spearman", "partial_kendall_given_flops", "precision_at_top10"):
+                number(stats[key])
+            number(stats["kendall_within_latency_bins"], nan=True)  # undefined when no bin holds 3 architectures
+            number(low), number(high)
+    except Exception as exc:  # any malformed summary: the report goes on without this section
+        return {"path": str(path), "unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    cal["path"] = str(path)
+    return cal
 
 
 def _coverage(campaign: dict[str, Any], table) -> dict[str, Any]:
