@@ -9,7 +9,8 @@ tokens as channels-last frames ``(B*T, D, H, W)`` (a view) with per-frame copies
 time embedding and context, as the registry's frame contract asks.
 
 :func:`map_reference_state` maps a reference implementation's weights (diffusers'
-``WanTransformer3DModel``) onto a network's parameter names.
+``WanTransformer3DModel``, ``LTXVideoTransformer3DModel`` or ``LatteTransformer3DModel``, told
+apart by their keys) onto a network's parameter names.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 
 from vidnas._errors import SpecError
 from vidnas.search_space._dit_plan import dit_plan, is_frames_slot
-from vidnas.search_space._dit_spec import DiTBackbone
+from vidnas.search_space._dit_spec import ROTARY_POSITIONS, DiTBackbone
 from vidnas.search_space._family import module_key
 from vidnas.search_space._layers import TimestepMLP, sinusoidal_embedding
 from vidnas.search_space._plan import PlanWalk, UnitPlan, slot_shape
@@ -35,8 +36,11 @@ from vidnas.search_space._token_branches import (
     TokenConditioning,
     TokenSlot,
     grid_rotary,
+    ltx_rotary,
     make_norm,
     rotary_tables,
+    sincos_1d,
+    sincos_2d,
 )
 
 __all__ = ["VideoDiT", "build_dit_unit", "call_dit_unit", "dit_unit_inputs", "map_reference_state"]
@@ -77,9 +81,11 @@ class TextEmbedUnit(nn.Module):
 
 class PatchEmbedUnit(nn.Module):
     """Latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` by a strided convolution
-    (2-D when the patch spans one frame)."""
+    (2-D when the patch spans one frame); with ``sincos2d`` positions, plus a 2-D sin-cos table
+    (a buffer for the plan's token rows and columns ``grid``, computed anew for another)."""
 
-    def __init__(self, in_channels: int, dim: int, patch_size: list[int]) -> None:
+    def __init__(self, in_channels: int, dim: int, patch_size: list[int], positions: str = "none",
+                 pos_base: int = 0, pos_interpolation: float = 1, grid: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.patch_size = tuple(patch_size)
         pt, ph, pw = self.patch_size
@@ -87,16 +93,50 @@ class PatchEmbedUnit(nn.Module):
             self.proj = nn.Conv2d(in_channels, dim, (ph, pw), stride=(ph, pw))
         else:
             self.proj = nn.Conv3d(in_channels, dim, self.patch_size, stride=self.patch_size)
+        self.pos_base, self.pos_interpolation = pos_base, pos_interpolation
+        table = None
+        if positions == "sincos2d":
+            rows, cols = grid or (1, 1)
+            table = sincos_2d(rows, cols, dim, pos_base, pos_interpolation)
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
         t = cond.grid[0] * self.patch_size[0]
         b = h.shape[0] // t
         if self.patch_size[0] == 1:
             y = self.proj(h)  # (B*T, D, H', W')
-            return y.reshape(b, t, y.shape[1], -1).transpose(2, 3).reshape(b, -1, y.shape[1])
-        video = h.reshape(b, t, *h.shape[1:]).transpose(1, 2)  # (B, C, T, H, W)
-        y = self.proj(video)
-        return y.flatten(2).transpose(1, 2).contiguous()
+            tokens = y.reshape(b, t, y.shape[1], -1).transpose(2, 3).reshape(b, -1, y.shape[1])
+        else:
+            video = h.reshape(b, t, *h.shape[1:]).transpose(1, 2)  # (B, C, T, H, W)
+            y = self.proj(video)
+            tokens = y.flatten(2).transpose(1, 2).contiguous()
+        if self.table is None:
+            return tokens
+        del y
+        _, rows, cols = cond.grid
+        table = self.table
+        if table.shape[0] != rows * cols:
+            table = sincos_2d(rows, cols, tokens.shape[-1], self.pos_base, self.pos_interpolation, table.device)
+        frames = tokens.shape[1] // (rows * cols)
+        return (tokens.reshape(b, frames, rows * cols, -1) + table.to(tokens.dtype)).reshape(tokens.shape)
+
+
+class FramePosUnit(nn.Module):
+    """A 1-D sin-cos table over frames added to the tokens (Latte's temporal positions): a buffer for
+    the plan's ``frames``, computed anew for other frames (a chunk of a stream)."""
+
+    def __init__(self, dim: int, frames: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("table", sincos_1d(torch.arange(frames), dim).float(), persistent=False)
+
+    def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        t, rows, cols = cond.grid
+        table = self.table
+        if cond.frame_offset or table.shape[0] != t:
+            positions = torch.arange(cond.frame_offset, cond.frame_offset + t, device=table.device)
+            table = sincos_1d(positions, table.shape[1]).float()
+        b, _, d = h.shape
+        return (h.reshape(b, t, rows * cols, d) + table.to(h.dtype)[:, None]).reshape(h.shape)
 
 
 class HeadUnit(nn.Module):
@@ -173,7 +213,7 @@ def _slot_flags(plan: UnitPlan) -> tuple[bool, bool, bool]:
     if plan.is_identity:
         return False, False, False
     opdef = get_temporal_op(plan.config["op"])
-    rotary = not is_frames_slot(plan) and dict(slot_shape(plan).extras).get("positions") == "rope3d"
+    rotary = not is_frames_slot(plan) and dict(slot_shape(plan).extras).get("positions") in ROTARY_POSITIONS
     return opdef.uses_temb(plan.config["params"]), opdef.uses_context, rotary
 
 
@@ -186,6 +226,10 @@ def build_dit_unit(plan: UnitPlan) -> nn.Module:
             temb, context, _ = _slot_flags(plan)
             return FramesSlotUnit(TemporalSlot(c["op"], c["params"], shape), temb=temb, context=context)
         return TokenSlotUnit(TokenSlot(c["op"], c["params"], shape))
+    if plan.kind == "patch_embed" and c.get("positions") == "sincos2d":
+        return PatchEmbedUnit(**c, grid=(plan.out_shape[1], plan.out_shape[2]))
+    if plan.kind == "frame_pos":
+        return FramePosUnit(**c, frames=plan.frames)
     builders = {"time_embed": TimeEmbedUnit, "text_embed": TextEmbedUnit, "patch_embed": PatchEmbedUnit,
                 "head": HeadUnit}
     return builders[plan.kind](**c)
@@ -203,6 +247,8 @@ def call_dit_unit(module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor
         return module(tensors[0], TokenConditioning((plan.frames // pt, plan.out_shape[1], plan.out_shape[2])))
     if plan.kind == "head":
         return module(tensors[0], TokenConditioning(grid, temb=tensors[1]))
+    if plan.kind == "frame_pos":
+        return module(tensors[0], TokenConditioning(grid))
     temb, context, rotary = _slot_flags(plan)
     it = iter(tensors)
     h = next(it)
@@ -236,6 +282,8 @@ def dit_unit_inputs(plan: UnitPlan, backbone: DiTBackbone, batch: int = 1, *, se
     h = torch.randn(batch, tokens, plan.in_shape[0], generator=gen, dtype=dtype)
     if plan.kind == "head":
         return h, torch.randn(batch, d, generator=gen, dtype=dtype)
+    if plan.kind == "frame_pos":
+        return (h,)
     temb, context, rotary = _slot_flags(plan)
     out = [h]
     if temb:
@@ -244,10 +292,22 @@ def dit_unit_inputs(plan: UnitPlan, backbone: DiTBackbone, batch: int = 1, *, se
     if context:
         out.append(torch.randn(batch, bb.context_tokens, d, generator=gen, dtype=dtype))
     if rotary:
-        cos, sin = rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split)
         grid = (plan.frames, plan.in_shape[1], plan.in_shape[2])
-        out += [t.to(dtype) for t in grid_rotary(cos, sin, bb.rope_split, grid)]
+        out += [t.to(dtype) for t in backbone_rotary(bb, grid)]
     return tuple(out)
+
+
+def backbone_rotary(bb: DiTBackbone, grid: tuple[int, int, int], frame_offset: int = 0, *,
+                    tables: tuple[torch.Tensor, torch.Tensor] | None = None, device: torch.device | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rotary cosines and sines ``(T*H*W, rotary_width)`` of a token grid whose first frame is
+    ``frame_offset``, in ``bb``'s positional style (``tables``: Wan's per-axis tables, if already made)."""
+    if bb.positions == "rope_ltx":
+        scales = (bb.vae_temporal_factor / bb.frame_rate, bb.vae_scale_factor, bb.vae_scale_factor)
+        return ltx_rotary(grid, bb.dim, bb.rope_theta, scales, bb.patch_size, frame_offset, device)
+    if tables is None:
+        tables = rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split, device)
+    return grid_rotary(*tables, bb.rope_split, grid, frame_offset)
 
 
 # The network ------------------------------------------------------------------------------
@@ -302,6 +362,9 @@ class VideoDiT(nn.Module):
         if bb.positions == "rope3d":
             rotary = tuple(t.to(temb.dtype) for t in grid_rotary(self.rope_cos, self.rope_sin, bb.rope_split, grid,
                                                                   frame_offset // pt))
+        elif bb.rotary:
+            rotary = tuple(t.to(temb.dtype) for t in backbone_rotary(bb, grid, frame_offset // pt,
+                                                                      device=temb.device))
         return TokenConditioning(grid, temb, modulation, text, rotary, frame_offset // pt)
 
     def run_units(self, h: torch.Tensor, cond: TokenConditioning, *, streams: dict | None = None,
@@ -414,23 +477,34 @@ def map_reference_state(spec: ArchSpec, state: Mapping[str, torch.Tensor], *, re
                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """``(state dict for build_network(spec), reference keys left unmapped)`` from a reference's weights.
 
-    ``reference="diffusers"``: ``WanTransformer3DModel``. A weight lands where ``spec`` has a
-    parameter of the same role and shape (a block that exists, an op with that sub-layer: every
-    self-attention op has Wan's projections); the rest is reported unmapped (dropped blocks,
-    funnelled widths, blocks beyond ``depth``).
+    ``reference="diffusers"``: ``WanTransformer3DModel``, ``LTXVideoTransformer3DModel`` or
+    ``LatteTransformer3DModel`` (told apart by their keys; see ``_dit_weights``). A weight lands
+    where ``spec`` has a parameter of the same role and shape (a block that exists, an op with
+    that sub-layer: every self-attention op has the reference's projections); the rest is
+    reported unmapped (dropped blocks, funnelled widths, blocks beyond ``depth``).
     """
+    from vidnas.search_space import _dit_weights
+
     if reference != "diffusers":
         raise SpecError("reference", reference, "has no weight mapping for the `dit` family",
-                        "use `diffusers` (WanTransformer3DModel)")
+                        "use `diffusers` (WanTransformer3DModel, LTXVideoTransformer3DModel, LatteTransformer3DModel)")
     bb = spec.backbone
+    layout = _dit_weights.reference_layout(state)
+    targets = _diffusers_wan_key if layout == "wan" else _dit_weights.translator(layout)
+
+    def place(value: torch.Tensor, how: Any) -> torch.Tensor:
+        if layout == "wan":
+            return _transform(value, how, bb)
+        return _dit_weights.transform(value, how, bb.patch_size, bb.out_channels)
+
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in VideoDiT(spec).state_dict().items()}
     mapped: dict[str, torch.Tensor] = {}
     unmapped: list[str] = []
     for key, value in state.items():
         placed = False
-        for target, how in _diffusers_wan_key(key, bb.depth):
-            tensor = _transform(value, how, bb)
+        for target, how in targets(key, bb.depth):
+            tensor = place(value, how)
             if shapes.get(target) == tensor.shape:
                 mapped[target] = tensor
                 placed = True

@@ -5,7 +5,10 @@ Units, in execution order (each timed on its own in a latency table):
 * ``time_embed`` (conditioning): sinusoidal timestep features -> time embedding ``temb`` and
   the shared time projection (the AdaLN rows every block reads), stacked ``(B, 1 + 6, D)``;
 * ``text_embed`` (conditioning, when the backbone has text): ``(B, L, text_dim) -> (B, L, D)``;
-* ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)``;
+* ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` (plus a 2-D
+  sin-cos table with ``sincos2d`` positions);
+* ``frame_pos`` (with ``frame_pos_block`` >= 0, before that block's slots): a 1-D sin-cos table
+  over frames added to the tokens (Latte's temporal positions);
 * per block ``i`` its slots ``block.{i}.attn``, ``block.{i}.temporal``, ``block.{i}.cross``,
   ``block.{i}.ff`` (slot units, kind ``temporal``: the op chosen there);
 * ``head``: the modulated output norm, the projection to patches and the unpatchify back to
@@ -45,18 +48,21 @@ def dit_plan(spec: ArchSpec) -> list[UnitPlan]:
         units.append(UnitPlan("text_embed", "text_embed", {"text_dim": bb.text_dim, "dim": d},
                               (bb.text_dim, bb.text_tokens, 1), (d, bb.text_tokens, 1), tt, family="dit",
                               conditioning=True))
+    patch = {"in_channels": bb.in_channels, "dim": d, "patch_size": list(bb.patch_size)}
+    if bb.positions == "sincos2d":  # only then: Wan's unit keeps its signature
+        patch.update(positions=bb.positions, pos_base=bb.pos_base, pos_interpolation=bb.pos_interpolation)
     units += [
-        UnitPlan("patch_embed", "patch_embed", {"in_channels": bb.in_channels, "dim": d,
-                                                "patch_size": list(bb.patch_size)},
-                 (bb.in_channels, bb.latent_height, bb.latent_width), tokens, bb.frames, family="dit",
-                 out_frames_=None if pt == 1 else tt),
+        UnitPlan("patch_embed", "patch_embed", patch, (bb.in_channels, bb.latent_height, bb.latent_width), tokens,
+                 bb.frames, family="dit", out_frames_=None if pt == 1 else tt),
     ]
     for slot in bb.slots():
+        if slot.level == bb.frame_pos_block and slot.position == "attn":
+            units.append(UnitPlan("frame_pos", "frame_pos", {"dim": d}, tokens, tokens, tt, family="dit"))
         choice = spec.temporal[slot.name]
         units.append(UnitPlan(slot.name, "temporal", slot_config(choice.op, choice.params, slot.shape), tokens,
                               tokens, tt, slot=slot.name, level=slot.level, family="dit"))
     units.append(UnitPlan("head", "head", {"dim": d, "out_channels": bb.out_channels,
-                                           "patch_size": list(bb.patch_size), "eps": bb.eps, "norm": bb.norm},
+                                           "patch_size": list(bb.patch_size), "eps": bb.eps, "norm": bb.head_norm},
                           tokens, (bb.out_channels, bb.latent_height, bb.latent_width), tt, family="dit",
                           out_frames_=frames_out))
     return units
@@ -83,6 +89,8 @@ def dit_unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
         return patch_embed_cost(plan, batch)
     if plan.kind == "head":
         return head_cost(plan, batch)
+    if plan.kind == "frame_pos":
+        return frame_pos_cost(plan, batch)
     raise ValueError(f"unknown unit kind {plan.kind!r}")
 
 
@@ -121,6 +129,11 @@ def patch_embed_cost(plan: UnitPlan, batch: int) -> Cost:
     f = batch * plan.out_frames * d * plan.out_shape[1] * plan.out_shape[2]
     # The convolution's output and its token-major copy (a 3-D patch reads the frames as a (B, C, T, H, W) view).
     return Cost(conv_params(cin, d, kernel), conv_flops(f, cin, kernel), 2 * f)
+
+
+def frame_pos_cost(plan: UnitPlan, batch: int) -> Cost:
+    """Adding a table (a buffer) to the tokens: no parameters, no multiply-accumulates, the sum."""
+    return Cost(0, 0, batch * plan.frames * math.prod(plan.in_shape))
 
 
 def head_cost(plan: UnitPlan, batch: int) -> Cost:
@@ -172,8 +185,8 @@ class DiTFamily(BackboneFamily):
         # The time embedding, the AdaLN rows, the projected text and the rotary tables live through a call.
         d = backbone.dim
         elements = batch * d * (1 + backbone.modulation_rows) + batch * backbone.context_tokens * d
-        if backbone.positions == "rope3d":
-            elements += backbone.tokens * backbone.head_dim
+        if backbone.rotary:  # cosines and sines of every token
+            elements += backbone.tokens * 2 * backbone.rotary_width
         return elements
 
     def reference_state_dict(self, spec, state, *, reference):
