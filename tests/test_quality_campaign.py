@@ -97,3 +97,17 @@ def test_report_states_the_quality_objectives_calibration_or_its_absence(tmp_pat
     html = write_report(tmp_path / "calibrated").read_text()
     assert "Quality objective <code>proxy:supernet</code>: Kendall tau" in html
     assert "tau between two training seeds" in html and "another setting" not in html
+
+
+def test_automatic_proxy_scale_fits_the_budgets_or_names_them():
+    from vidnas.proxies._scale import choose_scale, ladder, supernet_bytes
+
+    real = {"frames": 8, "height": 128, "width": 128, "width_mult": None}
+    scales = ladder("tiny", real)
+    assert len(scales) > 3 and scales[0].height == 128  # largest first; smaller sizes rounded to what fits
+    budget = 0.6 * supernet_bytes(scales[0].space("tiny", real), batch_size=2)
+    choice = choose_scale("tiny", real, memory_budget_bytes=budget, seconds_budget=1e9, steps=10, batch_size=2)
+    assert choice.predicted_bytes <= budget and choice.scale != scales[0]
+    with pytest.raises(SpecError) as info:
+        choose_scale("tiny", real, memory_budget_bytes=1e6, seconds_budget=1e9, steps=10, batch_size=2)
+    assert info.value.field == "proxy.memory_budget_bytes" and "GiB" in str(info.value)
