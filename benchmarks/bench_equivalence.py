@@ -14,6 +14,7 @@ activations. Inputs are small (a few frames at a low resolution): the weights, n
 activations, are what is compared.
 
     python benchmarks/bench_equivalence.py svd
+    python benchmarks/bench_equivalence.py ltx-video latte
     python benchmarks/bench_equivalence.py --list
 
 A preset of another family joins with one entry in ``CASES``: the reference class and
@@ -54,6 +55,9 @@ class Case:
     reference: str = "diffusers"  # passed to the family's reference_state_dict
     output: Callable[[Any], torch.Tensor] = lambda out: out.sample  # the tensor of the reference's return value
     meta_build: bool = True  # build vidnas on meta and take the reference's tensors (False: build and copy)
+    # (reference, spec, vidnas args) -> the reference's prediction in vidnas's layout; None: call it with the
+    # inputs' reference arguments and take ``output`` of its return value
+    forward: Callable[[torch.nn.Module, ArchSpec, tuple], torch.Tensor] | None = None
 
 
 def unet_inputs(spec: ArchSpec, gen: torch.Generator) -> tuple[tuple, dict[str, Any], tuple]:
@@ -68,15 +72,26 @@ def unet_inputs(spec: ArchSpec, gen: torch.Generator) -> tuple[tuple, dict[str, 
     return (sample, timestep), reference_kwargs, (sample, timestep, context, added_time_ids)
 
 
-def cogvideox_inputs(spec: ArchSpec, gen: torch.Generator) -> tuple[tuple, dict[str, Any], tuple]:
-    """CogVideoX's call: ``hidden_states (B, T, C, H, W)``, ``encoder_hidden_states (B, L, text_dim)`` (L: the
-    backbone's text tokens, which must equal the reference's ``max_text_seq_length``), ``timestep (B,)``."""
+def dit_inputs(spec: ArchSpec, gen: torch.Generator) -> tuple[tuple, dict[str, Any], tuple]:
+    """A video transformer's call: ``sample (B, T, C, H, W)``, ``timestep (B,)``, text tokens ``(B, L, text_dim)``;
+    the reference takes them through ``diffusers_forward`` (its pipeline's layout and arguments)."""
     bb = spec.backbone
     sample = torch.randn(1, bb.frames, bb.in_channels, bb.latent_height, bb.latent_width, generator=gen)
-    timestep = torch.tensor([700.0])
     context = torch.randn(1, bb.context_tokens, bb.context_dim, generator=gen)
-    return (sample, context, timestep), {"return_dict": True}, (sample, timestep, context, None)
+    return (), {}, (sample, torch.tensor([700.0]), context)
 
+
+def dit_forward(reference: torch.nn.Module, spec: ArchSpec, args: tuple) -> torch.Tensor:
+    from vidnas.search_space._dit_weights import diffusers_forward
+
+    return diffusers_forward(reference, spec, *args)
+
+
+# Latte-1 text-to-video (diffusers' LatteTransformer3DModel), positions native at 256x256.
+LATTE_1 = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+               cross_attention_dim=1152, attention_bias=True, sample_size=32, patch_size=2,
+               activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+               norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=4096, video_length=16)
 
 CASES: dict[str, Case] = {
     "svd": Case(
@@ -86,12 +101,30 @@ CASES: dict[str, Case] = {
         spec=lambda: preset_spec("svd", frames=3, height=128, width=128),
         inputs=unet_inputs,
     ),
+    "ltx-video": Case(
+        name="ltx-video",
+        reference_class="diffusers:LTXVideoTransformer3DModel",
+        reference_kwargs={},  # LTX-Video 2B: diffusers' default config
+        spec=lambda: preset_spec("ltx-video", frames=9, height=128, width=128),  # latent 2x4x4, 128 text tokens
+        inputs=dit_inputs,
+        forward=dit_forward,
+    ),
+    "latte": Case(
+        name="latte",
+        reference_class="diffusers:LatteTransformer3DModel",
+        reference_kwargs=LATTE_1,
+        spec=lambda: preset_spec("latte", height=64, width=64),  # 16 frames (Latte's temporal table), latent 8x8
+        inputs=dit_inputs,
+        forward=dit_forward,
+        meta_build=False,  # its sin-cos tables are buffers the reference's state dict does not hold
+    ),
     "cogvideox-2b": Case(
         name="cogvideox-2b",
         reference_class="diffusers:CogVideoXTransformer3DModel",
         reference_kwargs={},  # CogVideoX 2B: diffusers' default config
-        spec=lambda: preset_spec("cogvideox-2b", frames=5, height=64, width=96),
-        inputs=cogvideox_inputs,
+        spec=lambda: preset_spec("cogvideox-2b", frames=5, height=64, width=96),  # latent 2x8x12, 226 text tokens
+        inputs=dit_inputs,
+        forward=dit_forward,
     ),
 }
 
@@ -126,7 +159,10 @@ def run_case(case: Case, *, seed: int = 0) -> dict[str, Any]:
     network.eval()
     ref_args, ref_kwargs, our_args = case.inputs(spec, torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
-        expected = case.output(reference(*ref_args, **ref_kwargs)).float()
+        if case.forward is not None:
+            expected = case.forward(reference, spec, our_args).float()
+        else:
+            expected = case.output(reference(*ref_args, **ref_kwargs)).float()
         got = network(*our_args).float()
     if got.shape != expected.shape:
         raise RuntimeError(f"output shapes differ: vidnas {tuple(got.shape)}, reference {tuple(expected.shape)}")

@@ -84,3 +84,18 @@ def test_calibration_rejects_bad_arguments():
     with pytest.raises(SpecError) as info:
         calibrate(get_space("tiny"), n=4, steps=2, truth_seeds=1)
     assert info.value.field == "truth_seeds"
+
+
+def test_ground_truth_trainings_are_cached_so_a_calibration_resumes(tmp_path):
+    from vidnas.proxies import PretrainConfig, TrainConfig, pretrain_backbone, train_truths
+
+    space = get_space("tiny", frames=4, height=64, width=64)
+    specs = space.random_specs(2, seed=9)
+    pretrain = PretrainConfig(steps=2, batch_size=2, train_clips=4)
+    backbone = pretrain_backbone(space.base, pretrain)
+    config = TrainConfig(steps=2, batch_size=2, train_clips=4, heldout_clips=2)
+    first = train_truths(specs, config, [0, 1], backbone, pretrain)
+    calls = []
+    again = train_truths(specs, config, [0, 1], backbone, pretrain, progress=lambda i, n: calls.append(i))
+    assert calls == [4]  # all four found in the cache, nothing trained
+    assert {k: v.heldout_loss for k, v in first.items()} == {k: v.heldout_loss for k, v in again.items()}

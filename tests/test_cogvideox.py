@@ -172,7 +172,7 @@ def test_joint_styles_are_validated_together():
                           ({"positions": "rope3d"}, "backbone.positions"),
                           ({"text_dim": 0}, "backbone.text_mode"),
                           ({"heads": 3, "head_dim": 12}, "backbone.heads"),
-                          ({"qk_eps": 1.5}, "backbone.qk_eps"), ({"pos_scale_spatial": 0.0},
+                          ({"qk_norm_eps": 1.5}, "backbone.qk_norm_eps"), ({"pos_scale_spatial": 0.0},
                                                                  "backbone.pos_scale_spatial")]:
         with pytest.raises(SpecError) as err:
             tiny_backbone(**change).validate()
@@ -277,7 +277,7 @@ def test_every_joint_unit_cost_matches_its_trace(style):
 CROSS_STYLE_VARIANTS = [
     {"qk_norm": "layer_norm"},
     {"qk_norm": "layer_norm", "positions": "sincos3d", "norm": "layer_norm_affine", "text_projection": "linear",
-     "qk_eps": 1e-6},
+     "qk_norm_eps": 1e-6},
     {"qk_norm": "layer_norm", "positions": "none", "cross_attn_norm": False},
 ]
 

@@ -96,3 +96,43 @@ def test_report_in_a_real_browser(campaign, browser, tmp_path):
     assert NASTY in page.inner_text("h1")  # ... and is shown as text
     page.emulate_media(media="print")  # prints cleanly: figures still laid out
     assert page.eval_on_selector_all("img", "imgs => imgs.every(i => i.getBoundingClientRect().width > 0)")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_report_after_a_kill_and_resume_counts_the_stale_trials(tmp_path):
+    """Two trials killed with their driver: the resumed campaign's report counts them as failed (stale)
+    beside the evaluations, and its hypervolume curve stays within [0, 1]."""
+    import optuna
+
+    from vidnas.reports._figures import hypervolume_info
+    from vidnas.runners._driver import open_storage
+    from vidnas.search_space import get_space
+
+    run = tmp_path / "run"
+    config = parse_config({
+        "name": "killed", "space": {"name": "tiny-enum"},
+        "target": {"roofline": "laptop-cpu", "roofline_dtype": "float32"},
+        "objectives": [{"metric": "latency_ms", "direction": "minimize"},
+                       {"metric": "params", "direction": "maximize"}],
+        "constraints": {"params": 1_450_000}, "sampler": {"name": "random", "seed": 1}, "trials": 12,
+    })
+
+    def stop_after_five(progress):
+        if progress.done >= 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_campaign(config, run, local=True, on_progress=stop_after_five)
+    study = optuna.load_study(study_name="killed", storage=open_storage(config, run))
+    for _ in range(2):  # the two trials the killed driver was evaluating
+        get_space("tiny-enum").sample(study.ask())
+    result = run_campaign(None, run, resume=True, local=True)
+    assert result.trials == 12 and result.stale == 2
+    html = write_report(run).read_text()
+    assert "14 trials, 2 failed: 0 whose evaluation failed and 2 stale" in html
+    curve = hypervolume_info(load_run(run))["hypervolume"]
+    assert len(curve) == 14 and curve.between(0, 1).all() and curve.is_monotonic_increasing
+    assert curve.iloc[-1] > 0.5

@@ -139,14 +139,12 @@ def test_a_slow_trial_times_out_and_the_campaign_goes_on(tmp_path):
 KILL = """
 import sys, time
 from vidnas.runners import parse_config, run_campaign
-import vidnas.runners._evaluate as ev
-original = ev.evaluate
+import vidnas.runners._executors as ex
+original = ex.evaluate
 def slow(spec_json, settings):
     time.sleep(0.4)
     return original(spec_json, settings)
-ev.evaluate = slow
-import vidnas.runners._driver as drv
-drv.evaluate = slow
+ex.evaluate = slow
 config = parse_config({cfg!r})
 run_campaign(config, sys.argv[1], local=True)
 """

@@ -26,5 +26,20 @@ app.command("report")(report_command)
 app.command("export")(export_command)
 
 
+def load_plugins_at_startup() -> None:
+    """Load every plugin entry point once, each failure a one-line warning on stderr (never a crash)."""
+    import sys
+    import warnings
+
+    from vidnas._plugins import PluginWarning, load_plugins
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        load_plugins()
+    for w in caught:
+        sys.stderr.write(f"warning: {w.message}\n")
+
+
 def main() -> None:
+    load_plugins_at_startup()
     app()

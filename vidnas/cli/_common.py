@@ -59,7 +59,7 @@ def stdout_console():
 
 
 def fail(message: str, code: int = 2) -> None:
-    stderr_console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    stderr_console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -10,6 +10,7 @@ import typer
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
 from vidnas.cli._options import (
     BackendOpt,
+    BackendOptionOpt,
     BasisOpt,
     BatchOpt,
     DeviceOpt,
@@ -25,6 +26,7 @@ from vidnas.cli._options import (
     WidthOpt,
     harness_config,
     make_backend,
+    parse_backend_options,
     progress_bar,
 )
 
@@ -52,6 +54,7 @@ def build_command(
     max_seconds: MaxSecondsOpt = None,
     basis: BasisOpt = "auto",
     remeasure: RemeasureOpt = None,
+    backend_option: BackendOptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure every distinct unit a search space can produce; resumable, saved after each entry."""
@@ -61,7 +64,7 @@ def build_command(
     from vidnas.search_space import get_space
 
     searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
-    be = make_backend(backend, device, threads, graph_optimization)
+    be = make_backend(backend, device, threads, graph_optimization, parse_backend_options(backend_option))
     config = harness_config(quick, max_seconds, basis, remeasure)
     start = time.perf_counter()
     with progress_bar(f"lut build {space} on {backend}/{device}") as bar:
@@ -185,6 +188,31 @@ def adapt_command(
         console.print(f"held-out validation on {v['n']} networks ({v['basis']} figures): MAPE "
                       f"{100 * v['mape']:.1f}%, within +-10% {100 * v['within_10pct']:.0f}%, Spearman "
                       f"{v['spearman']:.3f}")
+@lut_app.command("backends")
+@handle_errors
+def backends_command(as_json: JsonOpt = False) -> None:
+    """The registered latency backends (built-in and plugins): devices, options, where they come from."""
+    from vidnas._plugins import origin
+    from vidnas.latency_models import get_backend_def, list_backends
+
+    rows = []
+    for name in list_backends():
+        d = get_backend_def(name)
+        rows.append({"name": name, "summary": d.summary, "devices": list(d.devices),
+                     "options": list(d.options) if d.options is not None else None,
+                     "measures_here": d.measures_here, "source": origin("vidnas.backends", name)})
+    if as_json:
+        emit_json({"backends": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title="Latency backends")
+    for col in ("backend", "devices", "times here", "options", "summary", "from"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], ", ".join(r["devices"]), "yes" if r["measures_here"] else "no",
+                      ", ".join(r["options"]) if r["options"] is not None else "any", r["summary"], r["source"])
+    stdout_console().print(table)
 
 
 @lut_app.command("show")

@@ -15,7 +15,8 @@ HeightOpt = Annotated[int | None, typer.Option("--height", help="Video height in
 WidthOpt = Annotated[int | None, typer.Option("--width", help="Video width in pixels (default: the spec's).")]
 WidthMultOpt = Annotated[float | None, typer.Option("--width-mult", help="Scale every level's channels "
                                                                    "(rounded to whole heads and norm groups).")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="torch, onnxruntime, coreml or debug.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="torch, onnxruntime, coreml, debug, or a plugin's "
+                                                           "(`vidnas lut backends` lists them).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: the library's).")]
 BatchOpt = Annotated[int, typer.Option("--batch", help="Clips per UNet call (2 for batched CFG).")]
@@ -30,6 +31,32 @@ BasisOpt = Annotated[str, typer.Option("--basis", help="Figures to stand behind:
                                                        "median) or plain (medians).")]
 RemeasureOpt = Annotated[int | None, typer.Option("--remeasure", help="Extra passes over items still flagged noisy "
                                                                       "(default: the harness's).")]
+
+
+BackendOptionOpt = Annotated[list[str] | None, typer.Option(
+    "--backend-option", "-O", help="KEY=VALUE passed to the backend's constructor (repeatable; values are YAML "
+                                   "scalars), e.g. -O sleep_ms=50 for the debug backend.")]
+
+
+def parse_backend_options(items: list[str] | None) -> dict:
+    """``KEY=VALUE`` strings as a dict, each value read as a YAML scalar (``50`` is an int, ``true`` a bool)."""
+    import yaml
+
+    from vidnas._errors import SpecError
+
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError("--backend-option", item, "is not KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            raise SpecError(f"--backend-option {key.strip()}", raw, "must be a scalar")
+        out[key.strip()] = value
+    return out
 
 
 def harness_config(quick: bool, max_seconds: float | None, basis: str = "auto", remeasure: int | None = None):
@@ -47,11 +74,13 @@ def harness_config(quick: bool, max_seconds: float | None, basis: str = "auto", 
     return config
 
 
-def make_backend(name: str, device: str, threads: int | None, graph_optimization: str = "all"):
+def make_backend(name: str, device: str, threads: int | None, graph_optimization: str = "all",
+                 options: dict | None = None):
     from vidnas.latency_models import get_backend
 
-    options = {"graph_optimization": graph_optimization} if name == "onnxruntime" else {}
-    return get_backend(name, device=device, threads=threads, **options)
+    given = {"graph_optimization": graph_optimization} if name == "onnxruntime" else {}
+    given.update(options or {})
+    return get_backend(name, device=device, threads=threads, field="--backend", **given)
 
 
 def progress_bar(description: str):

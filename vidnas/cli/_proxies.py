@@ -19,20 +19,22 @@ proxies_app = typer.Typer(help="Quality proxies: list, score one spec, calibrate
 @handle_errors
 def list_command(as_json: JsonOpt = False) -> None:
     """The registered proxies, their kind, orientation and cost."""
+    from vidnas._plugins import origin
     from vidnas.proxies import get_proxy, list_proxies
 
     rows = [{"name": n, "kind": get_proxy(n).kind, "higher_is_better": get_proxy(n).higher_is_better,
-             "cost": get_proxy(n).cost, "summary": get_proxy(n).summary} for n in list_proxies()]
+             "cost": get_proxy(n).cost, "summary": get_proxy(n).summary, "source": origin("vidnas.proxies", n)}
+            for n in list_proxies()]
     if as_json:
         emit_json({"proxies": rows})
         return
     from rich.table import Table
 
     table = Table(title="Proxies")
-    for col in ("proxy", "kind", "higher is better", "cost", "summary"):
+    for col in ("proxy", "kind", "higher is better", "cost", "summary", "from"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["kind"], str(r["higher_is_better"]), r["cost"], r["summary"])
+        table.add_row(r["name"], r["kind"], str(r["higher_is_better"]), r["cost"], r["summary"], r["source"])
     stdout_console().print(table)
 
 
@@ -195,6 +197,9 @@ def calibrate_command(
     supernet: Annotated[Path | None, typer.Option("--supernet-dir", help="Where the supernet checkpoint lives "
                                                                          "(default: the cache).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes (one thread each) training the ground "
+                                                           "truth; finished trainings are cached, so a killed "
+                                                           "calibration resumes.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for rows.parquet and summary.json.")] = None,
     frames: FramesOpt = None,
     height: HeightOpt = None,
@@ -240,7 +245,7 @@ def calibrate_command(
 
         result = calibrate(searched, n=n, steps=steps, seed=seed, proxies=names, short_steps=short_steps, train=train,
                            pretrain=pretrain, supernet=supernet_config, supernet_dir=supernet, latency=latency,
-                           truth_seeds=truth_seeds, progress=on_progress)
+                           truth_seeds=truth_seeds, workers=workers, progress=on_progress)
     out = out or Path("runs") / f"calibration-{space}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     result.save(out)
     payload = {"out": str(out), **result.summary()}

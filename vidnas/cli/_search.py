@@ -23,6 +23,10 @@ def search_command(
     storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (sqlite:///..., "
                                                                   "postgresql://...).")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Validate the campaign and print it resolved (defaults "
+                                                        "filled in); run nothing.")] = False,
+    list_samplers: Annotated[bool, typer.Option("--list-samplers", help="List the registered samplers and their "
+                                                                        "options, then exit.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a search campaign (the main job); print where its Pareto set and report are."""
@@ -34,6 +38,9 @@ def search_command(
     from vidnas._errors import SpecError
     from vidnas.runners import load_config, run_campaign, validate_config
 
+    if list_samplers:
+        _print_samplers(as_json)
+        return
     if resume is not None:
         if config is not None:
             raise SpecError("CONFIG", str(config), "cannot be given with --resume (the run keeps its own config)")
@@ -45,6 +52,12 @@ def search_command(
             overrides["ray"] = dataclasses.replace(cfg.ray, address=ray_address)
         cfg = dataclasses.replace(cfg, **overrides)
         validate_config(cfg)
+        if check:
+            if as_json:
+                emit_json({"config": cfg.to_dict()})
+            else:
+                stdout_console().print(cfg.to_yaml(), end="", markup=False, highlight=False)
+            return
         run_dir = out or Path("runs") / f"{cfg.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     console = stderr_console()
     with Progress(TextColumn("[bold]search[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -62,21 +75,59 @@ def search_command(
         from vidnas.reports import write_report
 
         report = write_report(result.run_dir)
+    resume_line = f"vidnas search --resume {result.run_dir}"
     payload = {"run_dir": str(result.run_dir), "pareto_dir": str(result.run_dir / "pareto"),
                "report": str(report) if report else None, "trials": result.trials, "complete": result.complete,
-               "failed": result.failed, "feasible": result.feasible, "pareto": result.pareto,
+               "failed": result.failed, "stale": result.stale, "feasible": result.feasible,
+               "evaluated_here": result.evaluated_here, "interrupted": result.interrupted,
+               "resume": resume_line if result.interrupted else None, "pareto": result.pareto,
                "seconds": result.seconds}
+    if result.interrupted:  # the line a user needs, whatever the output mode
+        console.print(f"interrupted after {result.trials} trials; the trials in flight were re-queued. "
+                      f"Resume with: {resume_line}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         emit_json(payload)
+        if result.interrupted:
+            raise typer.Exit(130)
         return
     out_console = stdout_console()
-    out_console.print(f"{result.trials} trials ({result.failed} failed, {result.feasible} feasible) in "
+    stale = f", {result.stale} stale (lost with a driver or worker; re-queued)" if result.stale else ""
+    out_console.print(f"{result.trials} trials ({result.failed} failed{stale}, {result.feasible} feasible) in "
                       f"{result.seconds:.0f} s; Pareto set of {len(result.pareto)}: {result.run_dir / 'pareto'}")
     for entry in result.pareto:
         values = ", ".join(f"{k}={v:.4g}" for k, v in entry["values"].items())
         out_console.print(f"  {entry['rank']:2d}  {entry['arch_id']}  {values}")
     if report:
         out_console.print(f"report: {report}")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+def _print_samplers(as_json: bool) -> None:
+    from vidnas._plugins import origin
+    from vidnas.runners import get_sampler, list_samplers
+
+    rows = []
+    for name in list_samplers():
+        d = get_sampler(name)
+        rows.append({"name": name, "summary": d.summary, "exhaustive": d.exhaustive,
+                     "source": origin("vidnas.samplers", name),
+                     "options": [{"name": o.name, "type": o.kind.__name__, "default": o.default, "doc": o.doc,
+                                  "minimum": o.minimum, "maximum": o.maximum,
+                                  "choices": list(o.choices) if o.choices else None} for o in d.options]})
+    if as_json:
+        emit_json({"samplers": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title="Samplers (config: sampler: {name: NAME, seed: S, OPTION: VALUE, ...})")
+    for col in ("sampler", "options (default)", "summary", "from"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        options = ", ".join(f"{o['name']}={o['default']}" for o in r["options"]) or "-"
+        table.add_row(r["name"], options, r["summary"] + (" [enumerates the space]" if r["exhaustive"] else ""),
+                      r["source"])
+    stdout_console().print(table)
 
 
 @handle_errors

@@ -29,6 +29,7 @@ def load_spec_arg(value: str, *, frames: int | None = None, height: int | None =
 
 
 def op_rows() -> list[dict[str, Any]]:
+    from vidnas._plugins import origin
     from vidnas.search_space import get_temporal_op, list_temporal_ops
 
     rows = []
@@ -42,6 +43,7 @@ def op_rows() -> list[dict[str, Any]]:
             "uses_context": op.uses_context,
             "has_cost_formula": op.cost is not None,
             "reference": op.reference,
+            "source": origin("vidnas.temporal_ops", name),
             "params": [
                 {"name": p.name, "type": p.kind.__name__, "default": None if callable(p.default) else p.default,
                  "default_rule": "C // head_dim" if callable(p.default) else None,
@@ -64,12 +66,12 @@ def ops_command(as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     table = Table(title="Temporal ops", show_lines=False)
-    for col in ("op", "causal", "parameters", "summary"):
+    for col in ("op", "causal", "parameters", "summary", "from"):
         table.add_column(col, overflow="fold")
     for r in rows:
         params = ", ".join(f"{p['name']}={p['default'] if p['default_rule'] is None else p['default_rule']}"
                            for p in r["params"])
-        table.add_row(r["name"], r["causal"], params, r["summary"])
+        table.add_row(r["name"], r["causal"], params, r["summary"], r["source"])
     stdout_console().print(table)
 
 

@@ -5,6 +5,7 @@ from vidnas.latency_models._adapt import ADAPT_MODELS, Adaptation, adapt_table, 
 from vidnas.latency_models._backends import (
     BACKENDS,
     Backend,
+    BackendDef,
     BackendUnavailableError,
     CoreMLBackend,
     DebugBackend,
@@ -12,6 +13,9 @@ from vidnas.latency_models._backends import (
     TorchBackend,
     fingerprint_id,
     get_backend,
+    get_backend_def,
+    list_backends,
+    register_backend,
 )
 from vidnas.latency_models._baselines import BASELINES, Baseline, baseline_reports, closest_datasheet, fit_baseline
 from vidnas.latency_models._builder import build_table, measure_units, open_table, space_units, spec_units
@@ -65,6 +69,7 @@ __all__ = [
     "AccuracyReport",
     "Adaptation",
     "Backend",
+    "BackendDef",
     "BackendUnavailableError",
     "Baseline",
     "Basis",
@@ -102,7 +107,9 @@ __all__ = [
     "fit_baseline",
     "fit_correction",
     "get_backend",
+    "get_backend_def",
     "get_device",
+    "list_backends",
     "load_devices",
     "measure",
     "measure_frame_scaling",
@@ -117,6 +124,7 @@ __all__ = [
     "network_runner",
     "open_table",
     "quantile",
+    "register_backend",
     "roofline_estimate",
     "roofline_stream_estimate",
     "space_units",

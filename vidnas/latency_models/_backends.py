@@ -15,27 +15,34 @@ library only when used and describes itself in :meth:`Backend.fingerprint`.
   bundle to time on the device);
 * ``debug``: no real work; a synthetic latency from the closed-form FLOPs advanced on a
   virtual clock, for tests that need deterministic timings.
+
+Each backend is one :func:`register_backend` registration; :func:`get_backend` is the
+front door. Third-party backends register through the ``vidnas.backends`` entry point
+group (see :mod:`vidnas._plugins`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import os
 import platform
 import random
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vidnas._env import cpu_model, package_versions
 from vidnas._errors import SpecError, VidnasError
+from vidnas._plugins import load_plugins, note_registration
 
 if TYPE_CHECKING:
     import torch
 
-BACKENDS = ("torch", "onnxruntime", "coreml", "debug")
+BACKENDS = ("torch", "onnxruntime", "coreml", "debug")  # the built-in ones; ``list_backends()`` for all registered
 ORT_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
@@ -447,12 +454,95 @@ class DebugBackend:
         return run
 
 
-def get_backend(name: str, *, device: str = "cpu", threads: int | None = None, **options: Any) -> Backend:
+# The registry ----------------------------------------------------------------------------------
+
+BackendFactory = Callable[..., Backend]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendDef:
+    """A registered backend: ``factory(device=..., threads=..., **options) -> Backend``."""
+
+    name: str
+    factory: BackendFactory
+    summary: str
+    devices: tuple[str, ...]  # the devices it can time (informational; the factory checks)
+    options: tuple[str, ...] | None  # constructor options beyond device and threads (None: not checked)
+    measures_here: bool = True  # False: converts here, times elsewhere (e.g. Core ML off macOS)
+
+
+_BACKENDS: dict[str, BackendDef] = {}
+
+
+def register_backend(name: str, *, summary: str, devices: tuple[str, ...] = ("cpu",),
+                     options: tuple[str, ...] | None = None,
+                     measures_here: bool = True) -> Callable[[BackendFactory], BackendFactory]:
+    """Decorator registering ``factory(device=..., threads=..., **options) -> Backend`` as backend ``name``.
+
+    A dataclass works as its own factory; its fields other than ``name``, ``device`` and
+    ``threads`` are then the accepted options unless ``options`` says otherwise.
+    Registering a name twice replaces the backend and warns.
+    """
+
+    def decorate(factory: BackendFactory) -> BackendFactory:
+        accepted = options
+        if accepted is None and dataclasses.is_dataclass(factory):
+            accepted = tuple(f.name for f in dataclasses.fields(factory) if f.name not in ("name", "device", "threads"))
+        if name in _BACKENDS:
+            warnings.warn(f"backend `{name}` is registered again; the new definition replaces it", stacklevel=2)
+        _BACKENDS[name] = BackendDef(name, factory, summary, tuple(devices), accepted, measures_here)
+        note_registration("vidnas.backends", name, getattr(factory, "__module__", None))
+        return factory
+
+    return decorate
+
+
+def _ensure_plugins() -> None:
+    load_plugins("vidnas.backends")
+
+
+def list_backends(pattern: str = "*") -> list[str]:
+    """Names of registered backends matching a shell-style ``pattern``, in registration order."""
+    _ensure_plugins()
+    return [n for n in _BACKENDS if fnmatch.fnmatch(n, pattern)]
+
+
+def get_backend_def(name: str, field: str = "backend") -> BackendDef:
+    """The registration of backend ``name``, or a :class:`SpecError` listing the known ones."""
+    _ensure_plugins()
+    if name not in _BACKENDS:
+        raise SpecError(field, name, "is not a backend", f"choose one of {list(_BACKENDS)}")
+    return _BACKENDS[name]
+
+
+def get_backend(name: str, *, device: str = "cpu", threads: int | None = None, field: str = "backend",
+                **options: Any) -> Backend:
     """A backend by name; ``options`` go to its constructor (e.g. ``graph_optimization``)."""
-    factories = {"torch": TorchBackend, "onnxruntime": OnnxRuntimeBackend, "coreml": CoreMLBackend,
-                 "debug": DebugBackend}
-    if name not in factories:
-        raise SpecError("backend", name, "is not a backend", f"choose one of {list(BACKENDS)}")
-    if name == "coreml":
-        return CoreMLBackend(threads=threads, **options)
-    return factories[name](device=device, threads=threads, **options)
+    definition = get_backend_def(name, field)
+    if definition.options is not None:
+        for key, value in options.items():
+            if key not in definition.options:
+                raise SpecError(f"{field} option {key}", value, f"is not an option of backend `{name}`",
+                                f"its options are {list(definition.options)}")
+    backend = definition.factory(device=device, threads=threads, **options)
+    if not isinstance(backend, Backend):
+        raise VidnasError(f"backend `{name}`'s factory returned a {type(backend).__name__}, which lacks the "
+                          "Backend protocol (name, device, fingerprint(), prepare())")
+    return backend
+
+
+register_backend("torch", summary="eager PyTorch (CPU, CUDA)", devices=("cpu", "cuda"))(TorchBackend)
+register_backend("onnxruntime", summary="ONNX Runtime, CPU or CUDA execution provider",
+                 devices=("cpu", "cuda"))(OnnxRuntimeBackend)
+
+
+@register_backend("coreml", summary="Core ML: converted anywhere, timed on macOS (elsewhere: lut export bundle)",
+                  devices=("ane", "gpu", "cpu"), options=("compute_units", "precision"),
+                  measures_here=platform.system() == "Darwin")
+def _coreml(*, device: str = "ane", threads: int | None = None, **options: Any) -> CoreMLBackend:
+    # The compute units choose where Core ML runs; the device argument of other backends has no meaning here.
+    return CoreMLBackend(threads=threads, **options)
+
+
+register_backend("debug", summary="synthetic latency from FLOPs on a virtual clock (tests)",
+                 devices=("cpu",))(DebugBackend)

@@ -133,8 +133,22 @@ def new_table(backend: Backend, space: SearchSpace | None, config: HarnessConfig
                                   space_shape=shape))
 
 
+def remove_orphaned_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files of saves that a killed process left beside ``path`` (never a live one's)."""
+    import psutil
+
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def open_table(path: Path, backend: Backend, space: SearchSpace | None, config: HarnessConfig) -> LatencyTable:
     """The table at ``path`` to resume (checked to match ``backend``), or a new one."""
+    remove_orphaned_temporaries(path)
     if not path.exists():
         return new_table(backend, space, config)
     table = LatencyTable.load(path)

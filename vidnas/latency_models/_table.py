@@ -35,6 +35,10 @@ COLUMNS = [
 ]
 CSV_EXCLUDED = ("series",)  # every round of every pass: kept in the Parquet table, not in the CSV export
 REQUIRED_CSV_COLUMNS = ("signature_id", "median_ms")
+INT_COLUMNS = ("batch", "runs", "inner_loops", "warmup_runs")
+FLOAT_COLUMNS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "cv", "ci_low_ms", "ci_high_ms", "recheck_median_ms",
+                 "drift", "ratio", "ratio_ci_low", "ratio_ci_high", "reference_ms", "recheck_ratio")
+TEXT_COLUMNS = ("signature_id", "kind", "op", "signature", "reason", "source", "measured_at", "fingerprint_id")
 
 
 class TableMismatchError(VidnasError):
@@ -70,7 +74,69 @@ class TableMeta:
             raise SpecError("table.version", data.get("version"), f"is not supported (this vidnas reads "
                                                                   f"{TABLE_VERSION})")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("backend", "device", "device_name", "dtype", "fingerprint"):
+            if key not in values:
+                raise SpecError(f"table.{key}", None, "is missing", f"{source} is not a complete vidnas table")
+        for key in ("backend", "device", "device_name", "dtype"):
+            if not isinstance(values[key], str):
+                raise SpecError(f"table.{key}", values[key], "must be a string")
+        for key in ("space",):
+            if values.get(key) is not None and not isinstance(values[key], str):
+                raise SpecError(f"table.{key}", values[key], "must be a string")
+        threads = values.get("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise SpecError("table.threads", threads, "must be a positive integer")
+        for key in ("fingerprint", "harness", "reference", "correction"):
+            if values.get(key) is not None and not isinstance(values[key], dict):
+                raise SpecError(f"table.{key}", values[key], "must be a mapping")
+        shape = values.get("space_shape")
+        if shape is not None and not (isinstance(shape, dict) and all(
+                k in ("frames", "height", "width", "width_mult") and isinstance(v, (int, float))
+                and not isinstance(v, bool) for k, v in shape.items())):
+            raise SpecError("table.space_shape", shape, "must map frames/height/width/width_mult to numbers")
+        end_to_end = values.get("end_to_end", [])
+        if not isinstance(end_to_end, list) or not all(isinstance(r, dict) for r in end_to_end):
+            raise SpecError("table.end_to_end", end_to_end, "must be a list of mappings")
+        _check_reference(values.get("reference"))
+        _check_correction(values.get("correction"))
+        values.setdefault("harness", {})
+        values["harness"] = values["harness"] or {}
+        return cls(**values)
+
+
+def _number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_reference(reference: dict[str, Any] | None) -> None:
+    if reference is not None and reference.get("median_ms") is not None and not _number(reference["median_ms"]):
+        raise SpecError("table.reference.median_ms", reference["median_ms"], "must be a finite number")
+
+
+def _check_correction(correction: dict[str, Any] | None) -> None:
+    """The stored correction has the fields :class:`Correction` needs, with numbers where numbers belong."""
+    if correction is None:
+        return
+    from vidnas.latency_models._predictor import Correction
+
+    known = {f.name for f in dataclasses.fields(Correction)}
+    for key, value in correction.items():
+        if key not in known:
+            raise SpecError(f"table.correction.{key}", value, "is not a field of a correction")
+    for key in ("intercept_ms", "slope", "n", "rmse_ms", "mape_naive", "mape_fit"):
+        if not _number(correction.get(key)):
+            raise SpecError(f"table.correction.{key}", correction.get(key), "must be a finite number")
+    for key in ("per_unit_ms", "loo_error"):
+        if correction.get(key) is not None and not _number(correction[key]):
+            raise SpecError(f"table.correction.{key}", correction[key], "must be a finite number")
+    if not isinstance(correction.get("model", "affine"), str):
+        raise SpecError("table.correction.model", correction["model"], "must be a string")
+    ids = correction.get("arch_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise SpecError("table.correction.arch_ids", ids, "must be a list of architecture ids")
 
 
 class LatencyTable:
@@ -79,8 +145,8 @@ class LatencyTable:
     def __init__(self, meta: TableMeta, rows: Iterable[Mapping[str, Any]] = ()) -> None:
         self.meta = meta
         self._rows: dict[tuple[str, int], dict[str, Any]] = {}
-        for row in rows:
-            self.add(row)
+        for i, row in enumerate(rows):
+            self.add(row, where=f"table row {i}")
 
     # Access -----------------------------------------------------------------------------
 
@@ -134,20 +200,10 @@ class LatencyTable:
     def rows(self) -> list[dict[str, Any]]:
         return list(self._rows.values())
 
-    def add(self, row: Mapping[str, Any]) -> None:
-        missing = [c for c in REQUIRED_CSV_COLUMNS if c not in row or row[c] is None]
-        if missing:
-            raise SpecError(f"row.{missing[0]}", None, "is missing")
-        median = float(row["median_ms"])
-        if not median >= 0:
-            raise SpecError("row.median_ms", row["median_ms"], f"must be a non-negative number (signature "
-                                                              f"{row['signature_id']})")
-        full = {c: row.get(c) for c in COLUMNS}
-        full["batch"] = int(row.get("batch") or 1)
-        full["median_ms"] = median
-        if full["trusted"] is None:
-            full["trusted"] = True
-        self._rows[(str(row["signature_id"]), full["batch"])] = full
+    def add(self, row: Mapping[str, Any], where: str = "row") -> None:
+        """Add (or replace) one entry; every column is checked against its type (``where`` names the row)."""
+        full = typed_row(row, where)
+        self._rows[(full["signature_id"], full["batch"])] = full
 
     def to_frame(self):
         import pandas as pd
@@ -186,8 +242,11 @@ class LatencyTable:
         metadata[b"vidnas"] = json.dumps(self.meta.to_dict(), default=str).encode()
         table = table.replace_schema_metadata(metadata)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        finally:  # a failed write leaves the existing table as it was, and no temporary file
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -200,13 +259,21 @@ class LatencyTable:
         try:
             table = pq.read_table(path)
         except Exception as exc:  # pyarrow raises several types for unreadable files
-            raise SpecError("table", str(path), f"is not a readable Parquet file ({exc})") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SpecError("table", str(path), f"is not a readable Parquet file ({first})") from None
         raw = (table.schema.metadata or {}).get(b"vidnas")
         if raw is None:
             raise SpecError("table", str(path), "is not a vidnas latency table (no vidnas metadata)")
-        meta = TableMeta.from_dict(json.loads(raw), str(path))
-        frame = table.to_pandas()
-        return cls(meta, _records(frame))
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise SpecError("table", str(path), "has unreadable vidnas metadata (not JSON)") from None
+        meta = TableMeta.from_dict(data, str(path))
+        try:
+            records = _records(table.to_pandas())
+        except Exception as exc:  # columns pyarrow cannot turn into Python values (e.g. text that is not UTF-8)
+            raise SpecError("table", str(path), f"has unreadable rows ({type(exc).__name__})") from None
+        return cls(meta, records)
 
     def to_csv(self, path: str | Path) -> Path:
         path = Path(path)
@@ -250,22 +317,89 @@ class LatencyTable:
         for key in ("backend", "device"):
             if given[key] is None:
                 raise SpecError(key, None, "is not given", f"pass --{key} or add a `{key}` column")
+        threads = given["threads"]
+        if threads is not None:
+            from vidnas._coerce import coerce_scalar
+
+            threads = coerce_scalar(int, threads if not isinstance(threads, str) else _int_text(threads),
+                                    "CSV column threads")
+            if threads < 1:
+                raise SpecError("CSV column threads", threads, "must be >= 1")
         meta = TableMeta(backend=str(given["backend"]), device=str(given["device"]),
                          device_name=str(given["device_name"] or given["device"]),
-                         dtype=str(given["dtype"] or "float32"),
-                         threads=None if given["threads"] is None else int(given["threads"]),
+                         dtype=str(given["dtype"] or "float32"), threads=threads,
                          fingerprint={"source": str(path)})
-        rows = _records(frame)
+        table = cls(meta)
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        for i, row in enumerate(rows):
-            try:
-                float(row["median_ms"])
-            except (TypeError, ValueError):
-                raise SpecError(f"CSV row {i + 2}: median_ms", row["median_ms"], "is not a number") from None
-            row.setdefault("source", source)
+        for i, row in enumerate(_records(frame)):
             row["source"] = row.get("source") or source
             row["measured_at"] = row.get("measured_at") or now
-        return cls(meta, rows)
+            table.add(row, where=f"CSV row {i + 2}")  # row 1 is the header
+        return table
+
+
+def _int_text(text: str) -> Any:
+    """An integer written as text (CSV cells of mixed columns stay text), else the text itself."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return text
+
+
+def typed_row(row: Mapping[str, Any], where: str = "row") -> dict[str, Any]:
+    """``row`` with every known column converted to its type, or a :class:`SpecError` naming row and column."""
+    import math
+
+    missing = [c for c in REQUIRED_CSV_COLUMNS if row.get(c) is None]
+    if missing:
+        raise SpecError(f"{where}: {missing[0]}", None, "is missing")
+    full = {c: row.get(c) for c in COLUMNS}
+    for column in FLOAT_COLUMNS:
+        value = full[column]
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            raise SpecError(f"{where}: {column}", value, "must be a number")
+        try:
+            full[column] = float(value)
+        except (TypeError, ValueError):
+            raise SpecError(f"{where}: {column}", value, "must be a number") from None
+        if math.isnan(full[column]):
+            full[column] = None
+    if full["median_ms"] is None or not 0 <= full["median_ms"] < math.inf:
+        raise SpecError(f"{where}: median_ms", row.get("median_ms"), "must be a finite non-negative number")
+    for column in INT_COLUMNS:
+        value = full[column]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            full[column] = 1 if column == "batch" else None
+            continue
+        try:
+            as_float = float(value)
+            if isinstance(value, bool) or not as_float.is_integer():
+                raise ValueError
+            full[column] = int(as_float)
+        except (TypeError, ValueError, OverflowError):
+            raise SpecError(f"{where}: {column}", value, "must be an integer") from None
+    if full["batch"] < 1:
+        raise SpecError(f"{where}: batch", full["batch"], "must be >= 1")
+    for column in TEXT_COLUMNS:
+        if full[column] is not None:
+            full[column] = str(full[column])
+    full["trusted"] = _flag(full["trusted"], f"{where}: trusted")
+    return full
+
+
+def _flag(value: Any, field: str) -> bool:
+    """A table's ``trusted`` flag: a bool, 0/1 or true/false text; missing means trusted."""
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise SpecError(field, value, "must be true or false")
 
 
 def _records(frame) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from vidnas.proxies._calibration import (
     precision_at_top,
     spearman,
     stratified_sample,
+    train_truths,
     truth_reliability,
     within_bins_kendall,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "supernet_dir",
     "train_candidate",
     "train_supernet",
+    "train_truths",
     "truth_reliability",
     "video_dataset",
     "within_bins_kendall",

@@ -203,12 +203,14 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
               truth_seeds: int = 2, short_steps: int | None = None, clips: int = 4,
               train: TrainConfig | None = None, pretrain: Any = None, supernet: Any = None,
               supernet_dir: Path | None = None, latency: Callable[[ArchSpec], float] | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
+              workers: int = 1, progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
     """Train ``n`` stratified architectures ``steps`` steps each on the pretrained frozen backbone,
     ``truth_seeds`` times, and judge every signal in ``proxies`` against the mean held-out loss.
 
     ``pretrain`` (:class:`PretrainConfig`) and ``supernet`` (:class:`SupernetConfig`) default to the
-    data source of ``train``; the backbone and supernet come from the cache when trained before.
+    data source of ``train``; the backbone and supernet come from the cache when trained before, and so
+    does every ground-truth training already done (a killed calibration resumes). ``workers`` > 1
+    trains the truths in that many processes of one thread each.
     """
     from vidnas.proxies._pretrain import PretrainConfig, pretrain_backbone
     from vidnas.proxies._supernet import SupernetConfig, train_supernet
@@ -237,9 +239,11 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
     specs = stratified_sample(space, n, seed, latency)
     cost = latency or (lambda s: float(count_spec(s).flops))
     rows: list[dict[str, Any]] = []
+    truths = train_truths(specs, truth_config, [seed + k for k in range(truth_seeds)], backbone, pretrain,
+                          workers=workers, progress=(lambda i, k: progress("ground truth", i, k)) if progress else None)
     for i, spec in enumerate(specs, 1):
         started = time.perf_counter()
-        results = [train_candidate(spec, truth_config, seed=seed + k, backbone=backbone) for k in range(truth_seeds)]
+        results = [truths[(spec.arch_id, seed + k)] for k in range(truth_seeds)]
         batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config, backbone=backbone,
                                       supernet=net)
         report = count_spec(spec)
@@ -294,10 +298,138 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
               "train": truth_config.to_dict(), "pretrain": pretrain.key(), "backbone_id": backbone.backbone_id,
               "backbone": backbone.meta, "supernet": net.describe() if net is not None else None,
               "setup_seconds": setup_seconds, "truth_seconds_per_architecture":
-                  statistics.median(r["train_seconds"] for r in rows),
+                  statistics.median(r["train_seconds"] for r in rows), "truth_workers": workers,
               "latency_source": "lut" if latency else "flops", "proxies": list(proxies)}
     return CalibrationResult(rows, stats, reliability, ensemble, config)
 
 
 def available_proxies() -> list[str]:
     return list_proxies()
+
+
+def calibration_setting(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a calibration's figures hold for: space and shape, data, backbone pretraining, supernet."""
+    config = summary.get("config", {})
+    supernet = config.get("supernet") or {}
+    return {"space": config.get("space"), "space_shape": config.get("space_shape") or {},
+            "data": (config.get("train") or {}).get("data", "shapes"), "pretrain": config.get("pretrain"),
+            "supernet": _supernet_setting(supernet.get("config")) if supernet else None}
+
+
+def _supernet_setting(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    keep = ("steps", "batch_size", "lr", "sampling", "data", "objects", "data_seed", "seed", "train_clips")
+    return {k: config.get(k) for k in keep}
+
+
+def packaged_calibrations() -> list[dict[str, Any]]:
+    """Calibration summaries shipped with vidnas (``vidnas/proxies/calibrations``), each with its ``path``."""
+    import json
+    from importlib import resources
+
+    out = []
+    folder = resources.files("vidnas.proxies").joinpath("calibrations")
+    if not folder.is_dir():
+        return out
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            summary = json.loads(entry.read_text())
+            summary["path"] = f"vidnas/proxies/calibrations/{entry.name}"
+            out.append(summary)
+    return out
+
+
+def upgrade_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 summary (``noise_ceiling``) read as version 2 (``truth_reliability``)."""
+    if "truth_reliability" not in summary and "noise_ceiling" in summary:
+        nc = summary["noise_ceiling"]
+        summary = {**summary, "truth_reliability": {**nc, "kendall_between_seeds_ci": [math.nan, math.nan],
+                                                    "spearman_between_seeds": math.nan,
+                                                    "spearman_brown_mean_of_two": math.nan}}
+    return summary
+
+
+def _truth_path(spec: ArchSpec, config: TrainConfig, seed: int, backbone_id: str) -> Path:
+    from vidnas._cache import cache_dir, config_hash
+
+    return cache_dir() / "truth" / f"{spec.arch_id}-{seed}-{config_hash(config.to_dict(), backbone_id)}.json"
+
+
+def _truth_job(spec_json: str, config: dict[str, Any], seed: int, backbone_file: str) -> dict[str, Any]:
+    """One ground-truth training in a worker process (one thread), cached as JSON."""
+    import torch
+
+    from vidnas.proxies._pretrain import PretrainedBackbone
+
+    torch.set_num_threads(1)
+    spec = ArchSpec.from_json(spec_json)
+    backbone = PretrainedBackbone.load(Path(backbone_file))
+    result = train_candidate(spec, TrainConfig.from_dict(config), seed=seed, backbone=backbone)
+    return _save_truth(spec, TrainConfig.from_dict(config), seed, backbone.backbone_id, result)
+
+
+def _save_truth(spec: ArchSpec, config: TrainConfig, seed: int, backbone_id: str, result) -> dict[str, Any]:
+    import json
+    import os
+
+    record = {**result.to_dict(), "train_losses": list(result.train_losses)}
+    path = _truth_path(spec, config, seed, backbone_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+    return record
+
+
+def train_truths(specs: Sequence[ArchSpec], config: TrainConfig, seeds: Sequence[int], backbone: Any,
+                 pretrain: Any, *, workers: int = 1,
+                 progress: Callable[[int, int], None] | None = None) -> dict[tuple[str, int], Any]:
+    """Ground-truth training of every (spec, seed), reusing cached results; ``(arch_id, seed) -> TrainResult``."""
+    import json
+
+    from vidnas.proxies._denoise import TrainResult
+    from vidnas.proxies._pretrain import backbone_path, image_spec
+
+    def as_result(record: dict[str, Any]) -> TrainResult:
+        return TrainResult(record["arch_id"], record["seed"], record["steps"], tuple(record["train_losses"]),
+                           record["heldout_loss"], record["heldout_shuffled_loss"], record["seconds"],
+                           record.get("trained_params", 0), record.get("backbone"),
+                           tuple(tuple(p) for p in record.get("curve", [])))
+
+    out: dict[tuple[str, int], TrainResult] = {}
+    todo = []
+    for spec in specs:
+        for s in seeds:
+            path = _truth_path(spec, config, s, backbone.backbone_id)
+            if path.exists():
+                out[(spec.arch_id, s)] = as_result(json.loads(path.read_text()))
+            else:
+                todo.append((spec, s))
+    done = len(out)
+    total = len(specs) * len(seeds)
+    if progress:
+        progress(done, total)
+    if workers > 1 and len(todo) > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        backbone_file = str(backbone_path(image_spec(specs[0]), pretrain))
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_truth_job, spec.to_json(), config.to_dict(), s, backbone_file) for spec, s in todo]
+            for future in concurrent.futures.as_completed(futures):
+                record = future.result()
+                out[(record["arch_id"], record["seed"])] = as_result(record)
+                done += 1
+                if progress:
+                    progress(done, total)
+        return out
+    for spec, s in todo:
+        result = train_candidate(spec, config, seed=s, backbone=backbone)
+        _save_truth(spec, config, s, backbone.backbone_id, result)
+        out[(spec.arch_id, s)] = result
+        done += 1
+        if progress:
+            progress(done, total)
+    return out

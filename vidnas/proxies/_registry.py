@@ -5,7 +5,8 @@ kind (``count``, ``zero_cost``, ``temporal``, ``one_shot``, ``training``), its o
 (``higher_is_better``: the direction the proxy *claims* predicts quality; calibration
 reports whether it does), a word on its cost, and what it needs beyond clips
 (``requires``: ``backbone`` for the pretrained spatial backbone, ``supernet`` for a trained
-supernet of the space), which the :class:`ProxyBatch` carries.
+supernet of the space), which the :class:`ProxyBatch` carries. Third-party packages register
+proxies through the ``vidnas.proxies`` entry point group (see :mod:`vidnas._plugins`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from vidnas._errors import SpecError
+from vidnas._plugins import load_plugins, note_registration
 from vidnas.proxies._data import FixedLatentEncoder  # noqa: F401  (re-exported for proxies)
 from vidnas.proxies._denoise import DenoisingTask, TrainConfig, iterate_batches
 from vidnas.search_space import ArchSpec
@@ -79,6 +81,7 @@ def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str
         if name in _PROXIES:
             warnings.warn(f"proxy `{name}` is registered again; the new definition replaces it", stacklevel=2)
         _PROXIES[name] = ProxyDef(name, fn, kind, higher_is_better, summary, cost, tuple(requires))
+        note_registration("vidnas.proxies", name, getattr(fn, "__module__", None))
         return fn
 
     return decorate
@@ -86,6 +89,8 @@ def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str
 
 def _ensure_builtin() -> None:
     from vidnas.proxies import _proxies  # noqa: F401
+
+    load_plugins("vidnas.proxies")  # third-party proxies (entry point group ``vidnas.proxies``)
 
 
 def get_proxy(name: str, field: str = "proxy") -> ProxyDef:

@@ -95,13 +95,15 @@ def ladder(name: str, real: dict[str, Any]) -> list[ProxyScale]:
     bb = base.backbone
     options: list[ProxyScale] = []
     frames = [f for f in (bb.pixel_frames, bb.pixel_frames // 2, bb.pixel_frames // 4) if f >= 4] or [bb.pixel_frames]
+    frames = [bb.resized(frames=f).pixel_frames if _valid(bb, frames=f) else None for f in frames]
+    frames = [f for f in frames if f is not None] or [bb.pixel_frames]
     sizes = [(bb.pixel_height, bb.pixel_width)]
-    h, w = bb.pixel_height, bb.pixel_width
-    while True:
-        h, w = h // 2, w // 2
-        if min(h, w) < 8 * bb.vae_scale_factor:
-            break
-        sizes.append((h, w))
+    factor = 2
+    while min(bb.latent_height, bb.latent_width) // factor >= 8:
+        size = _rounded_size(bb, bb.latent_height / factor, bb.latent_width / factor)
+        if size is not None and size not in sizes:
+            sizes.append(size)
+        factor *= 2
     for mult in (1.0, 0.5, 0.25, 0.125):
         for f in dict.fromkeys(frames):
             for h, w in sizes:
@@ -121,6 +123,25 @@ def ladder(name: str, real: dict[str, Any]) -> list[ProxyScale]:
             seen.add(key)
             ordered.append((flops, scale))
     return [s for _, s in ordered]
+
+
+def _valid(bb, **sizes: Any) -> bool:
+    try:
+        bb.resized(**sizes)
+        return True
+    except SpecError:
+        return False
+
+
+def _rounded_size(bb, latent_height: float, latent_width: float) -> tuple[int, int] | None:
+    """Pixel (height, width) near the given latent size that the backbone accepts (rounded down to the
+    coarsest multiple its levels or patches allow)."""
+    for multiple in (8, 4, 2, 1):
+        h = max(multiple, int(latent_height) // multiple * multiple) * bb.vae_scale_factor
+        w = max(multiple, int(latent_width) // multiple * multiple) * bb.vae_scale_factor
+        if _valid(bb, height=h, width=w):
+            return h, w
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

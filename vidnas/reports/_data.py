@@ -23,6 +23,7 @@ class RunData:
     table_rows: Any | None  # DataFrame of the latency table, when it can be read
     calibration: dict[str, Any] | None
     coverage: dict[str, Any] | None = None  # the table's coverage of the campaign's space
+    quality_calibration: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -37,9 +38,13 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
         if not (run_dir / needed).exists():
             raise SpecError("RUN_DIR", str(run_dir), f"has no {needed}",
                             "give the directory of a finished `vidnas search` run")
-    campaign = json.loads((run_dir / "campaign.json").read_text())
-    trials = pd.read_parquet(run_dir / "trials.parquet")
-    pareto_doc = json.loads((run_dir / "pareto" / "pareto.json").read_text())
+    campaign = _json(run_dir / "campaign.json")
+    try:
+        trials = pd.read_parquet(run_dir / "trials.parquet")
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise SpecError("RUN_DIR", str(run_dir), f"has an unreadable trials.parquet ({type(exc).__name__})",
+                        "`vidnas search --resume RUN_DIR` writes it again") from None
+    pareto_doc = _json(run_dir / "pareto" / "pareto.json")
     table_meta, table_rows, coverage = None, None, None
     latency = campaign.get("latency", {})
     if latency.get("source") == "table":
@@ -54,16 +59,135 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
             coverage = _coverage(campaign, table)
     cal = None
     candidates = [Path(calibration)] if calibration else []
+    configured = (campaign["config"].get("proxy") or {}).get("calibration")
+    candidates += [Path(configured)] if configured else []
     candidates += [Path(o["metric"][9:]) for o in campaign["config"]["objectives"]
                    if o["metric"].startswith("ensemble:")]
     candidates += [run_dir / "calibration" / "summary.json"]
     for path in candidates:
         if path.exists():
-            cal = json.loads(path.read_text())
-            cal["path"] = str(path)
+            cal = _calibration(path)
             break
-    return RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
+    if cal is None:
+        cal = _packaged_calibration(campaign)
+    if cal is not None:
+        from vidnas.proxies._calibration import upgrade_summary
+
+        cal = upgrade_summary(cal)
+    data = RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
                    cal, coverage)
+    data.quality_calibration = quality_calibration(data)
+    return data
+
+
+def campaign_setting(campaign: dict[str, Any]) -> dict[str, Any] | None:
+    """The quality setting of a campaign, in the terms of ``calibration_setting``."""
+    from vidnas.proxies._calibration import _supernet_setting
+
+    quality = campaign.get("quality")
+    if not quality:
+        return None
+    from vidnas.proxies._scale import ProxyScale
+
+    space = ProxyScale(**quality["scale"]).space(quality["space"], quality["real_shape"])
+    return {"space": quality["space"], "space_shape": dict(space.shape), "data": quality["data"],
+            "pretrain": quality["pretrain"], "supernet": _supernet_setting(quality.get("supernet"))}
+
+
+def _packaged_calibration(campaign: dict[str, Any]) -> dict[str, Any] | None:
+    """A calibration shipped with vidnas for exactly this campaign's quality setting, if there is one."""
+    from vidnas.proxies._calibration import calibration_setting, packaged_calibrations
+
+    setting = campaign_setting(campaign)
+    if setting is None:
+        return None
+    for summary in packaged_calibrations():
+        theirs = calibration_setting(summary)
+        if theirs["supernet"] is None or setting["supernet"] is None:
+            theirs = {**theirs, "supernet": None}
+            setting = {**setting, "supernet": None}
+        if theirs == setting:
+            return summary
+    return None
+
+
+def quality_calibration(data: RunData) -> list[dict[str, Any]]:
+    """Per quality objective of the campaign: its calibration (tau with its interval, the truth's
+    reliability, how far the calibration's setting matches the campaign's), or why there is none."""
+    from vidnas.proxies._calibration import calibration_setting
+
+    rows = []
+    setting = campaign_setting(data.campaign)
+    for o in data.objectives:
+        metric = o["metric"]
+        if not metric.startswith(("proxy:", "ensemble:")):
+            continue
+        name = metric[6:] if metric.startswith("proxy:") else "ensemble"
+        cal = data.calibration
+        stats = None
+        if cal is not None and "unreadable" not in cal:
+            stats = cal["ensemble"] if name == "ensemble" else cal["proxies"].get(name)
+        if stats is None or "kendall" not in stats:
+            why = (f"the calibration {cal['path']} is unreadable ({cal['unreadable']})" if cal and "unreadable" in cal
+                   else "no calibration of this signal is attached or shipped for this setting")
+            rows.append({"metric": metric, "calibrated": False, "why": why})
+            continue
+        theirs = calibration_setting(cal)
+        mismatch = [k for k in ("space", "space_shape", "data") if setting and theirs.get(k) != setting.get(k)]
+        if name.startswith("supernet") and setting and theirs.get("supernet") != setting.get("supernet"):
+            mismatch.append("supernet")
+        rel = cal.get("truth_reliability", {})
+        rows.append({"metric": metric, "calibrated": True, "path": cal.get("path"), "kendall": stats["kendall"],
+                     "kendall_ci": stats["kendall_ci"], "within_bins": stats.get("kendall_within_latency_bins"),
+                     "n": cal["config"]["n"], "steps": cal["config"]["steps"],
+                     "truth_kendall": rel.get("kendall_between_seeds"), "truth_n": rel.get("n"),
+                     "flops_kendall": (cal["proxies"].get("flops") or {}).get("kendall"),
+                     "mismatch": mismatch})
+    return rows
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(str(path), None, f"is not readable JSON ({type(exc).__name__})",
+                        "`vidnas search --resume RUN_DIR` writes it again") from None
+    if not isinstance(data, dict):
+        raise SpecError(str(path), type(data).__name__, "must be a JSON object")
+    return data
+
+
+def _calibration(path: Path) -> dict[str, Any] | None:
+    """A calibration summary with what the report draws, or a note saying why it is left out."""
+    import math
+
+    from vidnas.proxies._calibration import upgrade_summary
+
+    def number(value: Any, *, nan: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{value!r} is not a number")
+        if not math.isfinite(value) and not (nan and math.isnan(value)):
+            raise ValueError(f"{value!r} is not a finite number")
+        return float(value)
+
+    try:
+        cal = upgrade_summary(json.loads(path.read_text(encoding="utf-8")))
+        str(cal["config"]["space"])
+        number(cal["config"]["n"]), number(cal["config"]["steps"])
+        number(cal["truth_reliability"]["kendall_between_seeds"], nan=True), number(cal["truth_reliability"]["n"])
+        if not isinstance(cal["proxies"], dict):
+            raise ValueError("`proxies` is not a mapping")
+        judged = [*cal["proxies"].values()] + ([cal["ensemble"]] if "kendall" in cal.get("ensemble", {}) else [])
+        for stats in judged:
+            low, high = stats["kendall_ci"]
+            for key in ("kendall", "spearman", "partial_kendall_given_flops", "precision_at_top10"):
+                number(stats[key])
+            number(stats["kendall_within_latency_bins"], nan=True)  # undefined when no bin holds 3 architectures
+            number(low), number(high)
+    except Exception as exc:  # any malformed summary: the report goes on without this section
+        return {"path": str(path), "unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    cal["path"] = str(path)
+    return cal
 
 
 def _coverage(campaign: dict[str, Any], table) -> dict[str, Any]:

@@ -86,22 +86,31 @@ def draw_pareto(info: ParetoInfo, ax=None):
 # 2. Hypervolume ------------------------------------------------------------------------------------
 
 
+HV_MARGIN = 1.1  # the reference point: 1.1 x the observed range past the worst value of each objective
+
+
 def hypervolume_info(data: RunData):
-    """Hypervolume of the feasible front after each trial (objectives normalised to [0, 1], worst = 1.1)."""
+    """Hypervolume of the feasible front after each trial, as a share of the box it can fill (so in [0, 1]).
+
+    Each objective is normalised to [0, 1] over the feasible complete trials (0 = the best
+    value seen); the reference point is ``HV_MARGIN`` in every objective, and the hypervolume
+    is divided by the box's volume ``HV_MARGIN ** d``: 1 would be one trial best in every objective.
+    """
     import numpy as np
     import pandas as pd
 
     cols = objective_columns(data)
     signs = [1 if o["direction"] == "minimize" else -1 for o in data.objectives]
     trials = data.trials.sort_values("number")
-    ok = trials[(trials["state"] == "COMPLETE") & trials["feasible"] & ~trials["stale"]]
+    ok = trials[(trials["state"] == "COMPLETE") & trials["feasible"]]
     if len(ok) == 0:
         return pd.DataFrame({"trial": [], "hypervolume": []})
     values = ok[cols].to_numpy(float) * np.asarray(signs)
     lo, hi = values.min(axis=0), values.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     norm = (values - lo) / span
-    ref = np.full(len(cols), 1.1)
+    ref = np.full(len(cols), HV_MARGIN)
+    box = HV_MARGIN ** len(cols)
     row_of = {number: i for i, number in enumerate(ok["number"])}
     out, hv = [], 0.0
     front: list[np.ndarray] = []  # the feasible front so far: the hypervolume of all points seen
@@ -109,7 +118,7 @@ def hypervolume_info(data: RunData):
         if number in row_of:
             candidates = [*front, norm[row_of[number]]]
             front = [p for p, keep in zip(candidates, non_dominated(candidates)) if keep]
-            hv = hypervolume(front, ref)
+            hv = hypervolume(front, ref) / box
         out.append({"trial": int(number), "hypervolume": hv})
     return pd.DataFrame(out)
 
@@ -120,7 +129,8 @@ def draw_hypervolume(frame, ax=None):
     ax = ax or plt.subplots(figsize=(6.4, 3.2))[1]
     ax.plot(frame["trial"], frame["hypervolume"], c="#4e79a7")
     ax.set_xlabel("trial")
-    ax.set_ylabel("hypervolume (normalised)")
+    ax.set_ylabel("hypervolume share")
+    ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     return ax
 

@@ -20,6 +20,23 @@ def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def trial_counts(trials) -> dict[str, int]:
+    """Trials and failures as a user counts them: a stale trial (lost with its driver, worker or node, and
+    re-queued) is a trial that failed, reported apart; a surplus one (never evaluated) is not a trial."""
+    import pandas as pd
+
+    absent = pd.Series(False, index=trials.index)
+    stale = trials.get("stale", absent).astype(bool)
+    surplus = trials.get("surplus", absent).astype(bool)  # runs written before budget claims have no column
+    evaluated = trials[~stale & ~surplus]
+    failed_evaluations = int((evaluated["state"] == "FAIL").sum())
+    n_stale = int(stale.sum())
+    return {"trials": int(evaluated["state"].isin(["COMPLETE", "FAIL"]).sum()) + n_stale,
+            "feasible": int(((evaluated["state"] == "COMPLETE") & evaluated["feasible"]).sum()),
+            "failed": failed_evaluations + n_stale, "failed_evaluations": failed_evaluations, "stale": n_stale,
+            "surplus": int(surplus.sum())}
+
+
 def render(data: RunData) -> str:
     import jinja2
     import yaml
@@ -41,12 +58,13 @@ def render(data: RunData) -> str:
     if data.table_rows is not None and len(data.table_rows):
         figures["noise"] = figs.to_png_data_uri(figs.draw_table_noise(data.table_rows).figure)
     calibration_rows = []
-    if data.calibration:
+    if data.calibration and not data.calibration.get("unreadable"):
         rows = dict(data.calibration["proxies"])
-        rows["ensemble (out of fold)"] = data.calibration["ensemble"]
+        if "kendall" in data.calibration.get("ensemble", {}):
+            rows["ensemble (out of fold)"] = data.calibration["ensemble"]
         calibration_rows = list(rows.items())
         figures["calibration"] = figs.to_png_data_uri(figs.draw_calibration(rows).figure)
-    trials = data.trials[~data.trials["stale"]]
+    tally = trial_counts(data.trials)
     pareto = []
     for entry in data.pareto:
         counts = entry["metrics"].get("op_counts") or {}
@@ -60,13 +78,12 @@ def render(data: RunData) -> str:
     return template.render(
         name=data.name, space=campaign["space"]["name"], status=campaign.get("status", ""),
         updated=campaign.get("updated", dt.datetime.now().isoformat(timespec="seconds")), run_dir=str(data.run_dir),
-        trials=int((trials["state"].isin(["COMPLETE", "FAIL"])).sum()),
-        feasible=int(((trials["state"] == "COMPLETE") & trials["feasible"]).sum()),
-        failed=int((trials["state"] == "FAIL").sum()), pareto=pareto, objectives=data.objectives,
+        **tally, pareto=pareto, objectives=data.objectives,
         latency_source="table" if latency.get("source") == "table" else "estimate", latency=latency,
         table_entries=len(rows) if rows is not None else (latency.get("meta") or {}).get("entries", "?"),
         table_untrusted=int((~rows["trusted"].astype(bool)).sum()) if rows is not None else "?",
         coverage=data.coverage, figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
+        quality_calibration=data.quality_calibration,
         proxy_metrics=", ".join(o["metric"] for o in data.objectives if o["metric"].startswith(("proxy:", "ensemble:")))
         or "none",
         config_yaml=yaml.safe_dump(campaign["config"], sort_keys=False),

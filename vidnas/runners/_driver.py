@@ -3,10 +3,12 @@
 As many evaluations are in flight as there are workers. Each finished evaluation is
 told to Optuna with its metrics as user attributes and its constraints through
 ``trial.set_constraint``; a failing or timed-out evaluation becomes a FAIL trial with its
-reason, and the campaign goes on. Optuna's storage is the source of truth: a journal
-file in the run directory by default, so a killed campaign resumes where it stopped
-(trials the dead driver left RUNNING are marked FAIL and, when they had been sampled,
-re-queued with the same parameters) and ``optuna-dashboard RUN_DIR/journal.log`` opens it.
+reason, and the campaign goes on; an evaluation lost with its Ray worker or node is
+marked stale and re-queued. Optuna's storage is the source of truth: a journal file in
+the run directory by default, so a killed campaign resumes where it stopped (trials the
+dead driver left RUNNING are marked stale and, when they had been sampled, re-queued with
+the same parameters) and ``optuna-dashboard RUN_DIR/journal.log`` opens it. On an RDB
+storage (PostgreSQL) several drivers share one study; see :mod:`vidnas.runners._trials`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,21 @@ from vidnas._cache import cache_dir
 from vidnas._errors import SpecError, VidnasError
 from vidnas._pareto import non_dominated
 from vidnas.runners._config import CampaignConfig, load_config
-from vidnas.runners._evaluate import EvalSettings, evaluate, load_ensemble
+from vidnas.runners._evaluate import EvalSettings, load_ensemble
+from vidnas.runners._trials import (
+    HeartbeatKeeper,
+    claim,
+    counts,
+    driver_alive,
+    driver_id,
+    fail_heartbeat_stale,
+    is_stale,
+    is_surplus,
+    mark_stale,
+    open_budget,
+    requeue_stale,
+    supports_heartbeat,
+)
 from vidnas.search_space import ArchSpec, SearchSpace, get_space
 
 STUDY_FILE = "journal.log"
@@ -41,6 +57,7 @@ class Progress:
     failed: int = 0
     feasible: int = 0
     pareto: int = 0
+    stale: int = 0  # not counted: evaluations lost with a driver, worker or node (re-queued)
 
 
 def campaign_space(config: CampaignConfig) -> SearchSpace:
@@ -53,6 +70,7 @@ def campaign_space(config: CampaignConfig) -> SearchSpace:
 
 
 def open_storage(config: CampaignConfig, run_dir: Path):
+    """The study's storage: the run's journal file, a journal path, or an RDB URL (with heartbeats)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -64,48 +82,36 @@ def open_storage(config: CampaignConfig, run_dir: Path):
     if "://" not in url:
         raise SpecError("config.storage", url, "is not an Optuna storage URL or a journal .log path",
                         "e.g. sqlite:///study.db or postgresql://user@host/db")
-    return optuna.storages.RDBStorage(url)
+    try:
+        with warnings.catch_warnings():  # heartbeats are meant for study.optimize; the driver keeps its own
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(url, heartbeat_interval=config.heartbeat_s,
+                                              grace_period=config.stale_after_s)
+    except Exception as exc:  # SQLAlchemy and DB-API errors of many kinds: a bad URL, no server, no driver
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SpecError("config.storage", redact_url(url), f"could not be opened ({type(exc).__name__}: {first})",
+                        "check the URL, that the server is up, and the driver (pip install 'psycopg[binary]' "
+                        "for postgresql://)") from None
 
 
-def make_sampler(config: CampaignConfig):
-    import optuna
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and records)."""
+    try:
+        from sqlalchemy.engine import make_url
 
-    s = config.sampler
-    if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=s.population_size, seed=s.seed)
-    if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, constant_liar=True, n_startup_trials=10)
-    return optuna.samplers.RandomSampler(seed=s.seed)  # random, and exhaustive (every trial enqueued)
-
-
-def requeue_stale(study) -> list[int]:
-    """Trials a dead driver left RUNNING: mark them FAIL and enqueue their parameters again.
-
-    A trial killed before its architecture was sampled has no parameters; it is marked
-    stale (so it does not count against the budget) and a fresh trial takes its place.
-    Returns the numbers of the stale trials.
-    """
-    from optuna.trial import TrialState
-
-    stale = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = ("driver stopped while the trial ran; re-queued" if trial.params
-                  else "driver stopped before the trial was sampled; not counted")
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if trial.params:
-            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
-        stale.append(trial.number)
-    return stale
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://", 1)[0] + "://***" if "@" in url else url
 
 
-def counted_trials(study) -> int:
-    """Finished trials that count against the budget (stale re-queued ones excluded)."""
-    from optuna.trial import TrialState
+def make_sampler(config: CampaignConfig, space: SearchSpace | None = None):
+    """The campaign's Optuna sampler, from the sampler registry."""
+    from vidnas.runners._samplers import SamplerContext, get_sampler
 
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-               if not t.user_attrs.get("stale"))
+    context = SamplerContext(seed=config.sampler.seed, space=space if space is not None else campaign_space(config),
+                             directions=tuple(config.directions()), metrics=tuple(o.metric for o in config.objectives),
+                             constraints=dict(config.constraints))
+    return get_sampler(config.sampler.name).create(config.sampler.options, context)
 
 
 # Latency source --------------------------------------------------------------------------------
@@ -151,27 +157,35 @@ def resolve_table(config: CampaignConfig, space: SearchSpace, run_dir: Path,
 class CampaignResult:
     run_dir: Path
     study_name: str
-    trials: int
+    trials: int  # finished trials that count against the budget (all drivers)
     complete: int
-    failed: int
+    failed: int  # counted FAIL trials (evaluation errors, timeouts)
     feasible: int
     pareto: list[dict[str, Any]]
     seconds: float
+    stale: int = 0  # trials whose evaluation never finished (driver, worker or node lost; re-queued)
+    evaluated_here: int = 0  # evaluations this driver told the study (the others' are not in it)
+    interrupted: bool = False  # stopped by SIGINT: resume with `vidnas search --resume RUN_DIR`
 
 
-def _settings(config: CampaignConfig, table) -> EvalSettings:
+def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda m: None) -> EvalSettings:
+    from vidnas.runners._quality import prepare_quality
+
     metrics = tuple(dict.fromkeys([o.metric for o in config.objectives] + list(config.constraints)))
     ensembles, ensemble_rows = {}, {}
     for m in metrics:
         if m.startswith("ensemble:"):
             ensembles[m[9:]], ensemble_rows[m[9:]] = load_ensemble(m[9:])
+    quality_metrics = list(metrics) + [f"proxy:{member['proxy']}" for summary in ensembles.values()
+                                       for member in summary["ensemble"]["members_all_data"]]
+    quality = prepare_quality(config, quality_metrics, log)
     return EvalSettings(
         metrics=metrics,
         table=(table.meta.to_dict(), table.rows()) if table is not None else None,
         roofline=config.target.roofline, roofline_dtype=config.target.roofline_dtype, batch=config.target.batch,
         steps=config.video.steps, cfg=config.video.cfg, proxy_clips=config.proxy.clips, proxy_seed=config.proxy.seed,
         proxy_train_steps=config.proxy.train_steps, threads=max(1, int(config.ray.cpus_per_trial)),
-        ensembles=ensembles, ensemble_rows=ensemble_rows,
+        ensembles=ensembles, ensemble_rows=ensemble_rows, quality=quality, proxy_data=config.proxy.data,
     )
 
 
@@ -210,8 +224,16 @@ def _tell(study, trial, config: CampaignConfig, result: dict[str, Any] | None, r
 def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
                  log: Callable[[str], None] = lambda m: None, local: bool = False) -> CampaignResult:
-    """Run (or resume) a campaign in ``run_dir``. ``local=True`` evaluates in the driver (no Ray)."""
+    """Run (or resume) a campaign in ``run_dir``. ``local=True`` evaluates in the driver (no Ray).
+
+    Several drivers may run one study at once (each with its own run directory) on a
+    shared RDB storage; the budget, stale trials and re-queues follow :mod:`._trials`.
+    SIGINT stops the campaign cleanly: the trials in flight are marked stale and
+    re-queued, Ray is shut down, and the result says ``interrupted``.
+    """
     import optuna
+
+    from vidnas.runners._samplers import get_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(run_dir)
@@ -220,114 +242,253 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
         if not (run_dir / CONFIG_FILE).exists():
             raise SpecError("RUN_DIR", str(run_dir), "holds no campaign to resume (no config.yaml)")
         config = load_config(run_dir / CONFIG_FILE)
+        previous, running = _previous_driver(run_dir)
+        if previous and running and driver_alive(previous):
+            raise SpecError("RUN_DIR", str(run_dir), f"is being run by a live driver ({previous})",
+                            "stop it first, or start another driver with its own run directory")
     else:
         config = config or load_config(None)
+        previous = None
         if (run_dir / CONFIG_FILE).exists():
             raise SpecError("RUN_DIR", str(run_dir), "already holds a campaign", "use --resume to continue it")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(config.to_yaml())
     space = campaign_space(config)
     table, table_path = resolve_table(config, space, run_dir, log)
-    settings = _settings(config, table)
+    settings = _settings(config, table, log)
     storage = open_storage(config, run_dir)
     study = optuna.create_study(study_name=config.name, storage=storage, directions=config.directions(),
-                                sampler=make_sampler(config), load_if_exists=True)
+                                sampler=make_sampler(config, space), load_if_exists=True)
     with warnings.catch_warnings():  # experimental in Optuna, stable enough for labelling dashboards
         warnings.simplefilter("ignore")
         study.set_metric_names([o.metric for o in config.objectives])
     total = config.trials
-    if config.sampler.name == "exhaustive":
+    if get_sampler(config.sampler.name).exhaustive:
         total = space.size
-        if not resume and space.size > 100_000:
-            raise SpecError("config.sampler.name", "exhaustive", f"space {space.name} has {space.size:.3g} "
-                                                                 "architectures; too many to enumerate")
-        if not resume:
+        if space.size > 100_000:
+            raise SpecError("config.sampler.name", config.sampler.name, f"enumerates the space, and {space.name} "
+                                                                        f"has {space.size:.3g} architectures")
+        if not study.get_trials(deepcopy=False):  # a new study; joining drivers find it enqueued already
             for spec in space.enumerate():
                 study.enqueue_trial(space.params_of(spec))
-    stale = requeue_stale(study) if resume else []
+    me = driver_id()
+    _write_driver(run_dir, me, config, running=True)
+    try:
+        return _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me,
+                         started, on_progress, log, local)
+    finally:  # whatever happened, this driver no longer runs the campaign (a kill -9 leaves `running`)
+        _write_driver(run_dir, me, config, running=False)
+
+
+def _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me, started,
+              on_progress, log, local) -> CampaignResult:
+    stale = _recover(study, resume, previous)
     if stale:
-        log(f"{len(stale)} trials left running by the stopped driver marked stale (sampled ones re-queued): {stale}")
-    _write_campaign_json(run_dir, config, space, table, table_path, status="running")
+        log(f"{len(stale)} trials left running by a stopped driver marked stale (sampled ones re-queued): {stale}")
+    ray_info: dict[str, Any] = {}
+    _write_campaign_json(run_dir, config, space, table, table_path, status="running", quality=settings.quality)
     progress = Progress(total=total)
     _refresh_progress(study, config, progress)
     if on_progress:
         on_progress(progress)
-    if local:
-        _loop_local(study, space, config, settings, total, progress, on_progress)
-    else:
-        _loop_ray(study, space, config, settings, total, progress, on_progress, run_dir)
+    stop = _StopFlag(log)
+    with stop:
+        if local:
+            from vidnas.runners._executors import LocalExecutor
+
+            evaluated = _drive(study, space, config, LocalExecutor(settings), total, progress, on_progress, log,
+                               me, stop)
+        else:
+            evaluated = _drive_on_ray(study, space, config, settings, total, progress, on_progress, log, me, stop,
+                                      run_dir, ray_info)
     pareto = export_pareto(study, config, run_dir)
     write_trials(study, config, run_dir)
-    _write_campaign_json(run_dir, config, space, table, table_path, status="finished")
+    status = "interrupted" if stop.requested else "finished"
+    _write_campaign_json(run_dir, config, space, table, table_path, status=status, ray_info=ray_info,
+                         quality=settings.quality)
     _refresh_progress(study, config, progress)
     return CampaignResult(run_dir, config.name, progress.done, progress.done - progress.failed, progress.failed,
-                          progress.feasible, pareto, time.perf_counter() - started)
+                          progress.feasible, pareto, time.perf_counter() - started, stale=progress.stale,
+                          evaluated_here=evaluated, interrupted=stop.requested)
 
 
-def _loop_local(study, space, config, settings, total, progress, on_progress) -> None:
-    while counted_trials(study) < total:
-        trial = study.ask()
-        spec = space.sample(trial)
-        t0 = time.perf_counter()
-        try:
-            result, reason = evaluate(spec.to_json(), settings), None
-        except Exception as exc:  # the campaign goes on; the trial records why it failed
-            result, reason = None, f"{type(exc).__name__}: {exc}"
-        _tell(study, trial, config, result, reason, time.perf_counter() - t0)
-        _refresh_progress(study, config, progress)
-        if on_progress:
-            on_progress(progress)
+DRIVER_FILE = "driver.json"
 
 
-def _loop_ray(study, space, config, settings, total, progress, on_progress, run_dir: Path) -> None:
-    import ray
+def _write_driver(run_dir: Path, me: str, config: CampaignConfig, *, running: bool) -> None:
+    record = {"driver": me, "running": running, "storage": redact_url(config.storage or STUDY_FILE)}
+    (run_dir / DRIVER_FILE).write_text(json.dumps(record))
 
+
+def _previous_driver(run_dir: Path) -> tuple[str | None, bool]:
+    """The driver that last ran this directory, and whether it had not stopped by itself (killed, or running)."""
+    try:
+        record = json.loads((run_dir / DRIVER_FILE).read_text())
+        return record.get("driver"), bool(record.get("running"))
+    except (OSError, ValueError, AttributeError):
+        return None, False
+
+
+def _recover(study, resume: bool, previous: str | None) -> list[int]:
+    """Trials a stopped driver left RUNNING: declared stale and re-queued.
+
+    With heartbeats (shared storages) only the previous driver of this run directory and
+    drivers whose heartbeat stopped are concerned; other drivers may be alive. A journal
+    file serves one driver: on resume, everything RUNNING is stale.
+    """
+    from optuna.trial import TrialState
+
+    if supports_heartbeat(study._storage):
+        mine = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if previous is not None and t.user_attrs.get("driver") == previous]
+        return sorted(requeue_stale(study, only=mine) + fail_heartbeat_stale(study))
+    return requeue_stale(study) if resume else []
+
+
+class _StopFlag:
+    """SIGINT asks the campaign to stop at the next step (a second SIGINT interrupts at once)."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.requested = False
+        self.log = log
+        self._previous: Any = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.log("stopping: recording the trials in flight (SIGINT again to abort at once)")
+
+    def __enter__(self) -> _StopFlag:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _drive_on_ray(study, space, config, settings, total, progress, on_progress, log, me, stop, run_dir: Path,
+                  ray_info: dict[str, Any]) -> int:
+    from vidnas.runners._executors import RayExecutor
     from vidnas.runners._ray import RaySession
 
-    workers = config.workers
-    session = RaySession(run_dir, address=config.ray.address, num_cpus=workers * config.ray.cpus_per_trial,
-                         num_gpus=workers * config.ray.gpus_per_trial if config.ray.gpus_per_trial else None)
+    r = config.ray
+    session = RaySession(run_dir, address=r.address, num_cpus=config.workers * r.cpus_per_trial,
+                         num_gpus=config.workers * r.gpus_per_trial if r.gpus_per_trial else None,
+                         resources={k: config.workers * v for k, v in r.resources.items()} or None)
     with session:
-        task = ray.remote(num_cpus=config.ray.cpus_per_trial, num_gpus=config.ray.gpus_per_trial,
-                          max_retries=0)(evaluate)
-        settings_ref = ray.put(settings)
-        pending: dict[Any, tuple[Any, ArchSpec, float]] = {}
-        asked = counted_trials(study)
-        while asked < total or pending:
-            while len(pending) < workers and asked < total:
+        executor = RayExecutor(settings, workers=config.workers, cpus=r.cpus_per_trial, gpus=r.gpus_per_trial,
+                               resources=dict(r.resources), timeout_s=config.trial_timeout_s)
+        try:
+            return _drive(study, space, config, executor, total, progress, on_progress, log, me, stop)
+        finally:
+            ray_info.update(session.describe())
+            executor.cancel_all()
+
+
+# A trial whose infrastructure failed is re-queued at most this many times (a deterministic failure,
+# such as resources no node has, must not loop forever).
+MAX_REQUEUES = 2
+
+
+def _drive(study, space, config: CampaignConfig, executor, total: int, progress: Progress,
+           on_progress: Callable[[Progress], None] | None, log: Callable[[str], None], me: str, stop) -> int:
+    """Ask, evaluate and tell until the budget is spent; return the evaluations this driver told."""
+    keeper = HeartbeatKeeper(study._storage, config.heartbeat_s)
+    inflight: dict[Any, Any] = {}  # executor key -> trial
+    evaluated, last_check = 0, 0.0
+    with keeper, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        while not stop.requested:
+            if keeper.enabled and time.monotonic() - last_check >= config.heartbeat_s:
+                last_check = time.monotonic()
+                stale = fail_heartbeat_stale(study)
+                if stale:
+                    log(f"trials {stale} lost their driver's heartbeat: marked stale and re-queued")
+            while len(inflight) < executor.slots and not stop.requested and open_budget(study, total):
                 trial = study.ask()
+                keeper.add(trial._trial_id)
+                trial.set_user_attr("driver", me)
+                if not claim(study, trial, total):
+                    keeper.discard(trial._trial_id)
+                    break
                 spec = space.sample(trial)
-                pending[task.remote(spec.to_json(), settings_ref)] = (trial, spec, time.perf_counter())
-                asked += 1
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            now = time.perf_counter()
-            for ref in list(pending):
-                trial, spec, t0 = pending[ref]
-                if ref in ready:
-                    try:
-                        result, reason = ray.get(ref), None
-                    except Exception as exc:  # RayTaskError wraps the evaluation's exception
-                        cause = getattr(exc, "cause", None) or exc
-                        result, reason = None, f"{type(cause).__name__}: {str(cause).splitlines()[0][:500]}"
-                elif now - t0 > config.trial_timeout_s:
-                    ray.cancel(ref, force=True)
-                    result, reason = None, f"timed out after {config.trial_timeout_s:.0f} s"
-                else:
+                inflight[executor.submit(spec.to_json())] = trial
+            if not inflight:
+                if keeper.enabled and _foreign_running(study):  # others' trials may still be re-queued
+                    time.sleep(1.0)
                     continue
-                del pending[ref]
-                _tell(study, trial, config, result, reason, now - t0)
+                break
+            for key, outcome in executor.collect(timeout=1.0):
+                trial = inflight.pop(key)
+                keeper.discard(trial._trial_id)
+                evaluated += _record(study, trial, config, outcome, log)
                 _refresh_progress(study, config, progress)
                 if on_progress:
                     on_progress(progress)
+        if stop.requested:
+            reason = "campaign interrupted (SIGINT) while the trial ran; re-queued"
+            for trial in inflight.values():
+                mark_stale(study, trial._trial_id, trial.number, dict(trial.params), reason)
+            if inflight:
+                log(f"{len(inflight)} trials in flight marked stale and re-queued: "
+                    f"{sorted(t.number for t in inflight.values())}")
+            inflight.clear()
+    return evaluated
+
+
+def _foreign_running(study) -> bool:
+    """RUNNING trials of other vidnas drivers (ones with a ``driver``: they keep heartbeats)."""
+    from optuna.trial import TrialState
+
+    return any("driver" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _record(study, trial, config: CampaignConfig, outcome, log: Callable[[str], None]) -> int:
+    """Tell one outcome; infrastructure failures are re-queued instead. Returns 1 if told here."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    if outcome.infrastructure:
+        count = int(trial.user_attrs.get("requeue_count", 0))
+        if count < MAX_REQUEUES:
+            reason = f"{outcome.reason}; re-queued"
+            if mark_stale(study, trial._trial_id, trial.number, dict(trial.params), reason):
+                _set_requeue_count(study, trial.number, count + 1)
+            return 0
+        outcome = dataclasses.replace(outcome, reason=f"{outcome.reason} ({count + 1} times; not re-queued again)")
+    try:
+        _tell(study, trial, config, outcome.result, outcome.reason, outcome.seconds)
+    except UpdateFinishedTrialError:  # another driver declared it stale (its heartbeat was late): it is re-queued
+        log(f"trial {trial.number} was declared stale by another driver while it ran; its result is discarded")
+        return 0
+    return 1
+
+
+def _set_requeue_count(study, number: int, count: int) -> None:
+    """Carry the re-queue count onto the waiting trial that replaces trial ``number``."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.user_attrs.get("requeued_from") == number:
+            study._storage.set_trial_user_attr(t._trial_id, "requeue_count", count)
 
 
 def _refresh_progress(study, config: CampaignConfig, progress: Progress) -> None:
     from optuna.trial import TrialState
 
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("stale")]
+    everything = study.get_trials(deepcopy=False)
+    trials = [t for t in everything if counts(t)]
     progress.done = sum(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
     progress.failed = sum(t.state == TrialState.FAIL for t in trials)
     progress.feasible = sum(t.state == TrialState.COMPLETE and _feasible(t) for t in trials)
+    progress.stale = sum(is_stale(t) for t in everything)
     progress.pareto = len(pareto_trials(study, config))
 
 
@@ -393,7 +554,8 @@ def write_trials(study, config: CampaignConfig, run_dir: Path) -> Path:
     for t in study.get_trials(deepcopy=False):
         complete = t.state.name == "COMPLETE"
         row: dict[str, Any] = {"number": t.number, "state": t.state.name, "feasible": complete and _feasible(t),
-                               "pareto": t.number in pareto, "stale": bool(t.user_attrs.get("stale")),
+                               "pareto": t.number in pareto, "stale": is_stale(t), "surplus": is_surplus(t),
+                               "counted": counts(t),
                                "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
                                "params": json.dumps(t.params, sort_keys=True, default=str)}
         for i, o in enumerate(config.objectives):
@@ -409,7 +571,7 @@ def write_trials(study, config: CampaignConfig, run_dir: Path) -> Path:
 
 
 def _write_campaign_json(run_dir: Path, config: CampaignConfig, space: SearchSpace, table, table_path,
-                         status: str) -> None:
+                         status: str, ray_info: dict[str, Any] | None = None, quality=None) -> None:
     from vidnas._env import fingerprint
 
     data = {
@@ -419,7 +581,25 @@ def _write_campaign_json(run_dir: Path, config: CampaignConfig, space: SearchSpa
         "latency": ({"source": "table", "path": str(table_path), "meta": {k: v for k, v in table.meta.to_dict().items()
                                                                            if k != "end_to_end"}}
                     if table is not None else {"source": "roofline estimate", "device": config.target.roofline}),
+        "quality": _quality_record(quality),
         "environment": fingerprint(),
+        "ray": ray_info or {},
         "reproduce": f"vidnas search {run_dir / CONFIG_FILE}",
+        "resume": f"vidnas search --resume {run_dir}",
     }
+    data["config"]["storage"] = redact_url(config.storage) if config.storage else None
     (run_dir / "campaign.json").write_text(json.dumps(data, indent=2, default=str))
+
+
+def _quality_record(quality) -> dict[str, Any] | None:
+    """How quality was computed: the proxy scale, backbone and supernet (with their training records)."""
+    if quality is None:
+        return None
+    record = quality.describe()
+    for key, path in (("backbone", quality.backbone_path),
+                      ("supernet_training", quality.supernet_path and f"{quality.supernet_path}/supernet.json")):
+        if path:
+            meta = Path(path).with_suffix(".json") if key == "backbone" else Path(path)
+            if meta.exists():
+                record[key] = json.loads(meta.read_text())
+    return record

@@ -33,6 +33,8 @@ class EvalSettings:
     threads: int
     ensembles: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # path -> calibration summary
     ensemble_rows: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    quality: Any = None  # QualitySettings: proxy scale, pretrained backbone, supernet (see _quality)
+    proxy_data: str = "shapes"
 
 
 _PREDICTORS: dict[int, Any] = {}
@@ -108,12 +110,26 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
         proxy_names |= {member["proxy"] for member in settings.ensembles[path]["ensemble"]["members_all_data"]}
     batch = None
     values: dict[str, float] = {}
-    for name in sorted(proxy_names):
-        if batch is None:
-            batch = ProxyBatch.procedural(spec, clips=settings.proxy_clips, seed=settings.proxy_seed,
-                                          train=TrainConfig(steps=settings.proxy_train_steps))
+    if proxy_names and settings.quality is not None:
+        from vidnas.runners._quality import check_memory, proxy_context, proxy_spec
+
         t0 = time.perf_counter()
-        values[name] = float(get_proxy(name).fn(spec, batch, settings.proxy_seed))
+        proxy_space, backbone, supernet = proxy_context(settings.quality)
+        quality_spec = proxy_spec(spec, settings.quality, proxy_space)
+        out["proxy_arch_id"] = quality_spec.arch_id
+        seconds["proxy_setup"] = time.perf_counter() - t0
+    else:
+        quality_spec, backbone, supernet = spec, None, None
+    train = TrainConfig(steps=settings.proxy_train_steps, data=settings.proxy_data)
+    for name in sorted(proxy_names):
+        if settings.quality is not None:
+            check_memory(quality_spec, name, clips=settings.proxy_clips, train_batch=train.batch_size,
+                         budget=settings.quality.memory_budget_bytes)
+        if batch is None:
+            batch = ProxyBatch.procedural(quality_spec, clips=settings.proxy_clips, seed=settings.proxy_seed,
+                                          train=train, backbone=backbone, supernet=supernet)
+        t0 = time.perf_counter()
+        values[name] = float(get_proxy(name).fn(quality_spec, batch, settings.proxy_seed))
         seconds[f"proxy:{name}"] = time.perf_counter() - t0
         out[f"proxy:{name}"] = values[name]
     for path in ensemble_paths:
@@ -129,10 +145,65 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
 
 
 def load_ensemble(path: str) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """A calibration summary and, per member proxy, the values it saw (for percentiles)."""
+    """A calibration summary and, per member proxy, the values it saw (for percentiles).
+
+    Both files are checked: ``summary.json`` (a ``vidnas.calibration`` object whose
+    ``ensemble.members_all_data`` lists registered proxies with signs +-1) and, beside it,
+    ``rows.parquet`` (a finite number per architecture in ``proxy.NAME`` for every member).
+    Any problem is a :class:`SpecError` naming the file, the key and the value.
+    """
+    import math
+
     import pandas as pd
 
-    summary = json.loads(Path(path).read_text())
-    rows = pd.read_parquet(Path(path).with_name("rows.parquet"))
-    members = [m["proxy"] for m in summary["ensemble"]["members_all_data"]]
-    return summary, {m: [float(v) for v in rows[f"proxy.{m}"]] for m in members}
+    from vidnas._errors import SpecError
+    from vidnas.proxies import list_proxies
+
+    summary_path = Path(path)
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(str(summary_path), None, "does not exist",
+                        "give the summary.json written by `vidnas proxies calibrate`") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(str(summary_path), None, f"is not a readable JSON file ({type(exc).__name__})") from None
+    if not isinstance(summary, dict) or summary.get("format") != "vidnas.calibration":
+        shown = summary.get("format") if isinstance(summary, dict) else type(summary).__name__
+        raise SpecError(f"{summary_path}: format", shown, "is not a calibration summary",
+                        "expected \"vidnas.calibration\" (written by `vidnas proxies calibrate`)")
+    ensemble = summary.get("ensemble")
+    members = ensemble.get("members_all_data") if isinstance(ensemble, dict) else None
+    if not isinstance(members, list) or not members:
+        raise SpecError(f"{summary_path}: ensemble.members_all_data", members, "must be a non-empty list of "
+                                                                               "{proxy, sign}")
+    known = list_proxies()
+    for i, member in enumerate(members):
+        where = f"{summary_path}: ensemble.members_all_data[{i}]"
+        if not isinstance(member, dict):
+            raise SpecError(where, member, "must be a mapping with `proxy` and `sign`")
+        if member.get("proxy") not in known:
+            raise SpecError(f"{where}.proxy", member.get("proxy"), "is not a registered proxy",
+                            f"known proxies: {known}")
+        if member.get("sign") not in (1, -1) or isinstance(member.get("sign"), bool):
+            raise SpecError(f"{where}.sign", member.get("sign"), "must be 1 or -1")
+    rows_path = summary_path.with_name("rows.parquet")
+    try:
+        rows = pd.read_parquet(rows_path)
+    except FileNotFoundError:
+        raise SpecError(str(rows_path), None, "does not exist", "the summary's rows.parquet must sit beside it") \
+            from None
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise SpecError(str(rows_path), None, f"is not a readable Parquet file ({type(exc).__name__})") from None
+    values: dict[str, list[float]] = {}
+    for member in members:
+        column = f"proxy.{member['proxy']}"
+        if column not in rows.columns:
+            raise SpecError(f"{rows_path}: {column}", None, "is missing", "calibrate with this proxy")
+        try:
+            values[member["proxy"]] = [float(v) for v in rows[column]]
+        except (TypeError, ValueError):
+            raise SpecError(f"{rows_path}: {column}", str(rows[column].dtype), "must hold numbers") from None
+        if not values[member["proxy"]] or not all(math.isfinite(v) for v in values[member["proxy"]]):
+            raise SpecError(f"{rows_path}: {column}", len(values[member["proxy"]]), "must hold finite numbers, "
+                                                                                   "one per architecture")
+    return summary, values

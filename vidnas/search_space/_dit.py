@@ -13,7 +13,8 @@ video tokens (``cond.prefix`` counts them), every slot carries them, a frames op
 tokens alone, and the head drops them.
 
 :func:`map_reference_state` maps a reference implementation's weights (diffusers'
-``WanTransformer3DModel``, ``CogVideoXTransformer3DModel``) onto a network's parameter names.
+``WanTransformer3DModel``, ``LTXVideoTransformer3DModel``, ``LatteTransformer3DModel`` or
+``CogVideoXTransformer3DModel``, told apart by their keys) onto a network's parameter names.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import nn
 
 from vidnas._errors import SpecError
 from vidnas.search_space._dit_plan import dit_plan, is_frames_slot
-from vidnas.search_space._dit_spec import DiTBackbone
+from vidnas.search_space._dit_spec import ROTARY_POSITIONS, DiTBackbone
 from vidnas.search_space._family import module_key
 from vidnas.search_space._layers import TimestepMLP, sinusoidal_embedding
 from vidnas.search_space._plan import PlanWalk, UnitPlan, slot_shape
@@ -39,8 +40,11 @@ from vidnas.search_space._token_branches import (
     TokenConditioning,
     TokenSlot,
     grid_rotary,
+    ltx_rotary,
     make_norm,
     rotary_tables,
+    sincos_1d,
+    sincos_2d,
     sincos_positions,
 )
 
@@ -90,24 +94,32 @@ class TextEmbedUnit(nn.Module):
 
 class PatchEmbedUnit(nn.Module):
     """Latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` by a strided convolution
-    (2-D when the patch spans one frame); plus ``cond.positions`` (``positions="sincos3d"``), and
-    after the projected text tokens ``cond.context`` (``prefix`` > 0: joint text) ->
-    ``(B, prefix + T'*H'*W', D)``."""
+    (2-D when the patch spans one frame); with ``sincos2d`` positions, plus a 2-D sin-cos table
+    (a buffer for the plan's token rows and columns ``grid``, computed anew for another); with
+    ``sincos3d``, plus ``cond.positions``; and after the projected text tokens ``cond.context``
+    (``prefix`` > 0: joint text) -> ``(B, prefix + T'*H'*W', D)``."""
 
     def __init__(self, in_channels: int, dim: int, patch_size: list[int], positions: str = "none",
+                 pos_base: int = 0, pos_interpolation: float = 1, grid: tuple[int, int] | None = None,
                  prefix: int = 0) -> None:
         super().__init__()
         self.patch_size = tuple(patch_size)
-        self.positions, self.prefix = positions != "none", prefix
+        self.reads_positions, self.prefix = positions == "sincos3d", prefix  # sincos3d: the conditioning's table
         pt, ph, pw = self.patch_size
         if pt == 1:
             self.proj = nn.Conv2d(in_channels, dim, (ph, pw), stride=(ph, pw))
         else:
             self.proj = nn.Conv3d(in_channels, dim, self.patch_size, stride=self.patch_size)
+        self.pos_base, self.pos_interpolation = pos_base, pos_interpolation
+        table = None
+        if positions == "sincos2d":
+            rows, cols = grid or (1, 1)
+            table = sincos_2d(rows, cols, dim, pos_base, pos_interpolation)
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
         tokens = self._tokens(h, cond)
-        if self.positions:
+        if self.reads_positions:
             if cond.positions is None:
                 raise ValueError("this patchify adds positions: pass `positions` in the conditioning")
             tokens = tokens + cond.positions
@@ -122,10 +134,38 @@ class PatchEmbedUnit(nn.Module):
         b = h.shape[0] // t
         if self.patch_size[0] == 1:
             y = self.proj(h)  # (B*T, D, H', W')
-            return y.reshape(b, t, y.shape[1], -1).transpose(2, 3).reshape(b, -1, y.shape[1])
-        video = h.reshape(b, t, *h.shape[1:]).transpose(1, 2)  # (B, C, T, H, W)
-        y = self.proj(video)
-        return y.flatten(2).transpose(1, 2).contiguous()
+            tokens = y.reshape(b, t, y.shape[1], -1).transpose(2, 3).reshape(b, -1, y.shape[1])
+        else:
+            video = h.reshape(b, t, *h.shape[1:]).transpose(1, 2)  # (B, C, T, H, W)
+            y = self.proj(video)
+            tokens = y.flatten(2).transpose(1, 2).contiguous()
+        if self.table is None:
+            return tokens
+        del y
+        _, rows, cols = cond.grid
+        table = self.table
+        if table.shape[0] != rows * cols:
+            table = sincos_2d(rows, cols, tokens.shape[-1], self.pos_base, self.pos_interpolation, table.device)
+        frames = tokens.shape[1] // (rows * cols)
+        return (tokens.reshape(b, frames, rows * cols, -1) + table.to(tokens.dtype)).reshape(tokens.shape)
+
+
+class FramePosUnit(nn.Module):
+    """A 1-D sin-cos table over frames added to the tokens (Latte's temporal positions): a buffer for
+    the plan's ``frames``, computed anew for other frames (a chunk of a stream)."""
+
+    def __init__(self, dim: int, frames: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("table", sincos_1d(torch.arange(frames), dim).float(), persistent=False)
+
+    def forward(self, h: torch.Tensor, cond: TokenConditioning, aux: torch.Tensor | None = None) -> torch.Tensor:
+        t, rows, cols = cond.grid
+        table = self.table
+        if cond.frame_offset or table.shape[0] != t:
+            positions = torch.arange(cond.frame_offset, cond.frame_offset + t, device=table.device)
+            table = sincos_1d(positions, table.shape[1]).float()
+        b, _, d = h.shape
+        return (h.reshape(b, t, rows * cols, d) + table.to(h.dtype)[:, None]).reshape(h.shape)
 
 
 class HeadUnit(nn.Module):
@@ -231,7 +271,7 @@ def _slot_flags(plan: UnitPlan) -> tuple[bool, bool, bool]:
     if plan.is_identity:
         return False, False, False
     opdef = get_temporal_op(plan.config["op"])
-    rotary = not is_frames_slot(plan) and dict(slot_shape(plan).extras).get("positions") == "rope3d"
+    rotary = not is_frames_slot(plan) and dict(slot_shape(plan).extras).get("positions") in ROTARY_POSITIONS
     return opdef.uses_temb(plan.config["params"]), opdef.uses_context, rotary
 
 
@@ -249,6 +289,10 @@ def build_dit_unit(plan: UnitPlan) -> nn.Module:
             temb, context, _ = _slot_flags(plan)
             return FramesSlotUnit(TemporalSlot(c["op"], c["params"], shape), temb=temb, context=context)
         return TokenSlotUnit(TokenSlot(c["op"], c["params"], shape))
+    if plan.kind == "patch_embed" and c.get("positions") == "sincos2d":
+        return PatchEmbedUnit(**c, grid=(plan.out_shape[1], plan.out_shape[2]))
+    if plan.kind == "frame_pos":
+        return FramePosUnit(**c, frames=plan.frames)
     builders = {"time_embed": TimeEmbedUnit, "text_embed": TextEmbedUnit, "patch_embed": PatchEmbedUnit,
                 "head": AdaNormHeadUnit if c.get("modulation") == "expert" else HeadUnit}
     return builders[plan.kind](**c)
@@ -267,10 +311,12 @@ def call_dit_unit(module: nn.Module, plan: UnitPlan, tensors: tuple[torch.Tensor
         cond = TokenConditioning((plan.frames // pt, plan.out_shape[1], plan.out_shape[2]), prefix=plan.out_prefix)
         it = iter(tensors[1:])
         cond.context = next(it) if plan.out_prefix else None
-        cond.positions = next(it) if plan.config.get("positions", "none") != "none" else None
+        cond.positions = next(it) if plan.config.get("positions") == "sincos3d" else None
         return module(tensors[0], cond)
     if plan.kind == "head":
         return module(tensors[0], TokenConditioning(grid, temb=tensors[1], prefix=plan.in_prefix))
+    if plan.kind == "frame_pos":
+        return module(tensors[0], TokenConditioning(grid))
     temb, context, rotary = _slot_flags(plan)
     it = iter(tensors)
     h = next(it)
@@ -309,6 +355,8 @@ def dit_unit_inputs(plan: UnitPlan, backbone: DiTBackbone, batch: int = 1, *, se
     h = torch.randn(batch, tokens, plan.in_shape[0], generator=gen, dtype=dtype)
     if plan.kind == "head":
         return h, torch.randn(batch, bb.temb_dim, generator=gen, dtype=dtype)
+    if plan.kind == "frame_pos":
+        return (h,)
     temb, context, rotary = _slot_flags(plan)
     out = [h]
     if temb:
@@ -317,10 +365,22 @@ def dit_unit_inputs(plan: UnitPlan, backbone: DiTBackbone, batch: int = 1, *, se
     if context:
         out.append(torch.randn(batch, bb.context_tokens, d, generator=gen, dtype=dtype))
     if rotary:
-        cos, sin = rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split)
         grid = (plan.frames, plan.in_shape[1], plan.in_shape[2])
-        out += [t.to(dtype) for t in grid_rotary(cos, sin, bb.rope_split, grid)]
+        out += [t.to(dtype) for t in backbone_rotary(bb, grid)]
     return tuple(out)
+
+
+def backbone_rotary(bb: DiTBackbone, grid: tuple[int, int, int], frame_offset: int = 0, *,
+                    tables: tuple[torch.Tensor, torch.Tensor] | None = None, device: torch.device | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rotary cosines and sines ``(T*H*W, rotary_width)`` of a token grid whose first frame is
+    ``frame_offset``, in ``bb``'s positional style (``tables``: Wan's per-axis tables, if already made)."""
+    if bb.positions == "rope_ltx":
+        scales = (bb.vae_temporal_factor / bb.frame_rate, bb.vae_scale_factor, bb.vae_scale_factor)
+        return ltx_rotary(grid, bb.dim, bb.rope_theta, scales, bb.patch_size, frame_offset, device)
+    if tables is None:
+        tables = rotary_tables(bb.head_dim, bb.rope_max_len, bb.rope_theta, bb.rope_split, device)
+    return grid_rotary(*tables, bb.rope_split, grid, frame_offset)
 
 
 # The network ------------------------------------------------------------------------------
@@ -375,6 +435,9 @@ class VideoDiT(nn.Module):
         if bb.positions == "rope3d":
             rotary = tuple(t.to(temb.dtype) for t in grid_rotary(self.rope_cos, self.rope_sin, bb.rope_split, grid,
                                                                   frame_offset // pt))
+        elif bb.rotary:
+            rotary = tuple(t.to(temb.dtype) for t in backbone_rotary(bb, grid, frame_offset // pt,
+                                                                      device=temb.device))
         elif bb.positions == "sincos3d":
             positions = sincos_positions(bb.dim, grid, bb.pos_scale_spatial, bb.pos_scale_temporal,
                                          frame_offset // pt).to(device=temb.device, dtype=temb.dtype)
@@ -474,40 +537,13 @@ def _diffusers_wan_key(key: str, depth: int) -> list[tuple[str, Any]]:
     return [(f"{prefix}_{simple[rest]}", None)] if rest in simple else []
 
 
-def _diffusers_cogvideox_key(key: str, depth: int) -> list[tuple[str, Any]]:
-    """Targets of one diffusers ``CogVideoXTransformer3DModel`` key: ``(our key, transform)`` pairs."""
-    parts = key.split(".")
-    stem, leaf = ".".join(parts[:-1]), parts[-1]
-    fixed = {
-        "time_embedding.linear_1": "units.time_embed.time_embedder.linear_1",
-        "time_embedding.linear_2": "units.time_embed.time_embedder.linear_2",
-        "patch_embed.text_proj": "units.text_embed.linear_1",
-        "patch_embed.proj": "units.patch_embed.proj",
-        "norm_final": "units.head.norm_final",
-        "norm_out.linear": "units.head.linear",
-        "norm_out.norm": "units.head.norm",
-        "proj_out": "units.head.proj",
-    }
-    if stem in fixed:
-        return [(f"{fixed[stem]}.{leaf}", stem)]
-    if parts[0] != "transformer_blocks" or int(parts[1]) >= depth:
-        return []
-    prefix, rest = f"units.block_{parts[1]}", ".".join(parts[2:-1])
-    blocks = {"norm1.linear": "attn.slot.branch.modulation.linear", "norm1.norm": "attn.slot.branch.norm",
-              "norm2.linear": "ff.slot.branch.modulation.linear", "norm2.norm": "ff.slot.branch.norm",
-              "ff.net.0.proj": "ff.slot.branch.proj_in", "ff.net.2": "ff.slot.branch.proj_out"}
-    for theirs, ours in _DIFFUSERS_ATTENTION.items():
-        blocks[f"attn1.{theirs}"] = f"attn.slot.branch.attn.{ours}"
-    return [(f"{prefix}_{blocks[rest]}.{leaf}", None)] if rest in blocks else []
-
-
 def _transform(value: torch.Tensor, how: Any, bb: DiTBackbone) -> torch.Tensor:
     if isinstance(how, slice):
         return value[:, how]
     pt, ph, pw = bb.patch_size
     if how == "patch_embedding" and pt == 1 and value.ndim == 5:
         return value[:, :, 0]  # a one-frame Conv3d kernel is our Conv2d kernel
-    if how == "proj_out" and bb.text_mode == "cross":  # Wan orders a patch's outputs (t, h, w, c); ours (t, c, h, w)
+    if how == "proj_out":  # diffusers orders a patch's outputs (t, h, w, c); ours (t, c, h, w)
         c = bb.out_channels
         return value.reshape(pt, ph, pw, c, *value.shape[1:]).permute(0, 3, 1, 2, *range(4, value.ndim + 3)) \
             .reshape(value.shape)
@@ -518,17 +554,27 @@ def map_reference_state(spec: ArchSpec, state: Mapping[str, torch.Tensor], *, re
                         ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """``(state dict for build_network(spec), reference keys left unmapped)`` from a reference's weights.
 
-    ``reference="diffusers"``: ``WanTransformer3DModel``, or ``CogVideoXTransformer3DModel`` for a
-    backbone with joint text (CogVideoX's patch order, (c, h, w), is ours: no permutation). A weight
-    lands where ``spec`` has a parameter of the same role and shape (a block that exists, an op with
-    that sub-layer: every self-attention op has the reference's projections); the rest is reported
-    unmapped (dropped blocks, funnelled widths, blocks beyond ``depth``).
+    ``reference="diffusers"``: ``WanTransformer3DModel``, ``LTXVideoTransformer3DModel``,
+    ``LatteTransformer3DModel`` or ``CogVideoXTransformer3DModel`` (told apart by their keys; see
+    ``_dit_weights``). A weight lands where ``spec`` has a parameter of the same role and shape (a
+    block that exists, an op with that sub-layer: every self-attention op has the reference's
+    projections); the rest is reported unmapped (dropped blocks, funnelled widths, blocks beyond ``depth``).
     """
+    from vidnas.search_space import _dit_weights
+
     if reference != "diffusers":
         raise SpecError("reference", reference, "has no weight mapping for the `dit` family",
-                        "use `diffusers` (WanTransformer3DModel, CogVideoXTransformer3DModel)")
+                        "use `diffusers` (WanTransformer3DModel, LTXVideoTransformer3DModel, LatteTransformer3DModel, "
+                        "CogVideoXTransformer3DModel)")
     bb = spec.backbone
-    targets = _diffusers_cogvideox_key if bb.text_mode == "joint" else _diffusers_wan_key
+    layout = _dit_weights.reference_layout(state)
+    targets = _diffusers_wan_key if layout == "wan" else _dit_weights.translator(layout)
+
+    def place(value: torch.Tensor, how: Any) -> torch.Tensor:
+        if layout == "wan":
+            return _transform(value, how, bb)
+        return _dit_weights.transform(value, how, bb.patch_size, bb.out_channels)
+
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in VideoDiT(spec).state_dict().items()}
     mapped: dict[str, torch.Tensor] = {}
@@ -536,7 +582,7 @@ def map_reference_state(spec: ArchSpec, state: Mapping[str, torch.Tensor], *, re
     for key, value in state.items():
         placed = False
         for target, how in targets(key, bb.depth):
-            tensor = _transform(value, how, bb)
+            tensor = place(value, how)
             if shapes.get(target) == tensor.shape:
                 mapped[target] = tensor
                 placed = True

@@ -6,9 +6,12 @@ Units, in execution order (each timed on its own in a latency table):
   the shared time projection (the AdaLN rows every block reads), stacked ``(B, 1 + 6, D)``; with
   ``expert`` modulation (each sub-layer projects ``temb`` itself) ``temb`` alone, ``(B, 1, time_dim)``;
 * ``text_embed`` (conditioning, when the backbone has text): ``(B, L, text_dim) -> (B, L, D)``;
-* ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` (plus sine-cosine
-  positions; after the projected text tokens with joint text: ``(B, L + T'*H'*W', D)``, the plan's
-  ``out_prefix`` = ``L``, as every slot's ``in_prefix``/``out_prefix`` and the head's ``in_prefix``);
+* ``patch_embed``: latent frames ``(B*T, C, H, W)`` -> tokens ``(B, T'*H'*W', D)`` (plus a 2-D
+  sin-cos table with ``sincos2d`` positions, a 3-D one with ``sincos3d``; after the projected text
+  tokens with joint text: ``(B, L + T'*H'*W', D)``, the plan's ``out_prefix`` = ``L``, as every
+  slot's ``in_prefix``/``out_prefix`` and the head's ``in_prefix``);
+* ``frame_pos`` (with ``frame_pos_block`` >= 0, before that block's slots): a 1-D sin-cos table
+  over frames added to the tokens (Latte's temporal positions);
 * per block ``i`` its slots ``block.{i}.attn``, ``block.{i}.temporal``, ``block.{i}.cross``,
   ``block.{i}.ff`` (slot units, kind ``temporal``: the op chosen there);
 * ``head``: the modulated output norm (``expert``: a final norm, then an AdaLayerNorm, CogVideoX's),
@@ -54,7 +57,9 @@ def dit_plan(spec: ArchSpec) -> list[UnitPlan]:
         units.append(UnitPlan("text_embed", "text_embed", text, (bb.text_dim, bb.text_tokens, 1),
                               (d, bb.text_tokens, 1), tt, family="dit", conditioning=True))
     patch: dict = {"in_channels": bb.in_channels, "dim": d, "patch_size": list(bb.patch_size)}
-    if bb.positions == "sincos3d":
+    if bb.positions == "sincos2d":  # only then: Wan's unit keeps its signature
+        patch.update(positions=bb.positions, pos_base=bb.pos_base, pos_interpolation=bb.pos_interpolation)
+    elif bb.positions == "sincos3d":
         patch["positions"] = bb.positions
     if prefix:
         patch["prefix"] = prefix
@@ -63,12 +68,14 @@ def dit_plan(spec: ArchSpec) -> list[UnitPlan]:
                  bb.frames, family="dit", out_frames_=None if pt == 1 else tt, out_prefix=prefix),
     ]
     for slot in bb.slots():
+        if slot.level == bb.frame_pos_block and slot.position == "attn":
+            units.append(UnitPlan("frame_pos", "frame_pos", {"dim": d}, tokens, tokens, tt, family="dit"))
         choice = spec.temporal[slot.name]
         units.append(UnitPlan(slot.name, "temporal", slot_config(choice.op, choice.params, slot.shape), tokens,
                               tokens, tt, slot=slot.name, level=slot.level, family="dit", in_prefix=prefix,
                               out_prefix=prefix))
     head: dict = {"dim": d, "out_channels": bb.out_channels, "patch_size": list(bb.patch_size), "eps": bb.eps,
-                  "norm": bb.norm}
+                  "norm": bb.head_norm}
     if bb.modulation == "expert":
         head.update(modulation=bb.modulation, temb_dim=temb)
     if prefix:
@@ -99,6 +106,8 @@ def dit_unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
         return patch_embed_cost(plan, batch)
     if plan.kind == "head":
         return head_cost(plan, batch)
+    if plan.kind == "frame_pos":
+        return frame_pos_cost(plan, batch)
     raise ValueError(f"unknown unit kind {plan.kind!r}")
 
 
@@ -151,6 +160,11 @@ def patch_embed_cost(plan: UnitPlan, batch: int) -> Cost:
     # then the tokens beside their sum with the positions, and beside their join after the text tokens.
     peak = max(2 * f, f + plan.out_elements(batch)) if c.get("prefix") else 2 * f
     return Cost(conv_params(cin, d, kernel), conv_flops(f, cin, kernel), peak)
+
+
+def frame_pos_cost(plan: UnitPlan, batch: int) -> Cost:
+    """Adding a table (a buffer) to the tokens: no parameters, no multiply-accumulates, the sum."""
+    return Cost(0, 0, batch * plan.frames * math.prod(plan.in_shape))
 
 
 def head_cost(plan: UnitPlan, batch: int) -> Cost:
@@ -212,9 +226,9 @@ class DiTFamily(BackboneFamily):
         # The time embedding, the AdaLN rows, the projected text and the rotary tables live through a call.
         d = backbone.dim
         elements = batch * (backbone.temb_dim + d * backbone.modulation_rows) + batch * backbone.context_tokens * d
-        if backbone.positions == "rope3d":
-            elements += backbone.tokens * backbone.head_dim
-        elif backbone.positions == "sincos3d":
+        if backbone.rotary:  # cosines and sines of every token
+            elements += backbone.tokens * 2 * backbone.rotary_width
+        elif backbone.positions == "sincos3d":  # the table added to the video tokens
             elements += backbone.tokens * d
         return elements
 

@@ -2,14 +2,16 @@
 
 A :class:`DiTBackbone` describes the fixed part of a video diffusion transformer: the
 latent video (``frames`` x ``latent_height`` x ``latent_width``, ``in_channels`` in and
-``out_channels`` out; a Wan-style causal VAE compresses time 4x and space 8x, so
-``pixel_frames = (frames - 1) * 4 + 1``), its patchify (``patch_size`` = time x height x
+``out_channels`` out, twice the latent channels with ``learned_sigma``; a Wan-style causal
+VAE compresses time 4x and space 8x, so ``pixel_frames = (frames - 1) * 4 + 1``; LTX-Video's
+8x and 32x; a per-frame image VAE, Latte's, 1x and 8x), its patchify (``patch_size`` = time x height x
 width latent cells per token), the width (``heads`` x ``head_dim``), ``depth`` blocks, the
 feed-forward width, the text conditioning and the timestep embedding; and the *styles*
 in which real models differ, as plain data (``modulation``, ``positions``, ``qk_norm``,
-``norm``, ``cross_attn_norm``, ``ff_activation``, ``text_mode``, ``text_projection``). A style is
-one name here plus one small function in ``_token_branches`` (a norm, a modulation, a positional
-table): a model that differs only there is new data, not a new network. With ``text_mode`` joint
+``norm``, ``cross_attn_norm``, ``ff_activation``, ``text_mode``, ``text_projection``, and the fields
+after ``vae_temporal_factor`` that LTX-Video, Latte and CogVideoX need). A style is one name here
+plus one small function in ``_token_branches`` (a norm, a modulation, a positional table): a
+model that differs only there is new data, not a new network. With ``text_mode`` joint
 (CogVideoX) the projected text tokens lead the video tokens through every slot (the token stream is
 ``(B, text_tokens + T*H*W, D)``); which ops accept that, and what the text attends, is in ``_ops_tokens``.
 
@@ -40,9 +42,10 @@ from vidnas._errors import SpecError
 from vidnas.search_space._backbone import Backbone, SlotInfo
 from vidnas.search_space._registry import SlotShape
 
-__all__ = ["DIT_POSITIONS", "DiTBackbone", "STYLES"]
+__all__ = ["DIT_POSITIONS", "DiTBackbone", "ROTARY_POSITIONS", "STYLES"]
 
 DIT_POSITIONS = ("attn", "temporal", "cross", "ff")
+ROTARY_POSITIONS = ("rope3d", "rope_ltx")  # positional styles the attention applies (the others add tables)
 
 # The styles implemented, per style field (a new model's style is added here and in _token_branches).
 STYLES: dict[str, tuple[str, ...]] = {
@@ -50,12 +53,14 @@ STYLES: dict[str, tuple[str, ...]] = {
     # (6, D) table per block (Wan 2.1; PixArt's adaLN-single, as LTX-Video and Latte use it).
     # expert: each modulated sub-layer maps SiLU(temb) by its own linear layer to a shift, scale and
     # gate for the video tokens and another for the text tokens (CogVideoX's expert AdaLN; needs
-    # text_mode joint), and the head is a final LayerNorm then an AdaLayerNorm (CogVideoX).
+    # text_mode joint), and the head is a final norm then an AdaLayerNorm (CogVideoX).
     "modulation": ("adaln_table", "expert"),
-    # rope3d: rotary positions, head_dim split into time / height / width parts (Wan); none;
-    # sincos3d: fixed sine-cosine positions added to the video tokens after the patchify, a quarter of
-    # the width for time and three quarters for the two spatial axes (CogVideoX 2B).
-    "positions": ("rope3d", "none", "sincos3d"),
+    # rope3d: rotary positions, head_dim split into time / height / width parts (Wan);
+    # rope_ltx: rotary positions across all heads, in seconds and pixels over a fixed base (LTX-Video);
+    # sincos2d: a 2-D sin-cos table added to the patch tokens (PixArt, Latte);
+    # sincos3d: a 3-D sin-cos table added to the patch tokens, a quarter of the width for time and
+    # three quarters for the two spatial axes (CogVideoX 2B); none.
+    "positions": ("rope3d", "rope_ltx", "sincos2d", "sincos3d", "none"),
     # RMSNorm of queries and keys over all heads at once (Wan, LTX-Video); an affine LayerNorm of
     # each head's queries and keys (CogVideoX); or none.
     "qk_norm": ("rms_across_heads", "none", "layer_norm"),
@@ -99,27 +104,35 @@ class DiTBackbone(Backbone):
     norm: str = "layer_norm"  # norm of the modulated sub-layers (see STYLES)
     cross_attn_norm: bool = True  # an affine LayerNorm before cross-attention (Wan: yes)
     ff_activation: str = "gelu_tanh"  # feed-forward activation (see STYLES)
-    text_mode: str = "cross"  # how the text tokens condition the blocks (see STYLES)
-    text_projection: str = "mlp"  # the text tokens' projection to the width D (see STYLES)
-    time_dim: int = 0  # width of the time embedding temb (0: the hidden width D; CogVideoX: 512)
-    qk_eps: float = 0.0  # epsilon of the query/key norms (0: eps; CogVideoX: 1e-6 beside eps = 1e-5)
-    pos_scale_spatial: float = 1.0  # sincos3d: token rows and columns are divided by this (CogVideoX: 1.875)
-    pos_scale_temporal: float = 1.0  # sincos3d: token frames are divided by this
     frames: int = 21  # latent frames per clip
     latent_height: int = 60  # latent rows (pixels / vae_scale_factor)
     latent_width: int = 104  # latent columns
     vae_scale_factor: int = 8  # pixels per latent cell (recorded, not built)
     vae_temporal_factor: int = 4  # frames per latent frame after the first (causal video VAE; 1: per frame)
+    # Styles of LTX-Video and Latte (the defaults are Wan's and change nothing there):
+    qk_norm_eps: float = 0.0  # epsilon of the query/key norms; 0: eps (LTX-Video: 1e-5 beside eps 1e-6)
+    head_norm: str = "layer_norm"  # the output head's norm (see STYLES["norm"]; LTX-Video: LayerNorm, RMSNorm blocks)
+    frame_rate: float = 0.0  # decoded frames per second, for positions in seconds (rope_ltx; LTX-Video: 25)
+    pos_base: int = 0  # sincos2d: token rows/columns at which positions are the indices (Latte: sample_size / patch)
+    frame_pos_block: int = -1  # a 1-D sin-cos table over frames is added before this block (Latte: 1); -1: none
+    cross_attn_per_frame: bool = False  # text keys/values projected for every frame (Latte's per-frame spatial blocks)
+    learned_sigma: bool = False  # the head also predicts a variance: out_channels = 2 x the latent channels (Latte)
+    # Styles of CogVideoX (the defaults are Wan's and change nothing there):
+    text_mode: str = "cross"  # how the text tokens condition the blocks (see STYLES)
+    text_projection: str = "mlp"  # the text tokens' projection to the width D (see STYLES)
+    time_dim: int = 0  # width of the time embedding temb (0: the hidden width D; CogVideoX: 512)
+    pos_scale_spatial: float = 1.0  # sincos3d: token rows and columns are divided by this (CogVideoX: 1.875)
+    pos_scale_temporal: float = 1.0  # sincos3d: token frames are divided by this
 
     # The properties every family offers (see ``_backbone``) -----------------------------
 
     @property
     def latent_channels(self) -> int:
-        return self.out_channels
+        return self.out_channels // 2 if self.learned_sigma else self.out_channels
 
     @property
     def condition_channels(self) -> int:
-        return self.in_channels - self.out_channels
+        return self.in_channels - self.latent_channels
 
     @property
     def output_channels(self) -> int:
@@ -176,8 +189,19 @@ class DiTBackbone(Backbone):
         return self.text_tokens if self.text_mode == "joint" else 0
 
     @property
-    def qk_norm_eps(self) -> float:
-        return self.qk_eps or self.eps
+    def rotary(self) -> bool:
+        """Whether the attention rotates queries and keys by position (``rope3d``, ``rope_ltx``)."""
+        return self.positions in ROTARY_POSITIONS
+
+    @property
+    def rotary_width(self) -> int:
+        """Columns of the per-token rotary tables: head_dim / 2 (shared by heads) or D / 2 (across heads)."""
+        return self.dim // 2 if self.positions == "rope_ltx" else self.head_dim // 2
+
+    @property
+    def pos_interpolation(self) -> int:
+        """``sincos2d``: the divisor of table positions, Latte's ``max(sample_size // 64, 1)``."""
+        return max(self.pos_base * self.patch_size[1] // 64, 1)
 
     @property
     def rope_split(self) -> tuple[int, int, int]:
@@ -198,14 +222,16 @@ class DiTBackbone(Backbone):
             return SlotShape(**common, temb_channels=self.temb_dim, norm_groups=math.gcd(32, d), channels_last=True,
                              extras=tuple(joint.items()))
         extras: dict[str, Any] = {"eps": self.eps, **joint}
-        if self.qk_eps:
-            extras["qk_eps"] = self.qk_eps
         if position in ("attn", "ff"):
             extras.update(modulation=self.modulation, modulation_row=0 if position == "attn" else 3, norm=self.norm)
+        if position in ("attn", "cross") and self.qk_norm_eps:  # only when set: Wan's slot facts stay as they were
+            extras.update(qk_eps=self.qk_norm_eps)
         if position == "attn":
             extras.update(positions=self.positions, qk_norm=self.qk_norm)
         elif position == "cross":
             extras.update(cross_attn_norm=self.cross_attn_norm, qk_norm=self.qk_norm)
+            if self.cross_attn_per_frame:
+                extras.update(per_frame=True)
         elif position == "ff":
             extras.update(ffn_dim=self.ffn_dim, ff_activation=self.ff_activation)
         return SlotShape(**common, temb_channels=self.temb_dim, layout="tokens", extras=tuple(sorted(extras.items())))
@@ -230,13 +256,25 @@ class DiTBackbone(Backbone):
                 raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 0")
         if self.text_dim and self.text_tokens < 1:
             raise SpecError(f"{field}.text_tokens", self.text_tokens, "must be >= 1 when text_dim > 0")
-        if self.out_channels > self.in_channels:
+        if self.learned_sigma and self.out_channels % 2:
+            raise SpecError(f"{field}.out_channels", self.out_channels, "must be even with learned_sigma",
+                            "the head predicts the noise and a variance per latent channel")
+        if self.latent_channels > self.in_channels:
             raise SpecError(f"{field}.out_channels", self.out_channels,
                             f"exceeds in_channels={self.in_channels}", "extra input channels are conditioning latents")
         if not 0 < self.eps < 1:
             raise SpecError(f"{field}.eps", self.eps, "must be in (0, 1)")
-        if not 0 <= self.qk_eps < 1:
-            raise SpecError(f"{field}.qk_eps", self.qk_eps, "must be in [0, 1) (0: eps)")
+        if not 0 <= self.qk_norm_eps < 1:
+            raise SpecError(f"{field}.qk_norm_eps", self.qk_norm_eps, "must be in [0, 1)", "0 uses eps")
+        if self.head_norm not in STYLES["norm"]:
+            raise SpecError(f"{field}.head_norm", self.head_norm, "is not an implemented style",
+                            f"choose one of {list(STYLES['norm'])}")
+        for name in ("frame_rate", "pos_base"):
+            if getattr(self, name) < 0:
+                raise SpecError(f"{field}.{name}", getattr(self, name), "must be >= 0")
+        if not -1 <= self.frame_pos_block < self.depth:
+            raise SpecError(f"{field}.frame_pos_block", self.frame_pos_block,
+                            f"must be a block index below depth={self.depth}, or -1 for none")
         if self.rope_theta <= 1:
             raise SpecError(f"{field}.rope_theta", self.rope_theta, "must be > 1")
         for name in ("pos_scale_spatial", "pos_scale_temporal"):
@@ -254,6 +292,19 @@ class DiTBackbone(Backbone):
         if self.positions == "rope3d" and (self.head_dim % 2 or min(self.rope_split) < 2):
             raise SpecError(f"{field}.head_dim", self.head_dim,
                             "is too small or odd for 3-D rotary positions", "use an even head_dim >= 12")
+        if self.positions == "rope_ltx":
+            if self.head_dim % 2 or self.dim < 6:
+                raise SpecError(f"{field}.head_dim", self.head_dim, "gives too narrow or odd a width for rotary "
+                                "positions across heads", "use an even head_dim and heads * head_dim >= 6")
+            if self.frame_rate <= 0:
+                raise SpecError(f"{field}.frame_rate", self.frame_rate, "must be > 0 with rope_ltx positions",
+                                "they are in seconds: LTX-Video uses 25")
+        if self.positions == "sincos2d" and self.dim % 4:
+            raise SpecError(f"{field}.head_dim", self.head_dim, f"gives a width {self.dim} that is not a multiple "
+                            "of 4, which a 2-D sin-cos table needs")
+        if self.frame_pos_block >= 0 and self.dim % 2:
+            raise SpecError(f"{field}.frame_pos_block", self.frame_pos_block,
+                            f"needs an even width for its sin-cos table (width {self.dim})")
         for name, size, patch in (("frames", self.frames, self.patch_size[0]),
                                   ("latent_height", self.latent_height, self.patch_size[1]),
                                   ("latent_width", self.latent_width, self.patch_size[2])):
@@ -280,9 +331,13 @@ class DiTBackbone(Backbone):
             raise SpecError(f"{field}.time_dim", self.time_dim, f"must be the hidden width {self.dim} (or 0) with "
                             "modulation `adaln_table`, whose tables the time embedding is added to",
                             "use time_dim 0, or modulation `expert`")
-        if self.text_mode == "joint" and self.positions == "rope3d":
+        if self.text_mode == "joint" and self.rotary:
             raise SpecError(f"{field}.positions", self.positions, "rotary positions are not implemented for "
-                            "joint text tokens", "use `sincos3d` or `none` with text_mode `joint`")
+                            "joint text tokens", "use a table added to the tokens (`sincos3d`, `sincos2d`) or `none` "
+                            "with text_mode `joint`")
+        if self.text_mode == "joint" and self.frame_pos_block >= 0:
+            raise SpecError(f"{field}.frame_pos_block", self.frame_pos_block, "adds a table over the frames of the "
+                            "tokens, which joint text tokens precede", "use -1 with text_mode `joint`")
         if self.positions == "sincos3d" and self.dim % 16:
             raise SpecError(f"{field}.heads", self.heads, f"gives a width {self.dim} that sincos3d positions cannot "
                             "split (a quarter for time, three eighths per spatial axis, each in sine-cosine "

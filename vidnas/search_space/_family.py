@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vidnas._errors import SpecError
+from vidnas._plugins import load_plugins, note_registration
 
 if TYPE_CHECKING:
     import torch
@@ -104,11 +105,14 @@ def register_family(family: BackboneFamily) -> BackboneFamily:
     if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
         warnings.warn(f"backbone family `{family.name}` is registered again; the new one replaces it", stacklevel=2)
     _FAMILIES[family.name] = family
+    note_registration("vidnas.families", family.name, type(family).__module__)
     return family
 
 
 def _ensure_builtin() -> None:
     from vidnas.search_space import _dit_plan, _unet_plan  # noqa: F401  (register on import)
+
+    load_plugins("vidnas.families")  # third-party families (entry point group ``vidnas.families``)
 
 
 def get_family(name: str, field: str = "family") -> BackboneFamily:

@@ -39,8 +39,12 @@ block's AdaLN table), and their output projection starts at zero, so an op inser
 trained network starts as the identity; a preset reproducing a model loads its weights.
 Slot facts (``SlotShape.extras``): ``eps``, ``norm``, ``modulation``, ``modulation_row``,
 ``positions`` and ``qk_norm`` (attention), ``cross_attn_norm`` (cross-attention),
-``ffn_dim`` and ``ff_activation`` (feed-forward), and when set ``qk_eps`` and ``prefix_tokens``;
-``head_dim`` is the backbone's, ``temb_channels`` the time embedding's width.
+``ffn_dim`` and ``ff_activation`` (feed-forward); ``head_dim`` is the backbone's, ``temb_channels``
+the time embedding's width. Present only where a model sets them: ``qk_eps`` (the query/key
+norms' own epsilon, LTX-Video, CogVideoX), ``per_frame`` (cross-attention projecting the text's
+keys and values for every frame, Latte) and ``prefix_tokens`` (joint text, CogVideoX).
+With ``rope_ltx`` positions the rotary tables are ``(T*H*W, D/2)``, across heads; an op with
+fewer heads rotates by their first columns.
 
 Causal ops never let a token of frame ``t`` depend on a frame after the end of ``t``'s
 chunk (``causal_block_frames``); ops that never mix frames (spatial attention, cross-
@@ -189,7 +193,7 @@ def _time_copies(batch: int, t: int, hw: int) -> bool:
 def _projection_peak(f: int, fi: int, m: int, shape: SlotShape, heads: int = 1) -> int:
     """The modulated input alive while q, then k (normed and rotated one after the other), then v are made."""
     rms = _extra(shape, "qk_norm") == "rms_across_heads"
-    rope = _extra(shape, "positions") == "rope3d"
+    rope = _extra(shape, "positions") in ("rope3d", "rope_ltx")
     if _extra(shape, "qk_norm") == "layer_norm":  # per head: each norm's mean and rstd per token and head
         return f + (4 * fi if rope else 3 * fi + 2 * m * heads)
     return f + (4 * fi + (m if rms else 0) if rms or rope else 3 * fi)
@@ -253,7 +257,9 @@ def cross_attention_cost(shape: SlotShape, params: Mapping[str, Any], batch: int
     c, length = shape.channels, shape.context_tokens
     heads, d, inner = _attention_core(shape, params)
     m = batch * shape.frames * shape.height * shape.width
-    f, fi, ci, cm = m * c, m * inner, batch * length * inner, batch * length
+    # Keys and values of the text: once per clip, or once per frame (the slot fact ``per_frame``).
+    copies = batch * shape.frames if shape.extra("per_frame", False) else batch
+    f, fi, ci, cm = m * c, m * inner, copies * length * inner, copies * length
     normed = _extra(shape, "cross_attn_norm")
     rms = _extra(shape, "qk_norm") == "rms_across_heads"
     # A per-head LayerNorm: its output beside the projection, and its mean and rstd per token and head.
@@ -261,8 +267,10 @@ def cross_attention_cost(shape: SlotShape, params: Mapping[str, Any], batch: int
     n_params = _attention_params(c, inner, _extra(shape, "qk_norm"), d) + (2 * c if normed else 0)
     flops = linear_flops(m, c, inner) + 2 * linear_flops(cm, shape.context_dim, inner)
     flops += sdpa_flops(batch * heads, m // batch, length, d) + linear_flops(m, inner, c)
-    a = f if normed else 0  # the normed input, alive while q, k and v are made
+    # Alive while q, k and v are made: the normed input, and the text's per-frame copies.
+    a = (f if normed else 0) + (cm * shape.context_dim if copies != batch else 0)
     stages = [f + 2 * m if normed else 0,
+              a,
               a + (3 * fi + m if rms else 2 * fi + 2 * m * heads if per_head else fi),  # q (normed)
               a + fi + (3 * ci + cm if rms else 2 * ci + 2 * cm * heads if per_head else ci),  # k (normed)
               a + fi + 2 * ci,

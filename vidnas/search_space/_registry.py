@@ -29,6 +29,8 @@ Causal ops never let output frame ``t`` depend on an input frame after the end o
 for block-causal attention); a test proves it for each registered op.
 
 Registering an op is one call of :func:`register_temporal_op`; no core code changes.
+Third-party packages register theirs through the ``vidnas.temporal_ops`` entry point
+group (see :mod:`vidnas._plugins`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vidnas._errors import SpecError
+from vidnas._plugins import load_plugins, note_registration
 from vidnas.search_space._cost import Cost
 
 if TYPE_CHECKING:  # torch is imported only where modules are built
@@ -261,6 +264,7 @@ def register_temporal_op(
             causal_block=causal_block,
             layouts=tuple(layouts),
         )
+        note_registration("vidnas.temporal_ops", name, getattr(builder, "__module__", None))
         return builder
 
     return decorate
@@ -283,5 +287,8 @@ def list_temporal_ops(pattern: str = "*") -> list[str]:
 
 def _ensure_builtin_ops() -> None:
     # The built-in ops register themselves on import; importing here keeps the
-    # registry complete however the package was entered.
+    # registry complete however the package was entered. Plugins (entry point group
+    # ``vidnas.temporal_ops``) come after, so that they may replace a built-in op.
     from vidnas.search_space import _ops_attention, _ops_conv, _ops_tokens  # noqa: F401
+
+    load_plugins("vidnas.temporal_ops")

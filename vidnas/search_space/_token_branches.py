@@ -6,9 +6,12 @@ which keys a query sees, their *pattern*, and each pattern reshapes the grid of 
 groups that attend densely inside (frames, locations, tiles, chunks), so a kernel computes
 exactly what its cost formula counts. The styles of ``_dit_spec.STYLES`` are the small
 functions ``make_norm``, ``make_qk_norm``, ``make_activation`` and ``make_modulation``; the
-positional style is the network's (``rotary_tables``, ``sincos_positions``), handed to the
-units in the conditioning. Joint text (``cond.prefix`` > 0: the text tokens lead the token
-sequence) changes only the modulation and the gate (``modulate``, ``apply_gate``: the text
+positional style is the network's, handed to the ops in the conditioning: Wan's rotary tables
+(``rotary_tables``, one angle per channel pair of a head, shared by the heads), LTX-Video's
+(``ltx_rotary``, one angle per channel pair of the full width, across heads), or tables added
+to the tokens (``sincos_2d``, ``sincos_1d``: PixArt's and Latte's; ``sincos_positions``:
+CogVideoX's), which the ops never see. Joint text (``cond.prefix`` > 0: the text tokens lead the
+token sequence) changes only the modulation and the gate (``modulate``, ``apply_gate``: the text
 tokens take their own rows); the projections, norms and the full pattern treat every token alike.
 """
 
@@ -23,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TokenConditioning", "TokenSlot", "apply_rotary", "rotary_tables", "sincos_positions"]
+__all__ = ["TokenConditioning", "TokenSlot", "apply_rotary", "ltx_rotary", "rotary_tables", "sincos_1d", "sincos_2d",
+           "sincos_positions"]
 
 StreamState = dict[str, Any]
 Grid = tuple[int, int, int]
@@ -37,7 +41,7 @@ class TokenConditioning:
     temb: torch.Tensor | None = None  # (B, D) time embedding
     modulation: torch.Tensor | None = None  # (B, rows, D) the time projection's rows (shift, scale, gate, ...)
     context: torch.Tensor | None = None  # (B, L, D) text tokens after the text projection
-    rotary: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin: (T*H*W, head_dim/2) at x's positions
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin: (T*H*W, head_dim/2 or D/2) at x's positions
     frame_offset: int = 0  # clip frame of x's first token frame (non-zero while streaming)
     prefix: int = 0  # joint text: tokens ahead of the T*H*W grid in x (0: x is the grid alone)
     positions: torch.Tensor | None = None  # (T*H*W, D) positions the patchify adds (sincos3d)
@@ -60,6 +64,11 @@ def make_qk_norm(style: str, inner: int, eps: float, head_dim: int | None = None
     if style == "layer_norm":
         return nn.LayerNorm(head_dim, eps=eps)
     return nn.RMSNorm(inner, eps=eps) if style == "rms_across_heads" else None
+
+
+def qk_eps(extras: dict[str, Any]) -> float:
+    """The query/key norms' epsilon: the slot's ``qk_eps`` where the model sets its own (LTX-Video), else ``eps``."""
+    return extras.get("qk_eps", extras["eps"])
 
 
 def make_activation(style: str) -> nn.Module:
@@ -128,34 +137,6 @@ def apply_gate(delta: torch.Tensor, rows: tuple[torch.Tensor, ...], prefix: int)
     return torch.cat([delta[:, :prefix] * rows[5], delta[:, prefix:] * rows[2]], dim=1)
 
 
-def sincos_positions(dim: int, grid: tuple[int, int, int], scale_spatial: float = 1.0,
-                     scale_temporal: float = 1.0, frame_offset: int = 0) -> torch.Tensor:
-    """CogVideoX's 3-D sine-cosine positions ``(T*H*W, dim)`` for a token grid whose first frame is
-    ``frame_offset``, raster order.
-
-    The first ``dim / 4`` channels encode the frame (positions divided by ``scale_temporal``), the
-    other ``3 dim / 4`` the column then the row (each half of them; positions divided by
-    ``scale_spatial``); each part is sines then cosines of ``position / 10000 ** (2k / part)``,
-    computed in float64 and rounded to float32 (diffusers' ``get_3d_sincos_pos_embed``).
-    """
-    t, h, w = grid
-
-    def part(width: int, positions: torch.Tensor) -> torch.Tensor:
-        omega = 1.0 / 10000 ** (torch.arange(width // 2, dtype=torch.float64) / (width / 2.0))
-        angles = torch.outer(positions.double(), omega)
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    spatial = 3 * dim // 4
-    rows = torch.arange(h, dtype=torch.float32) / scale_spatial
-    cols = torch.arange(w, dtype=torch.float32) / scale_spatial
-    by_col = part(spatial // 2, cols).reshape(1, w, -1).expand(h, w, spatial // 2)
-    by_row = part(spatial // 2, rows).reshape(h, 1, -1).expand(h, w, spatial // 2)
-    space = torch.cat([by_col, by_row], dim=-1).reshape(1, h * w, spatial).expand(t, h * w, spatial)
-    time = part(dim // 4, torch.arange(frame_offset, frame_offset + t, dtype=torch.float32) / scale_temporal)
-    time = time.reshape(t, 1, dim // 4).expand(t, h * w, dim // 4)
-    return torch.cat([time, space], dim=-1).reshape(t * h * w, dim).float()
-
-
 def rotary_tables(head_dim: int, max_len: int, theta: float, split: tuple[int, int, int],
                   device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosines and sines ``(max_len, head_dim / 2)`` of Wan's 3-D rotary positions.
@@ -188,11 +169,90 @@ def grid_rotary(cos: torch.Tensor, sin: torch.Tensor, split: tuple[int, int, int
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of ``x`` ``(B, N, heads, d)`` by the angles of ``cos``/``sin`` ``(N, d/2)``."""
+    """Rotate consecutive channel pairs of ``x`` ``(B, N, heads, d)`` by the angles of ``cos``/``sin``:
+    ``(N, d/2)`` shared by the heads, or ``(N, heads, d/2)`` per head."""
     pairs = x.unflatten(-1, (-1, 2))
     x1, x2 = pairs[..., 0], pairs[..., 1]
-    c, s = cos[:, None, :], sin[:, None, :]
+    c, s = (cos, sin) if cos.ndim == 3 else (cos[:, None, :], sin[:, None, :])
     return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2)
+
+
+# LTX-Video's positions are in seconds and pixels, normalised by a fixed base of 20 frames (at
+# the VAE's temporal rate over the frame rate) and 2048 pixels (diffusers hard-codes it).
+LTX_ROPE_BASE = (20, 2048, 2048)
+
+
+def ltx_rotary(grid: tuple[int, int, int], width: int, theta: float, scales: tuple[float, float, float],
+               patch: tuple[int, int, int], frame_offset: int = 0, device: torch.device | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines ``(T*H*W, width / 2)`` of LTX-Video's rotary positions for a token grid.
+
+    ``width`` is the full hidden width D: its channel pairs rotate across heads. A token's
+    coordinate on each axis is ``index * scale * patch / base`` (``scales``: the VAE's temporal
+    factor over the frame rate, and its spatial factor twice); the angle of frequency ``k``
+    on an axis is ``theta ** (k / (n - 1)) * pi / 2 * (2 * coordinate - 1)`` for the
+    ``n = width // 6`` frequencies, whose three axes interleave (frequency-major); the
+    ``width % 6`` channels left over lead, unrotated. Float32 throughout, in the reference's
+    order of operations, so that angles of thousands of radians round as the reference's do.
+    """
+    t, h, w = grid
+    axes = [torch.arange(frame_offset, frame_offset + t, dtype=torch.float32, device=device),
+            torch.arange(h, dtype=torch.float32, device=device), torch.arange(w, dtype=torch.float32, device=device)]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    coords = torch.stack([m.reshape(-1) * scale * p / base for m, scale, p, base
+                          in zip(mesh, scales, patch, LTX_ROPE_BASE)], dim=-1)  # (N, 3)
+    freqs = theta ** torch.linspace(0.0, 1.0, width // 6, dtype=torch.float32, device=device)
+    freqs = freqs * math.pi / 2.0
+    angles = (freqs * (coords.unsqueeze(-1) * 2 - 1)).transpose(-1, -2).flatten(1)  # (N, 3 * (width // 6))
+    lead = (width % 6) // 2
+    cos, sin = angles.cos(), angles.sin()
+    if lead:
+        cos = torch.cat([torch.ones(cos.shape[0], lead, dtype=cos.dtype, device=device), cos], dim=1)
+        sin = torch.cat([torch.zeros(sin.shape[0], lead, dtype=sin.dtype, device=device), sin], dim=1)
+    return cos, sin
+
+
+def sincos_1d(positions: torch.Tensor, width: int) -> torch.Tensor:
+    """``(M, width)`` sin-cos features of ``M`` positions: sines then cosines of ``position / 10000 ** (2k / width)``,
+    computed in float64 (PixArt's and Latte's tables)."""
+    omega = torch.arange(width // 2, dtype=torch.float64, device=positions.device) / (width / 2.0)
+    omega = 1.0 / 10000**omega
+    angles = torch.outer(positions.reshape(-1).to(torch.float64), omega)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def sincos_2d(rows: int, cols: int, width: int, base: int, interpolation: float = 1.0,
+              device: torch.device | None = None) -> torch.Tensor:
+    """``(rows * cols, width)`` float32 table added to the patch tokens (raster order): the first half
+    encodes the column, the second the row, at positions ``index / (size / base) / interpolation``."""
+    base_rows, base_cols = base or rows, base or cols
+    row = torch.arange(rows, dtype=torch.float32, device=device) / (rows / base_rows) / interpolation
+    col = torch.arange(cols, dtype=torch.float32, device=device) / (cols / base_cols) / interpolation
+    col_features = sincos_1d(col.repeat(rows), width // 2)
+    row_features = sincos_1d(row.repeat_interleave(cols), width // 2)
+    return torch.cat([col_features, row_features], dim=1).float()
+
+
+def sincos_positions(dim: int, grid: tuple[int, int, int], scale_spatial: float = 1.0,
+                     scale_temporal: float = 1.0, frame_offset: int = 0) -> torch.Tensor:
+    """CogVideoX's 3-D sine-cosine positions ``(T*H*W, dim)`` for a token grid whose first frame is
+    ``frame_offset``, raster order.
+
+    The first ``dim / 4`` channels encode the frame (positions divided by ``scale_temporal``), the
+    other ``3 dim / 4`` the column then the row (each half of them; positions divided by
+    ``scale_spatial``); each part is sines then cosines of ``position / 10000 ** (2k / part)``,
+    computed in float64 and rounded to float32 (diffusers' ``get_3d_sincos_pos_embed``).
+    """
+    t, h, w = grid
+    spatial = 3 * dim // 4
+    rows = torch.arange(h, dtype=torch.float32) / scale_spatial
+    cols = torch.arange(w, dtype=torch.float32) / scale_spatial
+    by_col = sincos_1d(cols, spatial // 2).reshape(1, w, -1).expand(h, w, spatial // 2)
+    by_row = sincos_1d(rows, spatial // 2).reshape(h, 1, -1).expand(h, w, spatial // 2)
+    space = torch.cat([by_col, by_row], dim=-1).reshape(1, h * w, spatial).expand(t, h * w, spatial)
+    time = sincos_1d(torch.arange(frame_offset, frame_offset + t, dtype=torch.float32) / scale_temporal, dim // 4)
+    time = time.reshape(t, 1, dim // 4).expand(t, h * w, dim // 4)
+    return torch.cat([time, space], dim=-1).reshape(t * h * w, dim).float()
 
 
 # 2. Attention patterns ---------------------------------------------------------------------
@@ -344,10 +404,11 @@ class TokenAttention(nn.Module):
     """Projections (biased, as Wan), query/key norms and rotary positions of one attention sub-layer."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, *, qk_norm: str, eps: float,
-                 zero_init: bool) -> None:
+                 zero_init: bool, rotary_across_heads: bool = False) -> None:
         super().__init__()
         inner = heads * head_dim
         self.heads, self.head_dim = heads, head_dim
+        self.rotary_across_heads = rotary_across_heads  # tables of the full width (LTX-Video), not per head
         self.to_q = nn.Linear(dim, inner)
         self.to_k = nn.Linear(dim, inner)
         self.to_v = nn.Linear(dim, inner)
@@ -378,7 +439,14 @@ class TokenAttention(nn.Module):
         t = t.unflatten(-1, (self.heads, self.head_dim))
         if norm is not None and self.per_head:
             t = norm(t)
-        return t if rotary is None else apply_rotary(t, *rotary)
+        if rotary is None:
+            return t
+        cos, sin = rotary
+        if self.rotary_across_heads:  # (N, D/2) -> (N, heads, d/2); an op with fewer heads takes the first ones
+            cos, sin = (x.unflatten(-1, (-1, self.head_dim // 2)) for x in (cos, sin))
+            if cos.shape[1] != self.heads:
+                cos, sin = cos[:, : self.heads], sin[:, : self.heads]
+        return apply_rotary(t, cos, sin)
 
 
 class SelfAttentionBranch(nn.Module):
@@ -389,9 +457,9 @@ class SelfAttentionBranch(nn.Module):
         super().__init__()
         self.norm = make_norm(extras["norm"], dim, extras["eps"])
         self.modulation = make_modulation(extras["modulation"], dim, extras["modulation_row"], temb_dim)
-        self.attn = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"],
-                                   eps=extras.get("qk_eps", extras["eps"]), zero_init=zero_init)
-        self.rotary = extras["positions"] == "rope3d"
+        self.attn = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"], eps=qk_eps(extras),
+                                   zero_init=zero_init, rotary_across_heads=extras["positions"] == "rope_ltx")
+        self.rotary = extras["positions"] in ("rope3d", "rope_ltx")
         self.pattern = pattern
 
     def modulated(self, x: torch.Tensor, cond: TokenConditioning) -> tuple[torch.Tensor, Any]:
@@ -478,8 +546,8 @@ class FactorisedBranch(SelfAttentionBranch):
 
     def __init__(self, dim: int, heads: int, head_dim: int, extras: dict[str, Any], *, zero_init: bool = True) -> None:
         super().__init__(dim, heads, head_dim, extras, spatial_pattern, zero_init=zero_init)
-        self.attn_temporal = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"], eps=extras["eps"],
-                                            zero_init=zero_init)
+        self.attn_temporal = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"], eps=qk_eps(extras),
+                                            zero_init=zero_init, rotary_across_heads=self.attn.rotary_across_heads)
 
     def forward(self, x: torch.Tensor, cond: TokenConditioning) -> torch.Tensor:
         first = super().forward(x, cond)
@@ -492,21 +560,34 @@ class FactorisedBranch(SelfAttentionBranch):
 
 
 class CrossAttentionBranch(nn.Module):
-    """Cross-attention to the text tokens: ``delta = to_out(attn(norm(x), context))`` (no gate, as Wan)."""
+    """Cross-attention to the text tokens: ``delta = to_out(attn(norm(x), context))`` (no gate, as Wan).
+
+    With the slot fact ``per_frame`` every frame attends its own copy of the text, whose keys and
+    values are projected once per frame (Latte's spatial blocks see each frame as an image): the
+    same function as projecting once per clip, at the reference's cost.
+    """
 
     def __init__(self, dim: int, heads: int, head_dim: int, extras: dict[str, Any], *, zero_init: bool = True) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=extras["eps"]) if extras["cross_attn_norm"] else None
-        self.attn = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"], eps=extras["eps"],
+        self.attn = TokenAttention(dim, heads, head_dim, qk_norm=extras["qk_norm"], eps=qk_eps(extras),
                                    zero_init=zero_init)
+        self.per_frame = bool(extras.get("per_frame", False))
 
     def forward(self, x: torch.Tensor, cond: TokenConditioning) -> torch.Tensor:
         if cond.context is None:
             raise ValueError("cross-attention needs the text tokens: pass `context` in the conditioning")
-        q, k, v = self.attn.project(x if self.norm is None else self.norm(x), cond.context)
+        queries, context = x if self.norm is None else self.norm(x), cond.context
+        if self.per_frame:
+            frames = cond.grid[0]
+            queries = queries.reshape(x.shape[0] * frames, -1, x.shape[-1])
+            context = context.repeat_interleave(frames, dim=0)
+        q, k, v = self.attn.project(queries, context)
+        del queries, context
         out = _sdpa(q, k, v)
         del q, k, v
-        return self.attn.to_out(out)
+        delta = self.attn.to_out(out)
+        return delta.reshape(x.shape) if self.per_frame else delta
 
     def stream(self, x: torch.Tensor, cond: TokenConditioning, state: StreamState, *, commit: bool) -> torch.Tensor:
         return self.forward(x, cond)

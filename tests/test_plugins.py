@@ -1,0 +1,128 @@
+"""Third-party plugins through entry points: a real package (tests/plugin_demo) is pip-installed into a
+temporary directory and used from the command line; the shared test suites pick its registrations up;
+a broken entry point is a one-line warning naming it, never a crash.
+
+The package is installed with ``pip install --target`` into a directory put on ``PYTHONPATH`` of the
+subprocesses only, so the environment running the tests is never changed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VIDNAS = [sys.executable, "-m", "vidnas.cli"]
+
+
+@pytest.fixture(scope="module")
+def plugin_env(tmp_path_factory):
+    """An environment whose Python finds vidnas (this checkout) and the installed demo plugin."""
+    base = tmp_path_factory.mktemp("plugin")
+    source = base / "src"
+    shutil.copytree(ROOT / "tests" / "plugin_demo", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    site = base / "site"
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(source)]
+    if importlib.util.find_spec("setuptools") is not None:  # else pip fetches a build backend from the index
+        command.insert(5, "--no-build-isolation")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(site.glob("vidnas_demo_plugin-*.dist-info/entry_points.txt"))
+    path = os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def vidnas(env, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*VIDNAS, *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def listed(env, *args: str) -> tuple[dict, str]:
+    done = vidnas(env, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), done.stderr
+
+
+def test_listings_show_the_plugins_and_a_broken_one_warns(plugin_env):
+    ops, stderr = listed(plugin_env, "space", "ops")
+    assert {o["name"]: o["source"] for o in ops["ops"]}["demo_prev"] == "vidnas-demo-plugin:demo"
+    assert {o["name"]: o["source"] for o in ops["ops"]}["conv1d"] == "vidnas"
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "vidnas-demo-plugin:broken" in warnings[0] and "Traceback" not in stderr
+    proxies, _ = listed(plugin_env, "proxies", "list")
+    assert {p["name"]: p["source"] for p in proxies["proxies"]}["demo_params"] == "vidnas-demo-plugin:demo"
+    backends, _ = listed(plugin_env, "lut", "backends")
+    assert {b["name"]: b["source"] for b in backends["backends"]}["demo_debug"] == "vidnas-demo-plugin:demo"
+    samplers, _ = listed(plugin_env, "search", "--list-samplers")
+    demo = next(s for s in samplers["samplers"] if s["name"] == "demo_random")
+    assert demo["source"] == "vidnas-demo-plugin:demo" and demo["options"][0]["name"] == "seed_offset"
+
+
+def test_without_the_plugin_its_names_are_refused(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = vidnas(env, "lut", "build", "--space", "tiny", "--backend", "demo_debug", "--out", str(tmp_path / "t"))
+    assert done.returncode == 2 and "`--backend` = 'demo_debug': is not a backend" in done.stderr
+
+
+def test_the_plugin_op_proxy_and_backend_from_the_command_line(plugin_env, tmp_path):
+    from vidnas.search_space import preset_spec
+
+    spec = preset_spec("tiny").to_dict()
+    spec["temporal"]["down.0.0.res"] = {"op": "demo_prev", "params": {}}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    shown, _ = listed(plugin_env, "space", "show", str(path))
+    assert shown["op_counts"]["demo_prev"] == 1
+    scored, _ = listed(plugin_env, "proxies", "score", str(path), "--proxy", "demo_params")
+    assert scored["proxies"]["demo_params"]["value"] == shown["params"]
+    measured, _ = listed(plugin_env, "latency", "measure", str(path), "--backend", "demo_debug", "--quick")
+    assert measured["fingerprint"]["backend"] == "demo_debug" and measured["median_ms"] > 0
+
+
+def test_a_campaign_with_the_plugin_backend_proxy_and_sampler(plugin_env, tmp_path):
+    """On local Ray: the workers find the plugins too (entry points are read in every process)."""
+    import pandas as pd
+
+    config = tmp_path / "campaign.yaml"
+    config.write_text(json.dumps({
+        "name": "plugins",
+        "space": {"name": "tiny-enum"},
+        "target": {"backend": "demo_debug", "build": {"quick": True, "max_seconds": 0.05, "cache": False}},
+        "objectives": [{"metric": "latency_ms", "direction": "minimize"},
+                       {"metric": "proxy:demo_params", "direction": "maximize"}],
+        "sampler": {"name": "demo_random", "seed": 0, "seed_offset": 5},
+        "trials": 3, "workers": 1,
+    }))
+    done = vidnas(plugin_env, "search", str(config), "--out", str(tmp_path / "run"), "--no-report", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["trials"] == 3 and result["failed"] == 0
+    trials = pd.read_parquet(tmp_path / "run" / "trials.parquet")
+    assert (trials["attr.proxy:demo_params"] == trials["attr.params"]).all()
+    campaign = json.loads((tmp_path / "run" / "campaign.json").read_text())
+    assert campaign["latency"]["meta"]["backend"] == "demo_debug"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampler: {name: demo_random, seed_offset: -1}\n")
+    done = vidnas(plugin_env, "search", str(bad), "--check")
+    assert done.returncode == 2 and "`config.sampler.seed_offset` = -1: must be >= 0" in done.stderr
+
+
+def test_the_shared_suites_run_on_the_plugin_registrations(plugin_env):
+    selection = ["tests/test_ops.py", "tests/test_proxies.py", "tests/test_backend_suite.py",
+                 "tests/test_sampler_suite.py", "-k", "demo_prev or demo_params or demo_debug or demo_random"]
+    collected = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
+                                *selection], env=plugin_env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    ids = [line for line in collected.stdout.splitlines() if "::" in line]
+    for name, suite in (("demo_prev", "test_ops.py"), ("demo_params", "test_proxies.py"),
+                        ("demo_debug", "test_backend_suite.py"), ("demo_random", "test_sampler_suite.py")):
+        assert any(name in i and suite in i for i in ids), (name, collected.stdout[-2000:])
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection],
+                          env=plugin_env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"{len(ids)} passed" in done.stdout
