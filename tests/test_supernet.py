@@ -273,3 +273,13 @@ def test_unknown_data_source_is_named():
         train_candidate(spec, TrainConfig(steps=1, batch_size=2, train_clips=4, heldout_clips=2,
                                           data="/nonexistent/videos"), seed=0)
     assert info.value.field == "data"
+
+
+def test_a_trainable_norm_after_a_frozen_channels_last_backbone_trains(backbone):
+    """torch's CPU GroupNorm crashes in its channels-last backward when only the affine weights need
+    gradients; the first trainable slot after the frozen transformer of level 1 is exactly that case."""
+    image = small_space().base.replace_choices({s.name: "none" for s in small_space().base.slots()})
+    spec = image.replace_choices({"mid.1.0.res": {"op": "conv1d", "params": {"kernel": 3}}})
+    result = train_candidate(spec, TrainConfig(steps=2, batch_size=2, train_clips=4, heldout_clips=2), seed=0,
+                             backbone=backbone)
+    assert math.isfinite(result.heldout_loss) and result.trained_params > 0

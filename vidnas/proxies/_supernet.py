@@ -174,7 +174,7 @@ class SuperSlot(nn.Module):
         return list(self.routes)
 
     def weights(self, key: str) -> dict[str, torch.Tensor]:
-        """The active choice's parameters, cut from the shared module (differentiable views)."""
+        """The choice's parameters, cut from the shared module (differentiable views of it)."""
         route = self.routes[key]
         if route.shared is None:
             return {}
@@ -313,9 +313,9 @@ class Supernet:
         self.activate(self.path_spec(self.step))
         batch, gen = self._batch(self.step)
         self.net.train()
-        loss = self.task.loss(self.net, batch, gen)
         opt = self.optimizer()
         opt.zero_grad(set_to_none=True)
+        loss = self.task.loss(self.net, batch, gen)
         if loss.requires_grad:
             loss.backward()
             opt.step()

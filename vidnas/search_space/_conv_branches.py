@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidnas.search_space._layers import frames_to_planes, planes_to_frames
+from vidnas.search_space._layers import frames_to_planes, group_norm, planes_to_frames
 
 StreamState = dict[str, Any]
 
@@ -27,7 +27,7 @@ class PlaneGroupNorm(nn.GroupNorm):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         if not self.per_frame:
-            return F.group_norm(p, self.num_groups, self.weight, self.bias, self.eps)
+            return group_norm(p, self.num_groups, self.weight, self.bias, self.eps)
         b, c, t, s = p.shape
         g = p.reshape(b, self.num_groups, c // self.num_groups, t, s)
         g = g - g.mean(dim=(2, 4), keepdim=True)

@@ -84,6 +84,21 @@ def first_frame_context(context: torch.Tensor, num_frames: int) -> torch.Tensor:
 # 2. Normalisation and embeddings -------------------------------------------------------
 
 
+def group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
+               eps: float) -> torch.Tensor:
+    """``F.group_norm``, avoiding a crash of torch's CPU kernel.
+
+    Its channels-last backward segfaults (torch 2.13, CPU) when only the affine weights need
+    gradients and the input does not: exactly a trainable norm inside a layer inserted after a
+    frozen backbone. Only then is the input made contiguous first; every other call (inference,
+    timing, training with input gradients) runs unchanged.
+    """
+    if (x.device.type == "cpu" and torch.is_grad_enabled() and not x.requires_grad and weight is not None
+            and weight.requires_grad and not x.is_contiguous()):
+        x = x.contiguous()
+    return F.group_norm(x, groups, weight, bias, eps)
+
+
 class GroupNorm(nn.GroupNorm):
     """GroupNorm that accepts 4-D and 5-D input.
 
@@ -95,8 +110,8 @@ class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 5:
             b, c, t, h, w = x.shape
-            return super().forward(x.reshape(b, c, t, h * w)).reshape(b, c, t, h, w)
-        return super().forward(x)
+            return self.forward(x.reshape(b, c, t, h * w)).reshape(b, c, t, h, w)
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
 def sinusoidal_embedding(
