@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vidnas.cli._common import emit_json, handle_errors, stderr_console, stdout_console
+from vidnas.cli._common import emit_json, handle_errors, stderr_console, stdout_console, stdout_to_stderr
 from vidnas.cli._options import JsonOpt
 
 
@@ -68,8 +68,9 @@ def search_command(
             bar.update(task, total=p.total, completed=p.done,
                        status=f"feasible {p.feasible}  failed {p.failed}  pareto {p.pareto}")
 
-        result = run_campaign(cfg, run_dir, resume=resume is not None, on_progress=on_progress,
-                              log=lambda m: bar.console.print(f"[dim]{m}[/]"))
+        with stdout_to_stderr():  # Ray's own messages (a node lost, a worker died) never mix with the result
+            result = run_campaign(cfg, run_dir, resume=resume is not None, on_progress=on_progress,
+                                  log=lambda m: bar.console.print(f"[dim]{m}[/]"))
     report = None
     if not no_report:
         from vidnas.reports import write_report
