@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from vidnas.cli._app import app
 
 EXAMPLES = {"config_text": 200, "config_tree": 200, "config_field": 300, "spec_text": 100, "spec_field": 300,
-            "csv_import": 200, "parquet_bytes": 200, "table_meta": 200, "foreign_table": 9, "calibration": 200}
+            "csv_import": 200, "parquet_bytes": 200, "table_meta": 200, "calibration": 200}
 SCALE = 10 if os.environ.get("VIDNAS_FUZZ") == "explore" else 1
 TRIED: dict[str, int] = {}
 # A refusal names the field and the value (`field` = value), or is a table refusal that names both
