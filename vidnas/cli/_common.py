@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,22 @@ def emit_json(obj: Any) -> None:
     """Write ``obj`` as one JSON document on stdout."""
     sys.stdout.write(json.dumps(_clean(obj), default=_default, indent=2) + "\n")
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send everything written to stdout meanwhile (also by libraries and child processes, at the file
+    descriptor level) to stderr, so that stdout carries only the command's result (``--json``)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def stderr_console():

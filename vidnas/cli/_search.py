@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vidnas.cli._common import emit_json, handle_errors, stderr_console, stdout_console
+from vidnas.cli._common import emit_json, handle_errors, stderr_console, stdout_console, stdout_to_stderr
 from vidnas.cli._options import JsonOpt
 
 
@@ -45,6 +45,11 @@ def search_command(
         if config is not None:
             raise SpecError("CONFIG", str(config), "cannot be given with --resume (the run keeps its own config)")
         run_dir, cfg = resume, None
+        if check:
+            if not (resume / "config.yaml").exists():
+                raise SpecError("RUN_DIR", str(resume), "holds no campaign to resume (no config.yaml)")
+            _print_config(load_config(resume / "config.yaml"), as_json)
+            return
     else:
         cfg = load_config(config)
         overrides = {k: v for k, v in (("trials", trials), ("workers", workers), ("storage", storage)) if v is not None}
@@ -53,10 +58,7 @@ def search_command(
         cfg = dataclasses.replace(cfg, **overrides)
         validate_config(cfg)
         if check:
-            if as_json:
-                emit_json({"config": cfg.to_dict()})
-            else:
-                stdout_console().print(cfg.to_yaml(), end="", markup=False, highlight=False)
+            _print_config(cfg, as_json)
             return
         run_dir = out or Path("runs") / f"{cfg.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     console = stderr_console()
@@ -68,8 +70,9 @@ def search_command(
             bar.update(task, total=p.total, completed=p.done,
                        status=f"feasible {p.feasible}  failed {p.failed}  pareto {p.pareto}")
 
-        result = run_campaign(cfg, run_dir, resume=resume is not None, on_progress=on_progress,
-                              log=lambda m: bar.console.print(f"[dim]{m}[/]"))
+        with stdout_to_stderr():  # Ray's own messages (a node lost, a worker died) never mix with the result
+            result = run_campaign(cfg, run_dir, resume=resume is not None, on_progress=on_progress,
+                                  log=lambda m: bar.console.print(f"[dim]{m}[/]"))
     report = None
     if not no_report:
         from vidnas.reports import write_report
@@ -101,6 +104,13 @@ def search_command(
         out_console.print(f"report: {report}")
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _print_config(cfg, as_json: bool) -> None:
+    if as_json:
+        emit_json({"config": cfg.to_dict()})
+    else:
+        stdout_console().print(cfg.to_yaml(), end="", markup=False, highlight=False)
 
 
 def _print_samplers(as_json: bool) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 from vidnas._coerce import coerce_scalar
 from vidnas._errors import SpecError
 
-SAMPLERS = ("nsga2", "tpe", "random", "exhaustive")  # the built-in ones; ``list_samplers()`` for all registered
 DIRECTIONS = ("minimize", "maximize")
 BASE_METRICS = ("latency_ms", "video_ms", "memory_bytes", "params", "flops")
 CONSTRAINT_METRICS = BASE_METRICS  # every base metric can be bounded

@@ -458,9 +458,8 @@ def _record(study, trial, config: CampaignConfig, outcome, log: Callable[[str], 
     if outcome.infrastructure:
         count = int(trial.user_attrs.get("requeue_count", 0))
         if count < MAX_REQUEUES:
-            reason = f"{outcome.reason}; re-queued"
-            if mark_stale(study, trial._trial_id, trial.number, dict(trial.params), reason):
-                _set_requeue_count(study, trial.number, count + 1)
+            mark_stale(study, trial._trial_id, trial.number, dict(trial.params), f"{outcome.reason}; re-queued",
+                       requeues=count + 1)
             return 0
         outcome = dataclasses.replace(outcome, reason=f"{outcome.reason} ({count + 1} times; not re-queued again)")
     try:
@@ -469,15 +468,6 @@ def _record(study, trial, config: CampaignConfig, outcome, log: Callable[[str], 
         log(f"trial {trial.number} was declared stale by another driver while it ran; its result is discarded")
         return 0
     return 1
-
-
-def _set_requeue_count(study, number: int, count: int) -> None:
-    """Carry the re-queue count onto the waiting trial that replaces trial ``number``."""
-    from optuna.trial import TrialState
-
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if t.user_attrs.get("requeued_from") == number:
-            study._storage.set_trial_user_attr(t._trial_id, "requeue_count", count)
 
 
 def _refresh_progress(study, config: CampaignConfig, progress: Progress) -> None:

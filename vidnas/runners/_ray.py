@@ -17,6 +17,12 @@ listens beyond loopback (``tests/test_network.py`` proves it during a campaign);
 Ray's token authentication, on by default, guards the loopback ports against other
 local users.
 
+**Joining a cluster** (``address``): a cluster reached at a loopback address runs on this
+machine, so the same switch is on while the driver is connected (else Ray would rewrite
+``127.0.0.1:PORT`` to the machine's external address, where a loopback-only cluster does
+not listen). ``ray start`` enables token authentication; a joining driver presents the
+token from ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``.
+
 **Stopping.** Temporary files go under the run directory (or a short path linked from
 it: Unix socket paths are limited to 107 bytes). The processes the session starts are
 recorded in ``ray.pids`` (PID and start time, so a reused PID is never taken for ours);
@@ -73,12 +79,15 @@ class RaySession:
         kill_recorded(self.run_dir)  # a previous driver killed mid-run may have left its Ray behind
         if self.address:
             _use_token_auth_if_available()
+            if _loopback_address(self.address):  # a cluster on this machine: keep its loopback address
+                self._cluster_switch = _single_machine(True)
             try:
                 ray.init(address=self.address, include_dashboard=False, configure_logging=False,
                          log_to_driver=False)
             except (ConnectionError, RuntimeError) as exc:
                 from vidnas._errors import SpecError
 
+                self.stop()
                 raise SpecError("ray.address", self.address, f"could not be joined ({exc})",
                                 "check the head's address (ray status on the head prints it); a cluster with token "
                                 "authentication needs its token in RAY_AUTH_TOKEN or ~/.ray/auth_token") from exc
@@ -174,6 +183,14 @@ def _single_machine(on: bool) -> bool:
     previous = not ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = not on
     return previous
+
+
+def _loopback_address(address: str) -> bool:
+    """``127.0.0.1:6379``, ``localhost:6379``, ``[::1]:6379``: a cluster reached over loopback."""
+    if "://" in address:  # ray://host:port is Ray Client, which has its own connection
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]") if address.count(":") else address
+    return host == "localhost" or is_loopback(host)
 
 
 def _token_auth_on() -> bool:

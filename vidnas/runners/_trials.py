@@ -120,8 +120,12 @@ def _params_of(trial) -> dict[str, Any]:
     return dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
 
 
-def mark_stale(study, trial_id: int, number: int, params: dict[str, Any], reason: str) -> bool:
+def mark_stale(study, trial_id: int, number: int, params: dict[str, Any], reason: str, *,
+               requeues: int = 1) -> bool:
     """Mark a RUNNING trial stale (FAIL, with ``reason``) and re-queue its parameters.
+
+    ``requeues`` is recorded on the waiting trial (``requeue_count``): how many times these
+    parameters have been re-queued, so that a failure that repeats can be stopped.
 
     Returns False when another driver finished or claimed the trial first (nothing done).
     Attributes are written before the state: a trial is never FAIL without its reason.
@@ -138,8 +142,8 @@ def mark_stale(study, trial_id: int, number: int, params: dict[str, Any], reason
     except UpdateFinishedTrialError:
         return False
     if params:
-        study.enqueue_trial(params, user_attrs={"requeued_from": number, "requeue_reason": reason},
-                            skip_if_exists=False)
+        study.enqueue_trial(params, user_attrs={"requeued_from": number, "requeue_reason": reason,
+                                                "requeue_count": requeues}, skip_if_exists=False)
     return True
 
 
