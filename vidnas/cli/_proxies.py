@@ -96,27 +96,39 @@ def score_command(
         console.print(f"{name:26s} {v['value']:>14.6g}   ({v['seconds']:.2f} s, {v['kind']})")
 
 
+def _pretrained(space, config):
+    """The space's pretrained backbone, with a progress bar while it trains."""
+    from vidnas.proxies import pretrain_backbone
+
+    with progress_bar("pretrain") as bar:
+        task = bar.add_task("backbone", total=config.steps, item="")
+        return pretrain_backbone(space.base, config, progress=lambda i, n: bar.update(task, completed=i))
+
+
+def _trained_supernet(space, backbone, config, out: Path | None = None):
+    """The space's supernet (resumed or trained), with a progress bar while it trains."""
+    from vidnas.proxies import train_supernet
+
+    with progress_bar("supernet") as bar:
+        task = bar.add_task("train", total=config.steps, item="")
+        return train_supernet(space, backbone, config, out=out, progress=lambda i, n: bar.update(task, completed=i))
+
+
 def _space_context(space_name: str, arch, data: str, pretrain_steps: int, supernet_steps: int,
                    supernet_dir: Path | None, *, need_supernet: bool):
     """The pretrained backbone (and trained supernet) of the space ``arch`` belongs to, at its shape."""
-    from vidnas.proxies import PretrainConfig, SupernetConfig, load_supernet, pretrain_backbone, train_supernet
+    from vidnas.proxies import PretrainConfig, SupernetConfig, load_supernet
     from vidnas.search_space import get_space
 
     bb = arch.backbone
     space = get_space(space_name, frames=bb.pixel_frames, height=bb.pixel_height, width=bb.pixel_width)
-    with progress_bar("pretrain") as bar:
-        task = bar.add_task("backbone", total=pretrain_steps, item="")
-        backbone = pretrain_backbone(space.base, PretrainConfig(steps=pretrain_steps, data=data),
-                                     progress=lambda i, n: bar.update(task, completed=i))
+    backbone = _pretrained(space, PretrainConfig(steps=pretrain_steps, data=data))
     if not need_supernet:
         return backbone, None
     config = SupernetConfig(steps=supernet_steps, data=data)
     if supernet_dir is not None:
         return backbone, load_supernet(supernet_dir, space, backbone, config)
-    with progress_bar("supernet") as bar:
-        task = bar.add_task("train", total=supernet_steps, item="")
-        net = train_supernet(space, backbone, config, progress=lambda i, n: bar.update(task, completed=i))
-    return backbone, net
+    return backbone, _trained_supernet(space, backbone, config)
 
 
 @proxies_app.command("supernet")
@@ -142,21 +154,15 @@ def supernet_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Train (or resume) the weight-sharing supernet of a search space on its pretrained frozen backbone."""
-    from vidnas.proxies import PretrainConfig, SupernetConfig, pretrain_backbone, supernet_dir, train_supernet
+    from vidnas.proxies import PretrainConfig, SupernetConfig, supernet_dir
     from vidnas.search_space import get_space
 
     searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
     config = SupernetConfig(steps=steps, batch_size=batch_size, lr=lr, sampling=sampling, data=data, seed=seed,
                             checkpoint_every=checkpoint_every, threads=threads)
-    pretrain = PretrainConfig(steps=pretrain_steps, data=data, threads=threads)
-    with progress_bar("pretrain") as bar:
-        task = bar.add_task("backbone", total=pretrain_steps, item="")
-        backbone = pretrain_backbone(searched.base, pretrain, progress=lambda i, n: bar.update(task, completed=i))
+    backbone = _pretrained(searched, PretrainConfig(steps=pretrain_steps, data=data, threads=threads))
     directory = out or supernet_dir(searched, config, backbone)
-    with progress_bar("supernet") as bar:
-        task = bar.add_task("train", total=steps, item="")
-        net = train_supernet(searched, backbone, config, out=directory,
-                             progress=lambda i, n: bar.update(task, completed=i))
+    net = _trained_supernet(searched, backbone, config, directory)
     payload = {"out": str(directory), "checkpoint": str(Path(directory) / "supernet.safetensors"),
                "backbone": backbone.meta, "supernet": net.describe()}
     if as_json:

@@ -137,6 +137,28 @@ class Backbone:
         spec.validate(field)
         return spec
 
+    def size_changes(self, *, frames: int | None, height: int | None, width: int | None,
+                     width_mult: float | None, pixel_step: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The field changes common to every family's :meth:`resized`: latent frames, and latent rows and
+        columns from pixels (multiples of ``pixel_step``, default the autoencoder factor); checks
+        ``width_mult`` (the family applies it). Errors name the option and the pixel value."""
+        changes: dict[str, Any] = {}
+        if width_mult is not None and not 0 < width_mult <= 4:
+            raise SpecError("width_mult", width_mult, "must be in (0, 4]")
+        if frames is not None:
+            changes["frames"] = self.pixel_frames_to_latent(frames)
+        factor = self.vae_scale_factor
+        steps = pixel_step or (factor, factor)
+        for (key, value), step in zip((("height", height), ("width", width)), steps):
+            if value is None:
+                continue
+            if value < 1 or value % step:
+                what = f"the autoencoder factor {factor}" if step == factor else f"{step} (autoencoder factor " \
+                    f"{factor} x patch {step // factor})"
+                raise SpecError(key, value, f"must be a positive multiple of {what} (pixels)")
+            changes[f"latent_{key}"] = value // factor
+        return changes
+
     def pixel_frames_to_latent(self, frames: int, field: str = "frames") -> int:
         """Latent frames for ``frames`` decoded frames, or an error naming the nearest valid counts."""
         if frames < 1:

@@ -353,24 +353,13 @@ class DiTBackbone(Backbone):
         """This transformer at ``frames`` decoded frames and ``height`` x ``width`` pixels, with
         ``width_mult`` times its heads (head_dim kept, at least one head; the feed-forward
         width scales with them, rounded to a multiple of 8)."""
-        changes: dict[str, Any] = {}
+        factor = self.vae_scale_factor
+        changes = self.size_changes(frames=frames, height=height, width=width, width_mult=width_mult,
+                                    pixel_step=(factor * self.patch_size[1], factor * self.patch_size[2]))
         if width_mult is not None:
-            if not 0 < width_mult <= 4:
-                raise SpecError("width_mult", width_mult, "must be in (0, 4]")
             heads = max(1, round(self.heads * width_mult))
             changes["heads"] = heads
             changes["ffn_dim"] = max(8, round(self.ffn_dim * heads / self.heads / 8) * 8)
-        if frames is not None:
-            changes["frames"] = self.pixel_frames_to_latent(frames)
-        factor = self.vae_scale_factor
-        for key, value, patch in (("height", height, self.patch_size[1]), ("width", width, self.patch_size[2])):
-            if value is None:
-                continue
-            step = factor * patch
-            if value < 1 or value % step:
-                raise SpecError(key, value, f"must be a positive multiple of {step} pixels "
-                                f"(autoencoder factor {factor} x patch {patch})")
-            changes[f"latent_{key}"] = value // factor
         result = dataclasses.replace(self, **changes)
         try:
             result.validate()

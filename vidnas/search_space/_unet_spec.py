@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from vidnas._errors import SpecError
 from vidnas.search_space._backbone import Backbone, SlotInfo
@@ -182,21 +182,11 @@ class BackboneSpec(Backbone):
                 width_mult: float | None = None) -> BackboneSpec:
         """This UNet at ``frames``, a pixel ``height`` x ``width`` (divided by the VAE factor), and
         channels scaled by ``width_mult`` (rounded to whole attention heads and norm groups)."""
-        changes: dict[str, Any] = {}
+        changes = self.size_changes(frames=frames, height=height, width=width, width_mult=width_mult)
         if width_mult is not None:
-            if not 0 < width_mult <= 4:
-                raise SpecError("width_mult", width_mult, "must be in (0, 4]")
             step = math.lcm(self.norm_groups, self.head_dim)
             changes["channels"] = tuple(max(step, round(c * width_mult / step) * step) for c in self.channels)
-        if frames is not None:
-            changes["frames"] = self.pixel_frames_to_latent(frames)
         factor = self.vae_scale_factor
-        for key, value in (("height", height), ("width", width)):
-            if value is None:
-                continue
-            if value < 1 or value % factor:
-                raise SpecError(key, value, f"must be a positive multiple of the autoencoder factor {factor} (pixels)")
-            changes[f"latent_{key}"] = value // factor
         result = dataclasses.replace(self, **changes)
         try:
             result.validate()
