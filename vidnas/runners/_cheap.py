@@ -88,7 +88,9 @@ class CheapModel:
 
     @property
     def size(self) -> int:
-        return self.space.size
+        if "size" not in self._cache:
+            self._cache["size"] = self.space.size
+        return self._cache["size"]
 
     def encode(self, spec: ArchSpec) -> np.ndarray:
         """The choice indices of ``spec`` (a :class:`SpecError` if it is not in the space)."""
@@ -228,11 +230,15 @@ class CheapModel:
         table = np.zeros(int(self.sizes.sum()), dtype=float)
         base = None
 
-        def per_unit(spec: ArchSpec) -> list[tuple[str | None, float]]:
-            if key.startswith("roofline:"):
-                from vidnas.latency_models import roofline_estimate
+        device = None
+        if key.startswith("roofline:"):
+            from vidnas.latency_models import get_device, roofline_estimate
 
-                est = roofline_estimate(spec, self.roofline, batch=int(key.split(":")[1]), dtype=self.roofline_dtype)
+            device = get_device(self.roofline)  # parsed once, not once per spec
+
+        def per_unit(spec: ArchSpec) -> list[tuple[str | None, float]]:
+            if device is not None:
+                est = roofline_estimate(spec, device, batch=int(key.split(":")[1]), dtype=self.roofline_dtype)
                 return [(u["slot"], float(u["estimate_ms"])) for u in est["units"]]
             report = count_spec(spec, batch=self.call_batch)
             return [(u.slot, float(getattr(u, key))) for u in report.units]

@@ -442,13 +442,16 @@ def _drive(study, space, config: CampaignConfig, executor, total: int, progress:
                 trial = study.ask()
                 keeper.add(trial._trial_id)
                 trial.set_user_attr("driver", me)
+                spec = None
+                if screen is not None and screen.active:  # screened first: a screened trial claims no budget
+                    spec = space.sample(trial)
+                    if screen.screen(study, trial, spec):
+                        keeper.discard(trial._trial_id)
+                        continue
                 if not claim(study, trial, total):
                     keeper.discard(trial._trial_id)
                     break
-                spec = space.sample(trial)
-                if screen is not None and screen.screen(study, trial, spec):
-                    keeper.discard(trial._trial_id)
-                    continue
+                spec = spec or space.sample(trial)
                 inflight[executor.submit(spec.to_json())] = trial
             if not inflight:
                 if keeper.enabled and _foreign_running(study):  # others' trials may still be re-queued

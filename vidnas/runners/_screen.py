@@ -48,8 +48,15 @@ class Screen:
         return metrics, violations
 
     def screen(self, study, trial, spec: ArchSpec) -> bool:
-        """Record ``trial`` as screened if ``spec`` breaks a bound; whether it did."""
-        found = self.verdict(spec)
+        """Record ``trial`` as screened if ``spec`` breaks a bound; whether it did.
+
+        A cheap metric that cannot be computed (e.g. a table entry missing) screens nothing: the
+        evaluation then runs and fails with its own reason, recorded on the trial."""
+        try:
+            found = self.verdict(spec)
+        except Exception:  # noqa: BLE001 (the evaluation reports the same failure, on the trial)
+            self.in_a_row = 0
+            return False
         if found is None:
             self.in_a_row = 0
             return False

@@ -43,12 +43,14 @@ walks the cheap front by hypervolume improvement. Two or more expensive objectiv
 supported (a :class:`SpecError` says so).
 
 Each trial records in its system attributes (``screened_ehvi``) how it was chosen: the
-mode, the candidates, and the expected improvement, mean and standard deviation.
+mode, the candidates, the expected improvement, mean and standard deviation, and the seconds
+the choice took (the pool's one-time screening included in the first trial's).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,6 +65,8 @@ __all__ = ["ScreenedEHVISampler"]
 ATTR = "screened_ehvi"
 REF = 1.1  # the reference point, in objective units normalised to [0, 1] over the pool (cheap) or trials
 CHUNK = 512  # candidates whose exact EHVI is computed at once
+MAX_EXACT = 4096  # candidates of highest bound whose exact EHVI may be computed per trial
+PSEUDO = 2.0  # the surrogate's hyperprior on per-group precisions, in well-determined weights
 
 
 def _base_sampler():
@@ -180,6 +184,7 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
         hi = objectives.max(axis=0) if len(objectives) else np.zeros(0)
         scale = np.where(hi > lo, hi - lo, 1.0)
         return {"indices": indices, "flat": indices + self.cheap.offsets, "codes": self._codes(indices),
+                "coder": self._codes,
                 "objectives": (objectives - lo) / scale, "lo": lo, "scale": scale, "complete": complete,
                 "drawn": int(len(feasible)), "feasible": int(feasible.sum())}
 
@@ -238,39 +243,43 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
     # Picking -----------------------------------------------------------------------------
 
     def _pick(self, study, trial) -> dict[str, Any]:
+        started = time.perf_counter()
         pool = self.pool()
         history = self._history(study, trial)
         rng = np.random.default_rng([self.seed, trial.number])
-        indices, flat, objectives, codes = pool["indices"], pool["flat"], pool["objectives"], pool["codes"]
+        cands = _Candidates(pool, self.cheap.offsets)
         if self.neighbours and not pool["complete"]:
             extra = self._neighbours(history)
             if len(extra):
                 extra_obj, feasible = self._score(extra)
                 extra, extra_obj = extra[feasible], extra_obj[feasible]
-                extra_codes = self._codes(extra)
-                keep = ~np.isin(extra_codes, codes)
-                extra, extra_obj, extra_codes = extra[keep], extra_obj[keep], extra_codes[keep]
-                _, first = np.unique(extra_codes, return_index=True)
-                extra, extra_obj, extra_codes = extra[first], extra_obj[first], extra_codes[first]
-                indices = np.concatenate([indices, extra])
-                flat = np.concatenate([flat, extra + self.cheap.offsets])
-                objectives = np.concatenate([objectives, (extra_obj - pool["lo"]) / pool["scale"]])
-                codes = np.concatenate([codes, extra_codes])
-        available = ~np.isin(codes, np.fromiter(history["used"], dtype=np.int64, count=len(history["used"])))
+                keep = ~cands.in_pool(self._codes(extra))
+                extra, extra_obj = extra[keep], extra_obj[keep]
+                _, first = np.unique(self._codes(extra), return_index=True)
+                cands.add(extra[first], (extra_obj[first] - pool["lo"]) / pool["scale"])
+        available = cands.available(self._codes(history["indices"]), self._codes(history["pending"]),
+                                    self._codes_of_used(history))
         if not available.any():  # every feasible candidate has been tried: a seeded draw from the pool
-            row = int(rng.integers(len(indices)))
-            return self._record(study, trial, indices[row], {"mode": "exhausted", "candidates": 0})
+            row = int(rng.integers(len(available)))
+            return self._record(study, trial, cands.indices(row), {"mode": "exhausted", "candidates": 0}, started)
         if not self.q_exact and len(history["values"]) < self.n_startup:
-            row = self._startup(history, indices, objectives, available, rng)
-            return self._record(study, trial, indices[row], {"mode": "startup", "candidates": int(available.sum())})
-        row, detail = self._ehvi_pick(history, flat, objectives, available)
-        return self._record(study, trial, indices[row], {"mode": "ehvi", "candidates": int(available.sum()),
-                                                         **detail})
+            row = self._startup(history, cands, available, rng)
+            return self._record(study, trial, cands.indices(row),
+                                {"mode": "startup", "candidates": int(available.sum())}, started)
+        row, detail = self._ehvi_pick(history, cands, available)
+        return self._record(study, trial, cands.indices(row), {"mode": "ehvi", "candidates": int(available.sum()),
+                                                               **detail}, started)
 
-    def _record(self, study, trial, indices: np.ndarray, detail: dict[str, Any]) -> dict[str, Any]:
+    def _codes_of_used(self, history) -> np.ndarray:
+        return np.fromiter(history["used"], dtype=np.int64, count=len(history["used"]))
+
+    def _record(self, study, trial, indices: np.ndarray, detail: dict[str, Any], started: float) -> dict[str, Any]:
+        """Store how the trial was chosen (with the seconds the choice took) and return its parameters."""
+        params = self.cheap.params_of(indices)
+        detail = {**detail, "seconds": time.perf_counter() - started}
         clean = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in detail.items()}
         study._storage.set_trial_system_attr(trial._trial_id, ATTR, clean)
-        return self.cheap.params_of(indices)
+        return params
 
     def _neighbours(self, history) -> np.ndarray:
         """Every one-choice change of the evaluated non-dominated architectures."""
@@ -287,7 +296,7 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
                 out.append(block)
         return np.concatenate(out) if out else np.zeros((0, len(self.cheap.sizes)), dtype=np.int64)
 
-    def _startup(self, history, indices, objectives, available, rng) -> int:
+    def _startup(self, history, cands: _Candidates, available: np.ndarray, rng) -> int:
         """Space-filling along the cheap objectives, covering untried options (see the module docstring)."""
         n = len(history["values"]) + len(history["pending"])
         tried = np.zeros(int(self.cheap.sizes.sum()), dtype=bool)
@@ -295,30 +304,32 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
             if len(rows):
                 tried[(rows + self.cheap.offsets).ravel()] = True
         rows = np.flatnonzero(available)
+        objectives = cands.objectives
         if objectives.shape[1]:
             score = objectives[rows].sum(axis=1)
             order = np.argsort(score, kind="stable")
             target = _van_der_corput(n + 1)
             width = max(1, len(rows) // (2 * max(2, self.n_startup)))
             centre = int(target * (len(rows) - 1))
-            window = order[max(0, centre - width): centre + width + 1]
-            rows = rows[window]
-        new = (~tried[indices[rows] + self.cheap.offsets]).sum(axis=1)
+            rows = rows[order[max(0, centre - width): centre + width + 1]]
+        new = (~tried[cands.flat(rows)]).sum(axis=1)
         best = rows[new == new.max()]
         return int(best[int(rng.integers(len(best)))])
 
-    def _ehvi_pick(self, history, flat, objectives, available) -> tuple[int, dict[str, Any]]:
+    def _ehvi_pick(self, history, cands: _Candidates, available: np.ndarray) -> tuple[int, dict[str, Any]]:
         pool = self.pool()
         # the front: feasible evaluated trials, normalised like the pool (cheap) and the trials (q)
         values = history["values"]
-        cheap_cols = self.c_index
-        c_done = (values[:, cheap_cols] - pool["lo"][: len(cheap_cols)]) / pool["scale"][: len(cheap_cols)]
+        k = len(self.c_index)
+        lo, scale = pool["lo"][:k], pool["scale"][:k]
+        c_done = (values[:, self.c_index] - lo) / scale
         model = None
+        objectives = cands.objectives
         if self.q_exact:
             q_lo, q_scale = pool["lo"][-1], pool["scale"][-1]
             q_done = (values[:, self.q_index] - q_lo) / q_scale
-            cand_c, cand_q = objectives[:, :-1], objectives[:, -1]
-            mean, sd_bound = cand_q, np.zeros(len(cand_q))
+            cand_c, mean = objectives[:, :-1], objectives[:, -1]
+            sd_bound = np.zeros(len(mean))
         else:
             q_raw = values[:, self.q_index]
             q_lo = float(q_raw.min())
@@ -327,91 +338,167 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
             model = _Surrogate(self.cheap.offsets, self.cheap.sizes, self.surrogate_kind)
             model.fit(history["indices"] + self.cheap.offsets, q_done)
             cand_c = objectives
-            mean = model.mean(flat)
-            sd_bound = np.sqrt(model.variance_bound(flat)) * self.exploration
+            mean, sd_sum = cands.gather_sums(model.effect, model.block_sd)
+            mean += model.y_mean
+            sd_bound = np.sqrt(model.noise + sd_sum ** 2) * self.exploration
         front_c, front_q = c_done[history["feasible"]], q_done[history["feasible"]]
         if len(history["pending"]):  # kriging believer: running trials at their predicted (or exact) value
             p_obj, _ = self._score(history["pending"])
-            p_c = (p_obj[:, : len(cheap_cols)] - pool["lo"][: len(cheap_cols)]) / pool["scale"][: len(cheap_cols)]
-            if self.q_exact:
-                p_q = (p_obj[:, -1] - q_lo) / q_scale
-            else:
-                p_q = model.mean(history["pending"] + self.cheap.offsets)
+            p_c = (p_obj[:, :k] - lo) / scale
+            p_q = (p_obj[:, -1] - q_lo) / q_scale if self.q_exact \
+                else model.mean(history["pending"] + self.cheap.offsets)
             front_c, front_q = np.concatenate([front_c, p_c]), np.concatenate([front_q, p_q])
         keep = front_q < REF
-        if len(cheap_cols):
+        if k:
             keep &= (front_c < REF).all(axis=1)
         front_c, front_q = front_c[keep], front_q[keep]
         if len(front_q):
             nd = _front_mask(np.concatenate([front_c, front_q[:, None]], axis=1))
             front_c, front_q = front_c[nd], front_q[nd]
-        ref_c = np.full(len(cheap_cols), REF)
+        ref_c = np.full(k, REF)
         bound = _ehvi_bound(cand_c, mean, np.maximum(sd_bound, 1e-12), front_c, front_q, ref_c, REF)
         bound[~available] = -np.inf
 
         def exact(rows: np.ndarray) -> np.ndarray:
-            sd = np.zeros(len(rows)) if model is None else np.sqrt(model.variance(flat[rows])) * self.exploration
+            sd = np.zeros(len(rows)) if model is None else np.sqrt(model.variance(cands.flat(rows))) * self.exploration
             return _ehvi(cand_c[rows], mean[rows], np.maximum(sd, 1e-12), front_c, front_q, ref_c, REF)
 
-        chunk = CHUNK if len(cheap_cols) <= 1 else 64
-        n_avail = int(available.sum())
-        first = np.argpartition(-bound, min(chunk, len(bound) - 1))[:chunk] if len(bound) > chunk \
-            else np.arange(len(bound))
-        first = first[np.isfinite(bound[first])]
-        values_first = exact(first)
-        best_i = int(np.argmax(values_first))
-        best_row, best_value = int(first[best_i]), float(values_first[best_i])
-        evaluated = len(first)
-        if evaluated < n_avail:
-            rest = np.ones(len(bound), dtype=bool)
-            rest[first] = False
-            rest &= np.isfinite(bound)
-            rows_rest = np.flatnonzero(rest)
-            order = rows_rest[np.argsort(-bound[rows_rest], kind="stable")]
-            for start in range(0, len(order), chunk):
-                rows = order[start: start + chunk]
-                if bound[rows[0]] <= best_value:
-                    break
-                v = exact(rows)
-                evaluated += len(rows)
-                i = int(np.argmax(v))
-                if v[i] > best_value:
-                    best_row, best_value = int(rows[i]), float(v[i])
+        # branch and bound: exact values in bound order until no bound beats the best exact value, over the
+        # MAX_EXACT candidates of highest bound (when the surrogate is unsure everywhere, bounds stay high)
+        chunk = CHUNK if k <= 1 else 64
+        top = np.flatnonzero(np.isfinite(bound))
+        if len(top) > MAX_EXACT:
+            top = top[np.argpartition(-bound[top], MAX_EXACT)[:MAX_EXACT]]
+        top = top[np.argsort(-bound[top], kind="stable")]
+        best_row, best_value, evaluated = int(top[0]), -np.inf, 0
+        for start in range(0, len(top), chunk):
+            rows = top[start: start + chunk]
+            if bound[rows[0]] <= best_value:
+                break
+            found = exact(rows)
+            evaluated += len(rows)
+            if found.max() > best_value:
+                best_row, best_value = int(rows[np.argmax(found)]), float(found.max())
+        outside = bound[~np.isin(np.arange(len(bound)), top)] if len(top) < np.isfinite(bound).sum() else []
+        gap = max(0.0, float(np.max(outside)) - best_value) if len(outside) else 0.0
         if best_value <= 0:  # no candidate improves the front (in expectation): the best predicted one
-            masked = np.where(available, mean, np.inf) if cand_c.shape[1] == 0 \
-                else np.where(available, mean + cand_c.sum(axis=1), np.inf)
-            best_row = int(np.argmin(masked))
-        detail = {"ehvi": best_value, "exact_evaluations": evaluated, "front": int(len(front_q))}
+            score = mean + (cand_c.sum(axis=1) if k else 0.0)
+            best_row = int(np.argmin(np.where(available, score, np.inf)))
+        detail = {"ehvi": best_value, "exact_evaluations": evaluated, "front": int(len(front_q)), "bound_gap": gap,
+                  "fit_iterations": model.iterations_used if model is not None else 0}
         if model is not None:
             detail.update(mean=float(mean[best_row]) * q_scale + q_lo,
-                          std=float(np.sqrt(model.variance(flat[best_row: best_row + 1]))[0]) * q_scale)
+                          std=float(np.sqrt(model.variance(cands.flat(np.asarray([best_row]))))[0]) * q_scale)
         return best_row, detail
+
+
+class _Candidates:
+    """The pool (fixed, large) and this trial's extra candidates (small), addressed as one row range
+    without copying the pool's index arrays."""
+
+    def __init__(self, pool: dict[str, Any], offsets: np.ndarray) -> None:
+        self.pool = pool
+        self.offsets = offsets
+        self.n_pool = len(pool["indices"])
+        self.extra = np.zeros((0, pool["indices"].shape[1]), dtype=np.int64)
+        self.objectives = pool["objectives"]
+        if "sorted_codes" not in pool:
+            order = np.argsort(pool["codes"], kind="stable")
+            pool["sorted_codes"], pool["code_order"] = pool["codes"][order], order
+
+    def add(self, indices: np.ndarray, objectives: np.ndarray) -> None:
+        self.extra = indices
+        self.objectives = np.concatenate([self.pool["objectives"], objectives])
+
+    def in_pool(self, codes: np.ndarray) -> np.ndarray:
+        return self._pool_rows(codes) >= 0
+
+    def _pool_rows(self, codes: np.ndarray) -> np.ndarray:
+        """Each code's pool row, or -1."""
+        sorted_codes = self.pool["sorted_codes"]
+        if not len(codes) or not len(sorted_codes):
+            return np.full(len(codes), -1)
+        at = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
+        return np.where(sorted_codes[at] == codes, self.pool["code_order"][at], -1)
+
+    def available(self, *used: np.ndarray) -> np.ndarray:
+        """Rows whose architecture is in none of the ``used`` code arrays."""
+        mask = np.ones(self.n_pool + len(self.extra), dtype=bool)
+        codes = np.concatenate(used) if used else np.zeros(0, dtype=np.int64)
+        rows = self._pool_rows(codes)
+        mask[rows[rows >= 0]] = False
+        if len(self.extra):
+            extra_codes = _codes_like(self.pool, self.extra)
+            mask[self.n_pool:] = ~np.isin(extra_codes, codes)
+        return mask
+
+    def indices(self, row: int) -> np.ndarray:
+        return self.pool["indices"][row] if row < self.n_pool else self.extra[row - self.n_pool]
+
+    def flat(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        if not len(self.extra):
+            return self.pool["flat"][rows]
+        out = np.empty((len(rows), self.extra.shape[1]), dtype=np.int64)
+        inside = rows < self.n_pool
+        out[inside] = self.pool["flat"][rows[inside]]
+        out[~inside] = self.extra[rows[~inside] - self.n_pool] + self.offsets
+        return out
+
+    def gather_sums(self, *tables: np.ndarray) -> list[np.ndarray]:
+        """Per table (one value per option), the sum over each candidate's choices (group by group:
+        contiguous gathers from the pool's transposed index array)."""
+        if "flat_t" not in self.pool:
+            self.pool["flat_t"] = np.ascontiguousarray(self.pool["flat"].T)
+        columns = self.pool["flat_t"]
+        out = []
+        for table in tables:
+            total = table[columns[0]].copy() if len(columns) else np.zeros(self.n_pool)
+            for column in columns[1:]:
+                total += table[column]
+            if len(self.extra):
+                total = np.concatenate([total, table[self.extra + self.offsets].sum(axis=1)])
+            out.append(total)
+        return out
+
+
+def _codes_like(pool: dict[str, Any], indices: np.ndarray) -> np.ndarray:
+    return pool["coder"](indices)
 
 
 # Surrogate -----------------------------------------------------------------------------------
 
 
 class _Surrogate:
-    """Bayesian linear regression on one-hot group choices, evidence-maximised (see the module docstring).
+    """Bayesian linear regression on centred one-hot group choices, evidence-maximised (see the module docstring).
 
-    Targets are centred; weights ``w ~ N(0, diag(1/alpha))`` with ``alpha`` per group (``ard``) or
-    shared (``ridge``); noise precision ``beta``. Fitted by MacKay's fixed-point updates from the
-    same start every time, so a fit is a function of the data alone.
+    A candidate's features are, per group, its one-hot choice minus the group's mean (1/size),
+    so predictions do not depend on a group's overall level, which the centred target's mean
+    already carries: the weights' posterior then has no direction that the data cannot see,
+    and a candidate's variance splits cleanly by group. Weights ``w ~ N(0, diag(1/alpha))`` with
+    ``alpha`` per group (``ard``) or shared (``ridge``); noise precision ``beta``. Fitted by
+    MacKay's fixed-point updates from the same start every time, so a fit is a function of the
+    data alone.
     """
 
-    def __init__(self, offsets: np.ndarray, sizes: np.ndarray, kind: str = "ard", iterations: int = 50) -> None:
+    def __init__(self, offsets: np.ndarray, sizes: np.ndarray, kind: str = "ard", iterations: int = 30) -> None:
         self.offsets = np.asarray(offsets)
         self.sizes = np.asarray(sizes)
         self.kind = kind
         self.iterations = iterations
         self.dim = int(self.sizes.sum())
         self.group_of = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        self.centre = 1.0 / self.sizes[self.group_of]  # per feature: its group's mean one-hot value
+
+    def features(self, flat: np.ndarray) -> np.ndarray:
+        x = np.zeros((len(flat), self.dim)) - self.centre
+        if len(flat):
+            x[np.arange(len(flat))[:, None], flat] += 1.0
+        return x
 
     def fit(self, flat: np.ndarray, y: np.ndarray) -> _Surrogate:
         n = len(y)
-        x = np.zeros((n, self.dim))
-        if n:
-            x[np.arange(n)[:, None], flat] = 1.0
+        x = self.features(flat)
         self.y_mean = float(y.mean()) if n else 0.0
         t = y - self.y_mean
         xtx, xty = x.T @ x, x.T @ t
@@ -420,44 +507,61 @@ class _Surrogate:
         groups = len(self.sizes)
         alpha = np.full(groups, 1.0 / var)
         beta = 10.0 / var
+        self.iterations_used = 0
         for _ in range(self.iterations):
-            precision = beta * xtx + np.diag(alpha[self.group_of])
-            cov = np.linalg.inv(precision)
+            self.iterations_used += 1
+            cov = np.linalg.inv(beta * xtx + np.diag(alpha[self.group_of]))
             m = beta * cov @ xty
             gamma = 1.0 - alpha[self.group_of] * np.diag(cov)
+            shared = gamma.sum() / max(float(m @ m), 1e-12)
             if self.kind == "ard":
+                # per group, with a gamma hyperprior of mean `shared` worth `PSEUDO` well-determined weights:
+                # a group's own evidence moves its precision only as far as that evidence goes
                 g_gamma = np.bincount(self.group_of, gamma, minlength=groups)
                 g_m2 = np.bincount(self.group_of, m * m, minlength=groups)
-                new_alpha = g_gamma / np.maximum(g_m2, 1e-12)
+                new_alpha = (g_gamma + PSEUDO) / np.maximum(g_m2 + PSEUDO / shared, 1e-12)
             else:
-                new_alpha = np.full(groups, gamma.sum() / max(float(m @ m), 1e-12))
-            new_alpha = np.clip(new_alpha, 1e-6 / var, 1e6 / var)
+                new_alpha = np.full(groups, shared)
+            new_alpha = np.clip(new_alpha, 1e-4 / var, 1e4 / var)  # weight sd from 100x to 1/100 of y's
             residual = float(((t - x @ m) ** 2).sum())
-            new_beta = float(np.clip((n - gamma.sum()) / max(residual, 1e-12 * var), 1e-3 / var, 1e8 / var))
-            converged = (np.allclose(new_alpha, alpha, rtol=1e-4) and math.isclose(new_beta, beta, rel_tol=1e-4))
+            # noise sd at least 10 % of y's: with fewer trials than weights the evidence prefers no noise at
+            # all (interpolation), and its iterations then crawl towards it
+            new_beta = float(np.clip((n - gamma.sum()) / max(residual, 1e-12 * var), 1e-3 / var, 1e2 / var))
+            converged = (np.abs(np.log(new_alpha / alpha)).max() < 1e-3 and abs(math.log(new_beta / beta)) < 1e-3)
             alpha, beta = new_alpha, new_beta
             if converged:
                 break
-        precision = beta * xtx + np.diag(alpha[self.group_of])
-        self.cov = np.linalg.inv(precision)
-        self.weights = beta * self.cov @ xty
+        self.cov = np.linalg.inv(beta * xtx + np.diag(alpha[self.group_of]))
+        weights = beta * self.cov @ xty
         self.noise = 1.0 / beta
         self.alpha, self.beta = alpha, beta
-        self._diag = np.diag(self.cov).copy()
+        # per option: its centred weight, and the variance of its group's term (for the bound)
+        self.effect = weights - np.bincount(self.group_of, weights * self.centre)[self.group_of]
+        block_var = np.empty(self.dim)
+        for start, size in zip(self.offsets, self.sizes):
+            block = self.cov[start: start + size, start: start + size]
+            phi = np.eye(size) - 1.0 / size
+            block_var[start: start + size] = np.einsum("ij,jk,ik->i", phi, block, phi)
+        self.block_sd = np.sqrt(np.clip(block_var, 0.0, None))
+        # (x - c)'S(x - c) = sum S[a_g, a_h] - 2 sum_g (S c)[a_g] + c'Sc, c the centring vector
+        centred = self.cov @ self.centre
+        self._row_centre = centred
+        self._centre_quad = float(self.centre @ centred)
         return self
 
     def mean(self, flat: np.ndarray) -> np.ndarray:
-        return self.y_mean + self.weights[flat].sum(axis=1)
+        return self.y_mean + self.effect[flat].sum(axis=1)
 
     def variance(self, flat: np.ndarray) -> np.ndarray:
-        """Exact predictive variance (noise included) of a few rows."""
-        x = np.zeros((len(flat), self.dim))
-        x[np.arange(len(flat))[:, None], flat] = 1.0
-        return self.noise + np.einsum("ij,jk,ik->i", x, self.cov, x)
+        """Exact predictive variance (noise included) of a few rows: x'Sx of the centred features, as
+        sums of covariance entries at the chosen options (no dense feature matrix)."""
+        pairs = self.cov[flat[:, :, None], flat[:, None, :]].sum(axis=(1, 2))
+        return self.noise + pairs - 2.0 * self._row_centre[flat].sum(axis=1) + self._centre_quad
 
     def variance_bound(self, flat: np.ndarray) -> np.ndarray:
-        """An upper bound of :meth:`variance` from the diagonal (x'Sx <= groups x sum of its diagonal terms)."""
-        return self.noise + len(self.sizes) * self._diag[flat].sum(axis=1)
+        """An upper bound of :meth:`variance`: ``noise + (sum over groups of each group term's sd)^2``
+        (Cauchy-Schwarz on the posterior covariance's blocks)."""
+        return self.noise + self.block_sd[flat].sum(axis=1) ** 2
 
 
 # Expected hypervolume improvement --------------------------------------------------------------
@@ -497,7 +601,20 @@ def _level_at(c: np.ndarray, front_c: np.ndarray, front_q: np.ndarray, ref_q: fl
 
 
 def _ehvi_bound(c, mean, sd, front_c, front_q, ref_c, ref_q) -> np.ndarray:
-    """Upper bound of the EHVI: the candidate's box times the expected improvement below its level."""
+    """Upper bound of the EHVI. One cheap objective: the candidate's own step exactly, the rest of its box at
+    the next step's level. Otherwise: the candidate's whole box at the level of its own point."""
+    if c.shape[1] == 1 and len(front_q):
+        order = np.argsort(front_c[:, 0], kind="stable")
+        fc = front_c[order, 0]
+        levels = np.concatenate([[ref_q], np.minimum.accumulate(np.minimum(front_q[order], ref_q))])
+        ends = np.concatenate([np.minimum(fc, ref_c[0]), [ref_c[0]]])
+        x = c[:, 0]
+        step = np.searchsorted(fc, x, side="right")
+        first_end = ends[step]
+        nxt = np.minimum(step + 1, len(levels) - 1)
+        own = np.clip(first_end - x, 0.0, None) * _below(levels[step], mean, sd)
+        rest = np.clip(ref_c[0] - np.maximum(first_end, x), 0.0, None) * _below(levels[nxt], mean, sd)
+        return own + rest
     box = np.prod(np.clip(ref_c - c, 0.0, None), axis=1) if c.shape[1] else np.ones(len(c))
     return box * _below(_level_at(c, front_c, front_q, ref_q), mean, sd)
 
