@@ -210,7 +210,9 @@ def _exhaustive(options: Mapping[str, Any], context: SamplerContext):
                                                  "enough to try every option once, at least 5)", minimum=1),
     SamplerOption("surrogate", str, "ard", "Bayesian linear regression on one-hot choices with one prior precision "
                                            "per slot group (ard) or one for all (ridge)", choices=("ard", "ridge")),
-    SamplerOption("exploration", float, 1.0, "multiplier of the surrogate's predictive standard deviation "
+    SamplerOption("warp", str, "log", "the expensive objective as modelled: log-warped towards its best values "
+                                      "(log) or as measured (none)", choices=("log", "none")),
+    SamplerOption("exploration", float, 0.5, "multiplier of the surrogate's predictive standard deviation "
                                              "(1: plain expected improvement; larger explores more)", minimum=0.0),
     SamplerOption("neighbours", bool, True, "add every one-choice change of the current front to the candidates "
                                             "(spaces larger than the pool)"),
