@@ -69,7 +69,8 @@ __all__ = ["ScreenedEHVISampler"]
 ATTR = "screened_ehvi"
 REF = 1.1  # the reference point, in objective units normalised to [0, 1] over the pool (cheap) or trials
 CHUNK = 512  # candidates whose exact EHVI is computed at once
-MAX_EXACT = 4096  # candidates of highest bound whose exact EHVI may be computed per trial
+FAR = 6.0  # standard deviations above the front beyond which a candidate's improvement is taken as 0
+MAX_EXACT = 2048  # candidates of highest bound whose exact EHVI may be computed per trial
 PSEUDO = 2.0  # the surrogate's hyperprior on per-group precisions, in well-determined weights
 
 
@@ -185,6 +186,9 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
             raise SpecError("config.constraints", self.constraints, f"leave no {where}",
                             "loosen the constraints" + ("" if complete else " or raise sampler.pool_size"))
         indices, objectives = indices[feasible], objectives[feasible]
+        if objectives.shape[1]:  # sorted by the first cheap objective: each trial places the front's steps in O(N)
+            order = np.argsort(objectives[:, 0], kind="stable")
+            indices, objectives = indices[order], objectives[order]
         lo = objectives.min(axis=0) if len(objectives) else np.zeros(0)
         hi = objectives.max(axis=0) if len(objectives) else np.zeros(0)
         scale = np.where(hi > lo, hi - lo, 1.0)
@@ -222,9 +226,13 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
         from optuna.trial import TrialState
 
         used, done_idx, done_values, done_feasible, pending = set(), [], [], [], []
+        fit, fit_number = None, -1
         for t in study.get_trials(deepcopy=False):
             if t._trial_id == current._trial_id:
                 continue
+            record = t.system_attrs.get(ATTR)
+            if record and "alpha" in record and t.number > fit_number:  # the latest fit: where this one starts
+                fit, fit_number = (record["alpha"], record["beta"]), t.number
             encoded = self._encode(t)
             if encoded is None:
                 continue
@@ -239,7 +247,7 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
             elif t.state in (TrialState.RUNNING, TrialState.WAITING):
                 pending.append(indices)
         groups = len(self.cheap.sizes)
-        return {"used": used,
+        return {"used": used, "fit": fit,
                 "indices": np.asarray(done_idx, dtype=np.int64).reshape(-1, groups),
                 "values": np.asarray(done_values, dtype=float).reshape(-1, len(self.metrics)),
                 "feasible": np.asarray(done_feasible, dtype=bool),
@@ -341,10 +349,10 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
             q_scale = float(q_raw.max() - q_lo) or 1.0
             q_done = _warp((q_raw - q_lo) / q_scale, self.warp)
             model = _Surrogate(self.cheap.offsets, self.cheap.sizes, self.surrogate_kind)
-            model.fit(history["indices"] + self.cheap.offsets, q_done)
+            model.fit(history["indices"] + self.cheap.offsets, q_done, start=history["fit"])
             cand_c = objectives
-            mean, sd_sum = cands.gather_sums(model.effect, model.block_sd)
-            mean += model.y_mean
+            both = cands.gather_sums((model.effect + 1j * model.block_sd).astype(np.complex64))[0]  # both sums at once
+            mean, sd_sum = both.real.astype(float) + model.y_mean, both.imag.astype(float)
             sd_bound = sd_sum * self.exploration
         front_c, front_q = c_done[history["feasible"]], q_done[history["feasible"]]
         if len(history["pending"]):  # kriging believer: running trials at their predicted (or exact) value
@@ -361,7 +369,8 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
             nd = _front_mask(np.concatenate([front_c, front_q[:, None]], axis=1))
             front_c, front_q = front_c[nd], front_q[nd]
         ref_c = np.full(k, REF)
-        bound = _ehvi_bound(cand_c, mean, np.maximum(sd_bound, 1e-12), front_c, front_q, ref_c, REF)
+        bound = _ehvi_bound(cand_c, mean, np.maximum(sd_bound, 1e-12), front_c, front_q, ref_c, REF,
+                            sorted_rows=cands.n_pool)
         bound[~available] = -np.inf
 
         def exact(rows: np.ndarray) -> np.ndarray:
@@ -392,7 +401,7 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
         detail = {"ehvi": best_value, "exact_evaluations": evaluated, "front": int(len(front_q)), "bound_gap": gap,
                   "fit_iterations": model.iterations_used if model is not None else 0}
         if model is not None:  # in the modelled (warped, normalised) units
-            detail.update(mean=float(mean[best_row]),
+            detail.update(alpha=[float(a) for a in model.alpha], beta=float(model.beta), mean=float(mean[best_row]),
                           std=float(np.sqrt(model.variance(cands.flat(np.asarray([best_row]))))[0]))
         return best_row, detail
 
@@ -501,7 +510,9 @@ class _Surrogate:
             x[np.arange(len(flat))[:, None], flat] += 1.0
         return x
 
-    def fit(self, flat: np.ndarray, y: np.ndarray) -> _Surrogate:
+    def fit(self, flat: np.ndarray, y: np.ndarray, start: tuple[list[float], float] | None = None) -> _Surrogate:
+        """Fit to ``y`` (one value per row of ``flat``); ``start``: the hyperparameters ``(alpha, beta)`` of an
+        earlier fit (in units of that fit's target variance) to iterate from."""
         n = len(y)
         x = self.features(flat)
         self.y_mean = float(y.mean()) if n else 0.0
@@ -512,6 +523,9 @@ class _Surrogate:
         groups = len(self.sizes)
         alpha = np.full(groups, 1.0 / var)
         beta = 10.0 / var
+        if start is not None and len(start[0]) == groups:  # the previous trial's fit: a few iterations from there
+            alpha = np.clip(np.asarray(start[0], dtype=float), 1e-4 / var, 1e4 / var)
+            beta = float(np.clip(start[1], 1e-3 / var, 1e2 / var))
         self.iterations_used = 0
         for _ in range(self.iterations):
             self.iterations_used += 1
@@ -532,7 +546,7 @@ class _Surrogate:
             # noise sd at least 10 % of y's: with fewer trials than weights the evidence prefers no noise at
             # all (interpolation), and its iterations then crawl towards it
             new_beta = float(np.clip((n - gamma.sum()) / max(residual, 1e-12 * var), 1e-3 / var, 1e2 / var))
-            converged = (np.abs(np.log(new_alpha / alpha)).max() < 1e-3 and abs(math.log(new_beta / beta)) < 1e-3)
+            converged = (np.abs(np.log(new_alpha / alpha)).max() < 1e-2 and abs(math.log(new_beta / beta)) < 1e-2)
             alpha, beta = new_alpha, new_beta
             if converged:
                 break
@@ -582,6 +596,14 @@ def _psi(z: np.ndarray) -> np.ndarray:
     return z * ndtr(z) + np.exp(-0.5 * z * z) / _SQRT_2PI
 
 
+def _psi_upper(z: np.ndarray) -> np.ndarray:
+    """An upper bound of :func:`_psi` from one exponential: ``phi(z) / (1 + z^2)`` below 0 (the Mills-ratio
+    bound on the normal tail), ``z + phi(z)`` above (``Phi <= 1``)."""
+    z = np.asarray(z, dtype=float)
+    phi = np.exp(-0.5 * z * z) / _SQRT_2PI
+    return np.where(z < 0, phi / (1.0 + z * z), z + phi)
+
+
 def _below(level, mean, sd) -> np.ndarray:
     """``E[max(0, level - Q)]`` for ``Q ~ N(mean, sd^2)`` (``sd`` may be tiny: then ``max(0, level - mean)``)."""
     return sd * _psi((level - mean) / sd)
@@ -605,23 +627,42 @@ def _level_at(c: np.ndarray, front_c: np.ndarray, front_q: np.ndarray, ref_q: fl
     return out
 
 
-def _ehvi_bound(c, mean, sd, front_c, front_q, ref_c, ref_q) -> np.ndarray:
+def _steps(x: np.ndarray, fc: np.ndarray, sorted_rows: int) -> np.ndarray:
+    """``searchsorted(fc, x, side="right")`` for every x, where ``x[:sorted_rows]`` is ascending (a cumulative
+    count over the front's breakpoints instead of a binary search per candidate)."""
+    out = np.empty(len(x), dtype=np.int64)
+    head = x[:sorted_rows]
+    marks = np.zeros(len(head) + 1, dtype=np.int64)
+    np.add.at(marks, np.searchsorted(head, fc, side="left"), 1)
+    out[:sorted_rows] = np.cumsum(marks)[:-1]
+    out[sorted_rows:] = np.searchsorted(fc, x[sorted_rows:], side="right")
+    return out
+
+
+def _ehvi_bound(c, mean, sd, front_c, front_q, ref_c, ref_q, sorted_rows: int = 0) -> np.ndarray:
     """Upper bound of the EHVI. One cheap objective: the candidate's own step exactly, the rest of its box at
-    the next step's level. Otherwise: the candidate's whole box at the level of its own point."""
+    the next step's level. Otherwise: the candidate's whole box at the level of its own point.
+
+    Candidates whose mean lies more than ``FAR`` standard deviations above their level get 0 (their bound
+    is below 1e-15 of their box) without evaluating the normal distribution."""
     if c.shape[1] == 1 and len(front_q):
         order = np.argsort(front_c[:, 0], kind="stable")
         fc = front_c[order, 0]
         levels = np.concatenate([[ref_q], np.minimum.accumulate(np.minimum(front_q[order], ref_q))])
         ends = np.concatenate([np.minimum(fc, ref_c[0]), [ref_c[0]]])
         x = c[:, 0]
-        step = np.searchsorted(fc, x, side="right")
+        step = _steps(x, fc, sorted_rows)
+        out = np.zeros(len(x))
+        near = np.flatnonzero(mean - FAR * sd < levels[step])
+        x, step, m, s = x[near], step[near], mean[near], sd[near]
         first_end = ends[step]
         nxt = np.minimum(step + 1, len(levels) - 1)
-        own = np.clip(first_end - x, 0.0, None) * _below(levels[step], mean, sd)
-        rest = np.clip(ref_c[0] - np.maximum(first_end, x), 0.0, None) * _below(levels[nxt], mean, sd)
-        return own + rest
+        own = np.clip(first_end - x, 0.0, None) * s * _psi_upper((levels[step] - m) / s)
+        rest = np.clip(ref_c[0] - np.maximum(first_end, x), 0.0, None) * s * _psi_upper((levels[nxt] - m) / s)
+        out[near] = own + rest
+        return out
     box = np.prod(np.clip(ref_c - c, 0.0, None), axis=1) if c.shape[1] else np.ones(len(c))
-    return box * _below(_level_at(c, front_c, front_q, ref_q), mean, sd)
+    return box * sd * _psi_upper((_level_at(c, front_c, front_q, ref_q) - mean) / sd)
 
 
 def _ehvi(c, mean, sd, front_c, front_q, ref_c, ref_q) -> np.ndarray:
