@@ -138,6 +138,50 @@ def calibration(path: Path) -> None:
 
 def search(path: Path) -> None:
     d = json.loads(path.read_text())
+    if d.get("format") != "vidnas.bench_search":
+        return search_v1(d)
+    for name, space in d["spaces"].items():
+        lat, q = space["latency"], space["quality"]
+        sn = q.get("supernet", {})
+        print(f"- `{name}`: {space['size']:,} architectures, exhaustive front {space['true_front_size']}; latency "
+              f"from a {lat['backend']} {lat['device']} table ({lat['entries']} entries, quick harness, "
+              f"{lat['correction']}); quality `{q['metric']}` at {_shape_text(q['space_shape'])}, supernet trained "
+              f"{sn.get('step', '?')} steps on a backbone pretrained {q['pretrain_config']['steps']} steps, "
+              f"{q['supernet_config']['heldout_clips']} held-out clips.")
+    print()
+    print("| space | budget | sampler | seeds | hypervolume share, median [IQR] | front recovered, median [IQR] "
+          "| p vs random (Wilcoxon, one-sided) | ms per trial |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for g in d["groups"]:
+        for name, r in g["samplers"].items():
+            p = r["p_value_vs_random"]
+            p_text = "-" if p is None else (f"{p:.1e}" if p < 0.001 else f"{p:.3f}")
+            hv, fr = r["hypervolume_share_iqr"], r["front_recovered_iqr"]
+            print(f"| {g['space']} | {100 * g['budget_fraction']:g} % ({g['budget']}) | {name} | {r['seeds']} | "
+                  f"{r['hypervolume_share_median']:.3f} [{hv[0]:.3f}, {hv[1]:.3f}] | "
+                  f"{100 * r['front_recovered_median']:.0f} % [{100 * fr[0]:.0f}, {100 * fr[1]:.0f}] | {p_text} | "
+                  f"{1000 * r['seconds_per_trial_median']:.1f} |")
+    print()
+    overhead = d.get("overhead")
+    if overhead:
+        print(f"Overhead of screened-ehvi on `{overhead['space']}` ({overhead['space_size']:.3g} architectures, "
+              f"pool of {overhead['pool_candidates']:,}, {overhead['trials']} trials, {overhead['latency']}, "
+              f"{overhead['quality']}): {1000 * overhead['choice_seconds_median']:.1f} ms per choice, median "
+              f"(p90 {1000 * overhead['choice_seconds_p90']:.1f}, max {1000 * overhead['choice_seconds_max']:.1f}); "
+              f"screening the pool once: {overhead['pool_seconds_first_trial']:.2f} s.")
+        print()
+    for t in d.get("target_checks", []):
+        numbers = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items()
+                            if k not in ("target", "met") and v is not None)
+        print(f"- {'met' if t['met'] else '**missed**'}: {t['target']} ({numbers})")
+
+
+def _shape_text(shape: dict) -> str:
+    return f"{shape.get('frames', '?')} frames of {shape.get('height', '?')}x{shape.get('width', '?')} pixels"
+
+
+def search_v1(d: dict) -> None:
+    """The first search benchmark's file (125 architectures, one budget)."""
     print(f"Space of {d['space_size']} architectures, exhaustive front {d['true_front_size']} "
           f"(exhaustive search {d['exhaustive_seconds']:.0f} s); objectives latency (table) and `{d['proxy']}`.")
     print()

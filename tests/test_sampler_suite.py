@@ -1,6 +1,7 @@
 """One suite for every registered sampler (built-in and plugins): options through the config,
-determinism under a seed, constraints respected, resume mid-campaign, and (for exhaustive
-samplers) the exact front. Fast: the 125-architecture ``tiny-enum`` space with roofline latency."""
+determinism under a seed, constraints respected (cheap-infeasible architectures screened, recorded
+and not counted), resume mid-campaign, and (for exhaustive samplers) the exact front, with and
+without constraints. Fast: the 125-architecture ``tiny-enum`` space with roofline latency."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def sequence(run_dir) -> list[tuple[int, str]]:
 
 
 def test_the_built_in_samplers_are_registered():
-    assert {"nsga2", "tpe", "random", "exhaustive"} <= set(SAMPLERS)
+    assert {"nsga2", "tpe", "random", "exhaustive", "screened-ehvi"} <= set(SAMPLERS)
     assert EXHAUSTIVE and get_sampler("nsga2").option("population_size").default == 16
 
 
@@ -87,27 +88,44 @@ def test_same_seed_same_trials(name, runs):
 
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_constraints_are_respected(name, runs):
+    """Architectures over the bound are screened before evaluation: recorded with the reason, never counted."""
     result = run_campaign(config(name, constraints={"params": BOUND}, trials=12), runs / "run", local=True)
     import pandas as pd
 
+    from vidnas.reports._report import trial_counts
+
     trials = pd.read_parquet(runs / "run" / "trials.parquet")
     done = trials[trials["state"] == "COMPLETE"]
-    assert (done["feasible"] == (done["attr.params"] <= BOUND)).all()
+    assert (done["attr.params"] <= BOUND).all() and done["feasible"].all()  # nothing infeasible was evaluated
+    screened = trials[trials["screened"]]
+    assert (screened["state"] == "PRUNED").all() and (screened["attr.params"] > BOUND).all()
+    assert screened.empty or screened["attr.fail_reason"].str.contains("screened: params").all()
+    assert not screened["counted"].any() and len(screened) == result.screened
+    expected = feasible_count(BOUND) if name in EXHAUSTIVE else 12
+    assert result.trials == len(done) == expected  # the budget counts evaluated trials only
+    assert trial_counts(trials)["screened"] == result.screened and trial_counts(trials)["trials"] == expected
     assert all(e["metrics"]["params"] <= BOUND for e in result.pareto)
-    assert not trials[trials["pareto"]]["feasible"].eq(False).any()
+
+
+def feasible_count(bound: float) -> int:
+    from vidnas.search_space import count_spec, get_space
+
+    return sum(count_spec(s).params <= bound for s in get_space("tiny-enum").enumerate())
 
 
 class _Stop(Exception):
     pass
 
 
+@pytest.mark.parametrize("bounded", [False, True], ids=["free", "bounded"])
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_resume_mid_campaign(name, runs):
-    """A driver dies after 4 trials with one in flight: --resume finishes the budget, re-running that one."""
+def test_resume_mid_campaign(name, bounded, runs):
+    """A driver dies after 4 trials with one in flight: --resume finishes the budget, re-running that one
+    (with a bound, screened trials stay recorded and uncounted across the restart)."""
     import optuna
 
     run = runs / "run"
-    cfg = config(name)
+    cfg = config(name, **({"constraints": {"params": BOUND}} if bounded else {}))
 
     def stop_after_four(progress):
         if progress.done >= 4:
@@ -120,11 +138,14 @@ def test_resume_mid_campaign(name, runs):
 
     study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg, run))
     before = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
-    in_flight = study.ask()  # the trial the dead driver was evaluating
+    in_flight, asked = study.ask(), 1  # the trial the dead driver was evaluating: one it would have evaluated
+    while bounded and _params_of(get_space("tiny-enum").sample(in_flight)) > BOUND:  # (it screens the others)
+        in_flight, asked = study.ask(), asked + 1  # the skipped ones were left running too: stale, re-queued
     get_space("tiny-enum").sample(in_flight)
     result = run_campaign(None, run, resume=True, local=True)
-    expected = get_space("tiny-enum").size if name in EXHAUSTIVE else cfg.trials
-    assert result.trials == expected and result.stale == 1
+    size = feasible_count(BOUND) if bounded else get_space("tiny-enum").size
+    expected = size if name in EXHAUSTIVE else cfg.trials
+    assert result.trials == expected and result.stale == asked
     study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg, run))
     after = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
     assert all(after[n] == v for n, v in before.items())
@@ -132,16 +153,25 @@ def test_resume_mid_campaign(name, runs):
     assert requeued.params == in_flight.params and requeued.state.name == "COMPLETE"
 
 
+def _params_of(spec) -> int:
+    from vidnas.search_space import count_spec
+
+    return count_spec(spec).params
+
+
+@pytest.mark.parametrize("bound", [None, BOUND], ids=["free", "bounded"])
 @pytest.mark.parametrize("name", EXHAUSTIVE)
-def test_exhaustive_finds_the_exact_front(name, runs):
+def test_exhaustive_finds_the_exact_front(name, bound, runs):
     from vidnas.latency_models import roofline_estimate
     from vidnas.search_space import count_spec, get_space
 
-    result = run_campaign(config(name), runs / "run", local=True)
+    result = run_campaign(config(name, **({"constraints": {"params": bound}} if bound else {})), runs / "run",
+                          local=True)
     space = get_space("tiny-enum")
-    assert result.trials == space.size and result.failed == 0
+    feasible = [s for s in space.enumerate() if bound is None or count_spec(s).params <= bound]
+    assert result.trials == len(feasible) and result.failed == 0 and result.screened == space.size - len(feasible)
     points = {s.arch_id: (roofline_estimate(s, "laptop-cpu", dtype="float32")["per_call_ms"], -count_spec(s).params)
-              for s in space.enumerate()}
+              for s in feasible}
     front = {a for a, p in points.items()
              if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points.values())}
     assert {e["arch_id"] for e in result.pareto} == front

@@ -81,13 +81,17 @@ def search_command(
     resume_line = f"vidnas search --resume {result.run_dir}"
     payload = {"run_dir": str(result.run_dir), "pareto_dir": str(result.run_dir / "pareto"),
                "report": str(report) if report else None, "trials": result.trials, "complete": result.complete,
-               "failed": result.failed, "stale": result.stale, "feasible": result.feasible,
+               "failed": result.failed, "stale": result.stale, "screened": result.screened,
+               "stopped": result.stopped, "feasible": result.feasible,
                "evaluated_here": result.evaluated_here, "interrupted": result.interrupted,
                "resume": resume_line if result.interrupted else None, "pareto": result.pareto,
                "seconds": result.seconds}
     if result.interrupted:  # the line a user needs, whatever the output mode
         console.print(f"interrupted after {result.trials} trials; the trials in flight were re-queued. "
                       f"Resume with: {resume_line}", highlight=False, markup=False, soft_wrap=True)
+    if result.stopped:
+        console.print(f"stopped after {result.trials} trials: {result.stopped}", highlight=False, markup=False,
+                      soft_wrap=True)
     if as_json:
         emit_json(payload)
         if result.interrupted:
@@ -95,6 +99,7 @@ def search_command(
         return
     out_console = stdout_console()
     stale = f", {result.stale} stale (lost with a driver or worker; re-queued)" if result.stale else ""
+    stale += f", {result.screened} screened by cheap constraints (not evaluated)" if result.screened else ""
     out_console.print(f"{result.trials} trials ({result.failed} failed{stale}, {result.feasible} feasible) in "
                       f"{result.seconds:.0f} s; Pareto set of {len(result.pareto)}: {result.run_dir / 'pareto'}")
     for entry in result.pareto:

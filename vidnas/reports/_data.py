@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vidnas._errors import SpecError
+from vidnas.runners import parse_metric
 
 
 @dataclasses.dataclass
@@ -61,8 +62,8 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
     candidates = [Path(calibration)] if calibration else []
     configured = (campaign["config"].get("proxy") or {}).get("calibration")
     candidates += [Path(configured)] if configured else []
-    candidates += [Path(o["metric"][9:]) for o in campaign["config"]["objectives"]
-                   if o["metric"].startswith("ensemble:")]
+    metrics = [parse_metric(o["metric"], check=False) for o in campaign["config"]["objectives"]]
+    candidates += [Path(m.ensemble_path) for m in metrics if m.ensemble_path is not None]
     candidates += [run_dir / "calibration" / "summary.json"]
     for path in candidates:
         if path.exists():
@@ -120,9 +121,10 @@ def quality_calibration(data: RunData) -> list[dict[str, Any]]:
     setting = campaign_setting(data.campaign)
     for o in data.objectives:
         metric = o["metric"]
-        if not metric.startswith(("proxy:", "ensemble:")):
+        info = parse_metric(metric, check=False)
+        if info.is_cheap:
             continue
-        name = metric[6:] if metric.startswith("proxy:") else "ensemble"
+        name = info.proxy or "ensemble"
         cal = data.calibration
         stats = None
         if cal is not None and "unreadable" not in cal:

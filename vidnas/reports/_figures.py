@@ -114,7 +114,8 @@ def hypervolume_info(data: RunData):
     row_of = {number: i for i, number in enumerate(ok["number"])}
     out, hv = [], 0.0
     front: list[np.ndarray] = []  # the feasible front so far: the hypervolume of all points seen
-    for number in trials["number"]:
+    screened = trials.get("screened", pd.Series(False, index=trials.index)).astype(bool)
+    for number in trials.loc[~screened, "number"]:  # screened trials were never evaluated: no step on the curve
         if number in row_of:
             candidates = [*front, norm[row_of[number]]]
             front = [p for p, keep in zip(candidates, non_dominated(candidates)) if keep]

@@ -8,6 +8,7 @@ from typing import Any
 
 from vidnas.reports import _figures as figs
 from vidnas.reports._data import RunData, accuracy_frame, load_run, slot_frame
+from vidnas.runners import parse_metric
 
 
 def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
@@ -22,19 +23,21 @@ def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
 
 def trial_counts(trials) -> dict[str, int]:
     """Trials and failures as a user counts them: a stale trial (lost with its driver, worker or node, and
-    re-queued) is a trial that failed, reported apart; a surplus one (never evaluated) is not a trial."""
+    re-queued) is a trial that failed, reported apart; a surplus one (never evaluated) is not a trial, nor is a
+    screened one (ruled out by a cheap constraint before any evaluation), counted apart."""
     import pandas as pd
 
     absent = pd.Series(False, index=trials.index)
     stale = trials.get("stale", absent).astype(bool)
     surplus = trials.get("surplus", absent).astype(bool)  # runs written before budget claims have no column
-    evaluated = trials[~stale & ~surplus]
+    screened = trials.get("screened", absent).astype(bool)  # ruled out by a cheap constraint, never evaluated
+    evaluated = trials[~stale & ~surplus & ~screened]
     failed_evaluations = int((evaluated["state"] == "FAIL").sum())
     n_stale = int(stale.sum())
     return {"trials": int(evaluated["state"].isin(["COMPLETE", "FAIL"]).sum()) + n_stale,
             "feasible": int(((evaluated["state"] == "COMPLETE") & evaluated["feasible"]).sum()),
             "failed": failed_evaluations + n_stale, "failed_evaluations": failed_evaluations, "stale": n_stale,
-            "surplus": int(surplus.sum())}
+            "surplus": int(surplus.sum()), "screened": int(screened.sum())}
 
 
 def render(data: RunData) -> str:
@@ -84,8 +87,8 @@ def render(data: RunData) -> str:
         table_untrusted=int((~rows["trusted"].astype(bool)).sum()) if rows is not None else "?",
         coverage=data.coverage, figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
         quality_calibration=data.quality_calibration,
-        proxy_metrics=", ".join(o["metric"] for o in data.objectives if o["metric"].startswith(("proxy:", "ensemble:")))
-        or "none",
+        proxy_metrics=", ".join(o["metric"] for o in data.objectives
+                                if not parse_metric(o["metric"], check=False).is_cheap) or "none",
         config_yaml=yaml.safe_dump(campaign["config"], sort_keys=False),
         environment=_environment_rows(campaign.get("environment", {})),
         reproduce="\n".join([f"vidnas search {data.run_dir / 'config.yaml'}", f"vidnas report {data.run_dir}",

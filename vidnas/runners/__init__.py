@@ -19,6 +19,7 @@ from vidnas.runners._driver import (
 )
 from vidnas.runners._evaluate import EvalSettings, evaluate
 from vidnas.runners._export import export_run
+from vidnas.runners._metrics import CHEAP_METRICS, Metric, parse_metric
 from vidnas.runners._ray import RaySession, kill_recorded
 from vidnas.runners._samplers import (
     SamplerContext,
@@ -30,11 +31,13 @@ from vidnas.runners._samplers import (
 )
 
 __all__ = [
+    "CHEAP_METRICS",
     "CONFIG_FILE",
     "STUDY_FILE",
     "CampaignConfig",
     "CampaignResult",
     "EvalSettings",
+    "Metric",
     "Objective",
     "Progress",
     "RaySession",
@@ -51,6 +54,7 @@ __all__ = [
     "load_config",
     "pareto_trials",
     "parse_config",
+    "parse_metric",
     "register_sampler",
     "run_campaign",
     "validate_config",

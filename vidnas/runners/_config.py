@@ -19,10 +19,11 @@ from typing import Any
 
 from vidnas._coerce import coerce_scalar
 from vidnas._errors import SpecError
+from vidnas.runners._metrics import CHEAP_METRICS, Metric, parse_metric
 
 DIRECTIONS = ("minimize", "maximize")
-BASE_METRICS = ("latency_ms", "video_ms", "memory_bytes", "params", "flops")
-CONSTRAINT_METRICS = BASE_METRICS  # every base metric can be bounded
+BASE_METRICS = tuple(CHEAP_METRICS)  # the cheap metrics (see ``runners._metrics``)
+CONSTRAINT_METRICS = BASE_METRICS  # every cheap metric can be bounded (and screens before any expensive evaluation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +70,9 @@ class Objective:
     direction: str
 
     @property
-    def is_proxy(self) -> bool:
-        return self.metric.startswith(("proxy:", "ensemble:"))
+    def info(self) -> Metric:
+        """The typed metric (what it is, cheap or expensive); see :mod:`vidnas.runners._metrics`."""
+        return parse_metric(self.metric, check=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +168,11 @@ class CampaignConfig:
 
     def directions(self) -> list[str]:
         return [o.direction for o in self.objectives]
+
+    def metrics(self) -> tuple[Metric, ...]:
+        """Every metric the campaign computes, typed: the objectives', then the constrained ones (each once)."""
+        names = dict.fromkeys([o.metric for o in self.objectives] + list(self.constraints))
+        return tuple(parse_metric(name, check=False) for name in names)
 
 
 # Parsing ---------------------------------------------------------------------------------------
@@ -292,7 +299,6 @@ def _constraints(raw: Any) -> dict[str, float]:
 def validate_config(config: CampaignConfig) -> None:
     """Cross-field checks, each naming the field and value."""
     from vidnas.latency_models import CFG_MODES, get_backend_def
-    from vidnas.proxies import list_proxies
     from vidnas.runners._samplers import get_sampler
     from vidnas.search_space import list_spaces
 
@@ -321,32 +327,22 @@ def validate_config(config: CampaignConfig) -> None:
                         f"choose one of {list(CFG_MODES)}")
     if config.video.steps < 1:
         raise SpecError("config.video.steps", config.video.steps, "must be >= 1")
-    proxies = list_proxies()
     for i, o in enumerate(config.objectives):
         field = f"config.objectives[{i}]"
         if o.direction not in DIRECTIONS:
             raise SpecError(f"{field}.direction", o.direction, "is not a direction", "use minimize or maximize")
-        if o.metric.startswith("proxy:"):
-            if o.metric[6:] not in proxies:
-                raise SpecError(f"{field}.metric", o.metric, "names no registered proxy",
-                                f"known proxies: {proxies}")
-        elif o.metric.startswith("ensemble:"):
-            if not Path(o.metric[9:]).is_file():
-                raise SpecError(f"{field}.metric", o.metric, "names no calibration summary file",
-                                "give the summary.json written by `vidnas proxies calibrate`")
+        metric = parse_metric(o.metric, f"{field}.metric")
+        if metric.ensemble_path is not None:
             from vidnas.runners._evaluate import load_ensemble
 
-            load_ensemble(o.metric[9:])  # both files, checked now rather than when the campaign starts
-        elif o.metric not in BASE_METRICS:
-            raise SpecError(f"{field}.metric", o.metric, "is not a metric",
-                            f"use one of {list(BASE_METRICS)}, proxy:NAME or ensemble:SUMMARY.json")
+            load_ensemble(metric.ensemble_path)  # both files, checked now rather than when the campaign starts
     metrics = [o.metric for o in config.objectives]
     if len(set(metrics)) != len(metrics):
         raise SpecError("config.objectives", metrics, "names a metric twice")
     for key, bound in config.constraints.items():
         if key not in CONSTRAINT_METRICS:
             raise SpecError(f"config.constraints.{key}", bound, "is not a constrainable metric",
-                            f"use one of {list(CONSTRAINT_METRICS)}")
+                            f"use one of {list(CONSTRAINT_METRICS)} (the cheap metrics)")
         if bound <= 0:
             raise SpecError(f"config.constraints.{key}", bound, "must be > 0")
     get_sampler(config.sampler.name).canonical_options(config.sampler.options, "config.sampler")

@@ -28,6 +28,7 @@ from vidnas._errors import SpecError, VidnasError
 from vidnas._pareto import non_dominated
 from vidnas.runners._config import CampaignConfig, load_config
 from vidnas.runners._evaluate import EvalSettings, load_ensemble
+from vidnas.runners._metrics import proxies_of
 from vidnas.runners._trials import (
     HeartbeatKeeper,
     claim,
@@ -35,6 +36,7 @@ from vidnas.runners._trials import (
     driver_alive,
     driver_id,
     fail_heartbeat_stale,
+    is_screened,
     is_stale,
     is_surplus,
     mark_stale,
@@ -58,6 +60,7 @@ class Progress:
     feasible: int = 0
     pareto: int = 0
     stale: int = 0  # not counted: evaluations lost with a driver, worker or node (re-queued)
+    screened: int = 0  # not counted: architectures a cheap constraint ruled out (never evaluated)
 
 
 def campaign_space(config: CampaignConfig) -> SearchSpace:
@@ -104,13 +107,16 @@ def redact_url(url: str) -> str:
         return url.split("://", 1)[0] + "://***" if "@" in url else url
 
 
-def make_sampler(config: CampaignConfig, space: SearchSpace | None = None):
-    """The campaign's Optuna sampler, from the sampler registry."""
+def make_sampler(config: CampaignConfig, space: SearchSpace | None = None, cheap=None):
+    """The campaign's Optuna sampler, from the sampler registry.
+
+    ``cheap``: the campaign's :class:`~vidnas.runners._cheap.CheapModel` (vectorised cheap metrics),
+    for samplers that screen candidates by them."""
     from vidnas.runners._samplers import SamplerContext, get_sampler
 
     context = SamplerContext(seed=config.sampler.seed, space=space if space is not None else campaign_space(config),
                              directions=tuple(config.directions()), metrics=tuple(o.metric for o in config.objectives),
-                             constraints=dict(config.constraints))
+                             constraints=dict(config.constraints), cheap=cheap)
     return get_sampler(config.sampler.name).create(config.sampler.options, context)
 
 
@@ -166,21 +172,21 @@ class CampaignResult:
     stale: int = 0  # trials whose evaluation never finished (driver, worker or node lost; re-queued)
     evaluated_here: int = 0  # evaluations this driver told the study (the others' are not in it)
     interrupted: bool = False  # stopped by SIGINT: resume with `vidnas search --resume RUN_DIR`
+    screened: int = 0  # architectures ruled out by a cheap constraint: recorded, never evaluated, not counted
+    stopped: str | None = None  # why the campaign stopped before its budget (other than SIGINT)
 
 
 def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda m: None) -> EvalSettings:
     from vidnas.runners._quality import prepare_quality
 
-    metrics = tuple(dict.fromkeys([o.metric for o in config.objectives] + list(config.constraints)))
+    metrics = config.metrics()
     ensembles, ensemble_rows = {}, {}
     for m in metrics:
-        if m.startswith("ensemble:"):
-            ensembles[m[9:]], ensemble_rows[m[9:]] = load_ensemble(m[9:])
-    quality_metrics = list(metrics) + [f"proxy:{member['proxy']}" for summary in ensembles.values()
-                                       for member in summary["ensemble"]["members_all_data"]]
-    quality = prepare_quality(config, quality_metrics, log)
+        if m.ensemble_path is not None:
+            ensembles[m.ensemble_path], ensemble_rows[m.ensemble_path] = load_ensemble(m.ensemble_path)
+    quality = prepare_quality(config, proxies_of(metrics, ensembles), log)
     return EvalSettings(
-        metrics=metrics,
+        metrics=tuple(m.name for m in metrics),
         table=(table.meta.to_dict(), table.rows()) if table is not None else None,
         roofline=config.target.roofline, roofline_dtype=config.target.roofline_dtype, batch=config.target.batch,
         steps=config.video.steps, cfg=config.video.cfg, proxy_clips=config.proxy.clips, proxy_seed=config.proxy.seed,
@@ -257,8 +263,11 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
     table, table_path = resolve_table(config, space, run_dir, log)
     settings = _settings(config, table, log)
     storage = open_storage(config, run_dir)
+    from vidnas.runners._cheap import CheapModel
+
+    cheap = CheapModel.for_settings(space, settings)
     study = optuna.create_study(study_name=config.name, storage=storage, directions=config.directions(),
-                                sampler=make_sampler(config, space), load_if_exists=True)
+                                sampler=make_sampler(config, space, cheap), load_if_exists=True)
     with warnings.catch_warnings():  # experimental in Optuna, stable enough for labelling dashboards
         warnings.simplefilter("ignore")
         study.set_metric_names([o.metric for o in config.objectives])
@@ -271,6 +280,9 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
         if not study.get_trials(deepcopy=False):  # a new study; joining drivers find it enqueued already
             for spec in space.enumerate():
                 study.enqueue_trial(space.params_of(spec))
+        if config.constraints:  # the budget is what the cheap constraints leave; the rest is screened
+            everything = cheap.enumerate_indices()
+            total = int((cheap.violations(everything, config.constraints) <= 0).all(axis=1).sum())
     me = driver_id()
     _write_driver(run_dir, me, config, running=True)
     try:
@@ -292,24 +304,33 @@ def _campaign(study, space, config, table, table_path, settings, total, run_dir,
     if on_progress:
         on_progress(progress)
     stop = _StopFlag(log)
+    from vidnas.runners._screen import Screen
+
+    screen = Screen(config.constraints, settings)
     with stop:
         if local:
             from vidnas.runners._executors import LocalExecutor
 
             evaluated = _drive(study, space, config, LocalExecutor(settings), total, progress, on_progress, log,
-                               me, stop)
+                               me, stop, screen=screen)
         else:
             evaluated = _drive_on_ray(study, space, config, settings, total, progress, on_progress, log, me, stop,
-                                      run_dir, ray_info)
+                                      run_dir, ray_info, screen=screen)
     pareto = export_pareto(study, config, run_dir)
     write_trials(study, config, run_dir)
     status = "interrupted" if stop.requested else "finished"
     _write_campaign_json(run_dir, config, space, table, table_path, status=status, ray_info=ray_info,
                          quality=settings.quality)
     _refresh_progress(study, config, progress)
+    stopped = None
+    if screen.exhausted:
+        stopped = (f"the sampler proposed {screen.in_a_row} architectures in a row that break the constraints; "
+                   "loosen them, or use a sampler that screens its candidates (screened-ehvi)")
+        log(f"stopped: {stopped}")
     return CampaignResult(run_dir, config.name, progress.done, progress.done - progress.failed, progress.failed,
                           progress.feasible, pareto, time.perf_counter() - started, stale=progress.stale,
-                          evaluated_here=evaluated, interrupted=stop.requested)
+                          evaluated_here=evaluated, interrupted=stop.requested, screened=progress.screened,
+                          stopped=stopped)
 
 
 DRIVER_FILE = "driver.json"
@@ -375,7 +396,7 @@ class _StopFlag:
 
 
 def _drive_on_ray(study, space, config, settings, total, progress, on_progress, log, me, stop, run_dir: Path,
-                  ray_info: dict[str, Any]) -> int:
+                  ray_info: dict[str, Any], screen=None) -> int:
     from vidnas.runners._executors import RayExecutor
     from vidnas.runners._ray import RaySession
 
@@ -387,7 +408,7 @@ def _drive_on_ray(study, space, config, settings, total, progress, on_progress, 
         executor = RayExecutor(settings, workers=config.workers, cpus=r.cpus_per_trial, gpus=r.gpus_per_trial,
                                resources=dict(r.resources), timeout_s=config.trial_timeout_s)
         try:
-            return _drive(study, space, config, executor, total, progress, on_progress, log, me, stop)
+            return _drive(study, space, config, executor, total, progress, on_progress, log, me, stop, screen=screen)
         finally:
             ray_info.update(session.describe())
             executor.cancel_all()
@@ -399,8 +420,12 @@ MAX_REQUEUES = 2
 
 
 def _drive(study, space, config: CampaignConfig, executor, total: int, progress: Progress,
-           on_progress: Callable[[Progress], None] | None, log: Callable[[str], None], me: str, stop) -> int:
-    """Ask, evaluate and tell until the budget is spent; return the evaluations this driver told."""
+           on_progress: Callable[[Progress], None] | None, log: Callable[[str], None], me: str, stop,
+           screen=None) -> int:
+    """Ask, evaluate and tell until the budget is spent; return the evaluations this driver told.
+
+    ``screen`` (a :class:`~vidnas.runners._screen.Screen`) records architectures that break a cheap
+    constraint without evaluating them; they do not count against the budget."""
     keeper = HeartbeatKeeper(study._storage, config.heartbeat_s)
     inflight: dict[Any, Any] = {}  # executor key -> trial
     evaluated, last_check = 0, 0.0
@@ -412,14 +437,21 @@ def _drive(study, space, config: CampaignConfig, executor, total: int, progress:
                 stale = fail_heartbeat_stale(study)
                 if stale:
                     log(f"trials {stale} lost their driver's heartbeat: marked stale and re-queued")
-            while len(inflight) < executor.slots and not stop.requested and open_budget(study, total):
+            while (len(inflight) < executor.slots and not stop.requested and open_budget(study, total)
+                   and not (screen is not None and screen.exhausted)):
                 trial = study.ask()
                 keeper.add(trial._trial_id)
                 trial.set_user_attr("driver", me)
+                spec = None
+                if screen is not None and screen.active:  # screened first: a screened trial claims no budget
+                    spec = space.sample(trial)
+                    if screen.screen(study, trial, spec):
+                        keeper.discard(trial._trial_id)
+                        continue
                 if not claim(study, trial, total):
                     keeper.discard(trial._trial_id)
                     break
-                spec = space.sample(trial)
+                spec = spec or space.sample(trial)
                 inflight[executor.submit(spec.to_json())] = trial
             if not inflight:
                 if keeper.enabled and _foreign_running(study):  # others' trials may still be re-queued
@@ -479,6 +511,7 @@ def _refresh_progress(study, config: CampaignConfig, progress: Progress) -> None
     progress.failed = sum(t.state == TrialState.FAIL for t in trials)
     progress.feasible = sum(t.state == TrialState.COMPLETE and _feasible(t) for t in trials)
     progress.stale = sum(is_stale(t) for t in everything)
+    progress.screened = sum(is_screened(t) for t in everything)
     progress.pareto = len(pareto_trials(study, config))
 
 
@@ -545,6 +578,7 @@ def write_trials(study, config: CampaignConfig, run_dir: Path) -> Path:
         complete = t.state.name == "COMPLETE"
         row: dict[str, Any] = {"number": t.number, "state": t.state.name, "feasible": complete and _feasible(t),
                                "pareto": t.number in pareto, "stale": is_stale(t), "surplus": is_surplus(t),
+                               "screened": is_screened(t),
                                "counted": counts(t),
                                "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
                                "params": json.dumps(t.params, sort_keys=True, default=str)}

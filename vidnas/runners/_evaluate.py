@@ -83,13 +83,31 @@ def _percentile(value: float, population: list[float]) -> float:
     return below / max(1, len(population))
 
 
+def cheap_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
+    """The cheap metrics of one architecture (see :mod:`vidnas.runners._metrics`): latency from the
+    table or the roofline (with ``video_ms`` and the per-slot breakdown), params, FLOPs and memory.
+
+    Counts are per network call: at batch 2 when classifier-free guidance is batched.
+    """
+    from vidnas.search_space import ITEMSIZE, count_spec
+
+    out: dict[str, Any] = {}
+    if settings.table is not None or settings.roofline is not None:
+        out.update(latency_metrics(spec, settings))
+    call_batch = 2 if settings.cfg == "batched" else settings.batch
+    report = count_spec(spec, batch=call_batch)
+    # memory_bytes: weights plus peak activations, as latency_models.memory_bytes (float32)
+    out.update(params=report.params, flops=report.flops,
+               memory_bytes=report.params * ITEMSIZE["float32"] + report.activation_bytes)
+    return out
+
+
 def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
-    """All metrics of one architecture, with the seconds each part took."""
+    """All metrics of one architecture, with the seconds each part took: the cheap ones first."""
     import torch
 
-    from vidnas.latency_models import memory_bytes
     from vidnas.proxies import ProxyBatch, TrainConfig, get_proxy
-    from vidnas.search_space import count_spec
+    from vidnas.runners._metrics import ENSEMBLE_PREFIX, PROXY_PREFIX, parse_metric, proxies_of
 
     torch.set_num_threads(settings.threads)
     start = time.perf_counter()
@@ -97,17 +115,11 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
     out: dict[str, Any] = {"arch_id": spec.arch_id, "op_counts": spec.op_counts()}
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    call_batch = 2 if settings.cfg == "batched" else settings.batch
-    if settings.table is not None or settings.roofline is not None:
-        out.update(latency_metrics(spec, settings))
-    report = count_spec(spec, batch=call_batch)
-    out.update(params=report.params, flops=report.flops,
-               memory_bytes=memory_bytes(spec, batch=call_batch)["total_bytes"])
+    out.update(cheap_metrics(spec, settings))
     seconds["latency_and_counts"] = time.perf_counter() - t0
-    proxy_names = {m[6:] for m in settings.metrics if m.startswith("proxy:")}
-    ensemble_paths = [m[9:] for m in settings.metrics if m.startswith("ensemble:")]
-    for path in ensemble_paths:
-        proxy_names |= {member["proxy"] for member in settings.ensembles[path]["ensemble"]["members_all_data"]}
+    metrics = [parse_metric(m, check=False) for m in settings.metrics]
+    proxy_names = proxies_of(metrics, settings.ensembles)
+    ensemble_paths = [m.ensemble_path for m in metrics if m.ensemble_path is not None]
     batch = None
     values: dict[str, float] = {}
     if proxy_names and settings.quality is not None:
@@ -121,7 +133,7 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
     else:
         quality_spec, backbone, supernet = spec, None, None
     train = TrainConfig(steps=settings.proxy_train_steps, data=settings.proxy_data)
-    for name in sorted(proxy_names):
+    for name in proxy_names:
         if settings.quality is not None:
             check_memory(quality_spec, name, clips=settings.proxy_clips, train_batch=train.batch_size,
                          budget=settings.quality.memory_budget_bytes)
@@ -130,15 +142,15 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
                                           train=train, backbone=backbone, supernet=supernet)
         t0 = time.perf_counter()
         values[name] = float(get_proxy(name).fn(quality_spec, batch, settings.proxy_seed))
-        seconds[f"proxy:{name}"] = time.perf_counter() - t0
-        out[f"proxy:{name}"] = values[name]
+        seconds[PROXY_PREFIX + name] = time.perf_counter() - t0
+        out[PROXY_PREFIX + name] = values[name]
     for path in ensemble_paths:
         summary = settings.ensembles[path]
         score = 0.0
         for member in summary["ensemble"]["members_all_data"]:
             population = settings.ensemble_rows[path][member["proxy"]]
             score += member["sign"] * _percentile(values[member["proxy"]], population)
-        out[f"ensemble:{path}"] = score
+        out[ENSEMBLE_PREFIX + path] = score
     seconds["total"] = time.perf_counter() - start
     out["seconds"] = seconds
     return out

@@ -44,22 +44,23 @@ class QualitySettings:
         return dataclasses.asdict(self)
 
 
-def _needs(metrics: list[str]) -> tuple[list[str], bool]:
+def _needs(proxies: list[str]) -> tuple[list[str], bool]:
     from vidnas.proxies import get_proxy
 
-    proxies = [m[6:] for m in metrics if m.startswith("proxy:")]
     return proxies, any("supernet" in get_proxy(p).requires for p in proxies)
 
 
-def prepare_quality(config, metrics: list[str], log: Callable[[str], None] = lambda m: None
+def prepare_quality(config, proxies: list[str], log: Callable[[str], None] = lambda m: None
                     ) -> QualitySettings | None:
-    """Choose the proxy scale, pretrain the backbone and train the supernet (cached) for ``config``."""
+    """Choose the proxy scale, pretrain the backbone and train the supernet (cached) for ``config``.
+
+    ``proxies``: the registered proxies the campaign computes (``runners._metrics.proxies_of``)."""
     from vidnas.proxies import PretrainConfig, SupernetConfig, pretrain_backbone, train_supernet
     from vidnas.proxies._pretrain import backbone_path
     from vidnas.proxies._scale import ProxyScale, choose_scale, scale_summary
     from vidnas.proxies._supernet import supernet_dir
 
-    proxies, needs_supernet = _needs(metrics)
+    proxies, needs_supernet = _needs(list(proxies))
     if not proxies:
         return None
     p = config.proxy

@@ -9,7 +9,8 @@ and the budget is the size of the space. The factory receives the options with d
 filled in, and a :class:`SamplerContext` (seed, space, objective directions, metrics,
 constraints) that may grow new fields without breaking existing factories.
 
-Built-in: ``nsga2`` (the default), ``tpe``, ``random``, ``exhaustive``. Third-party
+Built-in: ``nsga2`` (the default), ``tpe``, ``random``, ``exhaustive`` and ``screened-ehvi``
+(:mod:`vidnas.runners._screened_ehvi`). Third-party
 packages register theirs through the ``vidnas.samplers`` entry point group (see
 :mod:`vidnas._plugins`).
 """
@@ -75,6 +76,7 @@ class SamplerContext:
     directions: tuple[str, ...]  # "minimize" / "maximize" per objective
     metrics: tuple[str, ...] = ()  # the objectives' metric names, in order
     constraints: Mapping[str, float] = dataclasses.field(default_factory=dict)  # metric -> upper bound
+    cheap: Any = None  # the campaign's CheapModel (vectorised cheap metrics of the space), when it has one
 
 
 SamplerFactory = Callable[[Mapping[str, Any], SamplerContext], Any]
@@ -198,3 +200,26 @@ def _exhaustive(options: Mapping[str, Any], context: SamplerContext):
 
     # Every trial is enqueued with its parameters; the sampler only fills a trial no queue entry covers.
     return optuna.samplers.RandomSampler(seed=context.seed)
+
+
+@register_sampler("screened-ehvi", summary="screens a pool of candidates by the cheap objectives and constraints, "
+                                          "then picks each expensive evaluation by expected hypervolume "
+                                          "improvement under a Bayesian linear surrogate", options=(
+    SamplerOption("pool_size", int, 100_000, "candidates screened (the whole space when it has fewer)", minimum=1),
+    SamplerOption("n_startup_trials", int, None, "space-filling trials before the surrogate is used (default: "
+                                                 "enough to try every option once, at least 5)", minimum=1),
+    SamplerOption("surrogate", str, "ard", "Bayesian linear regression on one-hot choices with one prior precision "
+                                           "per slot group (ard) or one for all (ridge)", choices=("ard", "ridge")),
+    SamplerOption("warp", str, "log", "the expensive objective as modelled: log-warped towards its best values "
+                                      "(log) or as measured (none)", choices=("log", "none")),
+    SamplerOption("exploration", float, 0.5, "multiplier of the surrogate's predictive standard deviation "
+                                             "(1: plain expected improvement; larger explores more)", minimum=0.0),
+    SamplerOption("neighbours", bool, True, "add every one-choice change of the current front to the candidates "
+                                            "(spaces larger than the pool)"),
+))
+def _screened_ehvi(options: Mapping[str, Any], context: SamplerContext):
+    from vidnas.runners._screened_ehvi import ScreenedEHVISampler
+
+    return ScreenedEHVISampler(space=context.space, cheap=context.cheap, metrics=context.metrics,
+                               directions=context.directions, constraints=context.constraints, seed=context.seed,
+                               **options)

@@ -6,8 +6,9 @@ exact and lose nothing:
 
 * **Counted trials.** A trial counts against the budget unless it is *stale* (a FAIL
   whose evaluation never finished: its driver died or was interrupted, or its Ray worker
-  or node died; its parameters are re-queued) or *surplus* (claimed by a driver after
-  the budget was full; never evaluated).
+  or node died; its parameters are re-queued), *surplus* (claimed by a driver after
+  the budget was full; never evaluated) or *screened* (PRUNED: its architecture breaks a
+  constraint the cheap metrics decide, so it was never evaluated; see ``runners._screen``).
 * **Claiming.** Trial numbers are assigned by the storage, in order. After ``ask`` a
   driver counts the counting trials numbered below its own; when they already fill the
   budget, its trial is surplus. Two drivers asking at once therefore never both take
@@ -39,6 +40,7 @@ __all__ = [
     "counts",
     "driver_id",
     "fail_heartbeat_stale",
+    "is_screened",
     "is_stale",
     "is_surplus",
     "mark_stale",
@@ -80,9 +82,15 @@ def is_surplus(trial) -> bool:
     return trial.state == TrialState.FAIL and bool(trial.user_attrs.get("surplus"))
 
 
+def is_screened(trial) -> bool:
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.PRUNED and bool(trial.user_attrs.get("screened"))
+
+
 def counts(trial) -> bool:
     """Whether the trial counts against the budget (any state)."""
-    return not is_stale(trial) and not is_surplus(trial)
+    return not is_stale(trial) and not is_surplus(trial) and not is_screened(trial)
 
 
 def counted_trials(study) -> int:

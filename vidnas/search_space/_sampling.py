@@ -300,6 +300,38 @@ def _tiny_enum(**shape: int | None) -> SearchSpace:
                                   summary="tiny UNet, one choice per level and position: small enough to enumerate")
 
 
+def _tiny_enum_groups(name: str, attention: Sequence[tuple[str, str, Sequence[OpOption]]], summary: str,
+                     **shape: int | None) -> SearchSpace:
+    """The tiny UNet with one choice per stage and level at its conv blocks (five groups of four options)
+    and the given attention groups ``(group name, slot pattern, options)``: enumerable benchmark spaces."""
+    base = get_preset("tiny").spec(**shape)
+    res = [_opt("none"), _opt("conv1d", kernel=(3,)), _opt("shift"), _opt("conv2plus1d")]
+    res_groups = SearchSpace.from_rules(name, base, [("*.res", res)], tie="stage_level_position").groups
+    attn_groups = []
+    for group, pattern, options in attention:
+        slots = tuple(s.name for s in base.slots() if fnmatch.fnmatchcase(s.name, pattern))
+        attn_groups.append(SlotGroup(group, slots, tuple(options)))
+    return SearchSpace(name, base, res_groups + tuple(attn_groups), summary)
+
+
+def _tiny_enum_3k(**shape: int | None) -> SearchSpace:
+    attn = [_opt("none"), _opt("attn1d"), _opt("attn3d")]
+    summary = ("tiny UNet, 3,072 architectures: a conv choice per stage and level, one attention choice for all "
+               "(a search benchmark)")
+    return _tiny_enum_groups("tiny-enum-3k", [("L1.attn", "*.attn", attn)], summary, **shape)
+
+
+def _tiny_enum_30k(**shape: int | None) -> SearchSpace:
+    down = [_opt("none"), _opt("attn1d")]
+    mid = [_opt("none"), _opt("attn1d"), _opt("attn3d")]
+    up = [_opt("none"), _opt("attn1d"), _opt("attn1d_causal"), _opt("attn3d"), _opt("xattn1d")]
+    attention = [("down.L1.attn", "down.*.attn", down), ("mid.L1.attn", "mid.*.attn", mid),
+                 ("up.L1.attn", "up.*.attn", up)]
+    summary = ("tiny UNet, 30,720 architectures: a conv choice per stage and level, an attention choice per stage "
+               "(a search benchmark)")
+    return _tiny_enum_groups("tiny-enum-30k", attention, summary, **shape)
+
+
 def _flops_mislead(**shape: int | None) -> SearchSpace:
     """Options whose FLOPs and latency disagree: zero-FLOP and memory-bound ops beside dense ones.
 
@@ -350,6 +382,8 @@ def _svd_pruning(preset: str, **shape: int | None) -> SearchSpace:
 _SPACES = {
     "tiny": _tiny,
     "tiny-enum": _tiny_enum,
+    "tiny-enum-3k": _tiny_enum_3k,
+    "tiny-enum-30k": _tiny_enum_30k,
     "flops-mislead": _flops_mislead,
     "snapgen-v": _snapgen_v,
     "mobilevd": lambda **shape: _svd_pruning("mobilevd", **shape),
