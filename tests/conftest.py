@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# One cache for the session (inherited by the CLI subprocesses): tests neither read a warm user
+# cache (CI starts cold) nor leave tables and backbones in it.
+os.environ.setdefault("VIDNAS_CACHE", tempfile.mkdtemp(prefix="vidnas-test-cache-"))
 
 # Parameter variants exercised per registered op (defaults are always tested). An op
 # registered later gets the default-parameter tests without an entry here.

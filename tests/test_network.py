@@ -37,7 +37,7 @@ def campaign_file(tmp_path: Path, trials: int, train_steps: int | None = None) -
         "name": "net", "space": {"name": "tiny-enum"},
         "target": {"backend": "debug", "build": {"quick": True, "max_seconds": 0.05, "cache": False}},
         "objectives": [{"metric": "latency_ms", "direction": "minimize"}, quality],
-        "proxy": {"clips": 2, "seed": 0, "train_steps": train_steps or 1},
+        "proxy": {"clips": 2, "seed": 0, "train_steps": train_steps or 1, "pretrain_steps": 2},
         "sampler": {"name": "random", "seed": 0}, "trials": trials, "workers": 2,
     }))
     return path

@@ -39,7 +39,7 @@ def campaign(tmp_path: Path, name: str, train_steps: int | None = None, trials: 
         "name": name, "space": {"name": "tiny-enum"},
         "target": {"backend": "debug", "build": {"quick": True, "max_seconds": 0.05, "cache": False}},
         "objectives": [{"metric": "latency_ms", "direction": "minimize"}, quality],
-        "proxy": {"clips": 2, "seed": 0, "train_steps": train_steps or 1},
+        "proxy": {"clips": 2, "seed": 0, "train_steps": train_steps or 1, "pretrain_steps": 2},
         "sampler": {"name": "random", "seed": 0}, "trials": trials, "workers": 1,
         "heartbeat_s": 1, "stale_after_s": 4,
     }))

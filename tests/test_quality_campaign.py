@@ -111,3 +111,30 @@ def test_automatic_proxy_scale_fits_the_budgets_or_names_them():
     with pytest.raises(SpecError) as info:
         choose_scale("tiny", real, memory_budget_bytes=1e6, seconds_budget=1e9, steps=10, batch_size=2)
     assert info.value.field == "proxy.memory_budget_bytes" and "GiB" in str(info.value)
+
+
+def test_training_free_proxies_need_no_pretrained_backbone(tmp_path):
+    """SynFlow sees the network at random initialisation in a campaign as in a calibration: nothing is
+    pretrained for it (the default campaign pays no backbone training), and the proxy scale still holds."""
+    from vidnas.proxies import ProxyBatch, score
+    from vidnas.search_space import get_space
+
+    logs: list[str] = []
+    result = run_campaign(config(objectives=[{"metric": "latency_ms", "direction": "minimize"},
+                                             {"metric": "proxy:synflow", "direction": "maximize"}]),
+                          tmp_path / "run", local=True, log=logs.append)
+    assert result.complete == 4
+    quality = json.loads((tmp_path / "run" / "campaign.json").read_text())["quality"]
+    assert quality["pretrain"] is None and quality["backbone_path"] is None and quality["scale"]["height"] == 64
+    assert not any("pretrained backbone" in line for line in logs)
+
+    class Marker:  # a backbone a training-free proxy must never touch
+        backbone_id = "marker"
+
+        def __getattr__(self, name):
+            raise AssertionError(f"a training-free proxy used the backbone ({name})")
+
+    spec = get_space("tiny", frames=4, height=64, width=64).base
+    batch = ProxyBatch.procedural(spec, clips=1, seed=0)
+    marked = ProxyBatch(batch.clips, batch.train, backbone=Marker())
+    assert score(spec, ["synflow"], marked)["synflow"]["value"] == score(spec, ["synflow"], batch)["synflow"]["value"]

@@ -38,7 +38,7 @@ def campaign(tmp_path: Path, name: str, trials: int, ray: dict, train_steps: int
         "target": {"backend": "debug", "build": {"quick": True, "max_seconds": 0.05, "cache": False}},
         "objectives": [{"metric": "latency_ms", "direction": "minimize"},
                        {"metric": "proxy:heldout_loss_short", "direction": "minimize"}],
-        "proxy": {"clips": 2, "seed": 0, "train_steps": train_steps},
+        "proxy": {"clips": 2, "seed": 0, "train_steps": train_steps, "pretrain_steps": 2},
         "sampler": {"name": "random", "seed": 0}, "trials": trials, "workers": 2, "ray": ray,
     }))
     return path

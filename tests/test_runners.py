@@ -127,7 +127,7 @@ def test_a_slow_trial_times_out_and_the_campaign_goes_on(tmp_path):
     config = config_with(trials=3, workers=1, trial_timeout_s=0.5,
                          objectives=[{"metric": "latency_ms", "direction": "minimize"},
                                      {"metric": "proxy:heldout_loss_short", "direction": "minimize"}],
-                         proxy={"clips": 2, "seed": 0, "train_steps": 200})
+                         proxy={"clips": 2, "seed": 0, "train_steps": 200, "pretrain_steps": 2})
     result = run_campaign(config, tmp_path / "slow", local=False)
     assert result.failed == 3
     import pandas as pd

@@ -145,7 +145,7 @@ def roofline_stream_estimate(spec: ArchSpec, device: str | DeviceSpec, *, chunk_
             "first_chunk_ms": per_chunk_ms[0], "first_chunk_decoded_frames": first_frames,
             "steady_chunk_ms": steady_ms, "decoded_frames_per_chunk": chunk_frames * factor,
             "steady_fps": chunk_frames * factor * 1000 / steady_ms,
-            "excludes": "text encoder, autoencoder decoding, sampler arithmetic; kernels at datasheet peaks"}
+            "excludes": "text encoder, autoencoder decoding, sampler arithmetic"}
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -1,8 +1,9 @@
 """The built-in proxies: counts, training-free scores, temporal measures, one-shot, short training.
 
-Training-free proxies see the network at initialisation: on the pretrained spatial
-backbone when the batch carries one (the candidate as the ground truth starts it), else at
-random. The temporal layers' zero-initialised output layers (identity at insertion) would
+Training-free proxies see the network at its random initialisation (never the pretrained
+backbone: they cost nothing to prepare, and mean the same in a calibration and a campaign);
+training proxies train the candidate as the ground truth does, on the pretrained spatial
+backbone when the batch carries one, as one-shot proxies do. The temporal layers' zero-initialised output layers (identity at insertion) would
 hide them, so probes first re-initialise every all-zero layer with its module's default
 initialisation; without that, every architecture would look like the image model at step 0.
 One-shot proxies read the space's trained supernet; training proxies train the candidate
@@ -310,7 +311,7 @@ def heldout_short_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     return trained(spec, batch, seed).heldout_loss
 
 
-@register_proxy("temporal_order_gap", kind="temporal", higher_is_better=True,
+@register_proxy("temporal_order_gap", kind="temporal", higher_is_better=True, uses_backbone=True,
                 summary="held-out loss on frame-shuffled clips minus on ordered clips, after the short run",
                 cost="batch.train.steps training steps")
 def temporal_order_gap_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:

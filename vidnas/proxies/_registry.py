@@ -5,7 +5,11 @@ kind (``count``, ``zero_cost``, ``temporal``, ``one_shot``, ``training``), its o
 (``higher_is_better``: the direction the proxy *claims* predicts quality; calibration
 reports whether it does), a word on its cost, and what it needs beyond clips
 (``requires``: ``backbone`` for the pretrained spatial backbone, ``supernet`` for a trained
-supernet of the space), which the :class:`ProxyBatch` carries. Third-party packages register
+supernet of the space), which the :class:`ProxyBatch` carries. ``uses_backbone``: whether the
+proxy sees the pretrained backbone when the batch carries one (training and one-shot proxies,
+and any that requires it); the others always see the network at its random initialisation, so a
+proxy means the same in a calibration (which pretrains the backbone for its truth) and in a
+campaign (which pretrains it only for the proxies that use it). Third-party packages register
 proxies through the ``vidnas.proxies`` entry point group (see :mod:`vidnas._plugins`).
 """
 
@@ -62,14 +66,19 @@ class ProxyDef:
     summary: str
     cost: str
     requires: tuple[str, ...] = ()
+    uses_backbone: bool = False
 
 
 _PROXIES: dict[str, ProxyDef] = {}
 
 
 def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str,
-                   cost: str, requires: tuple[str, ...] = ()) -> Callable[[ProxyFn], ProxyFn]:
-    """Decorator registering ``fn(spec, batch, seed) -> float`` as proxy ``name``."""
+                   cost: str, requires: tuple[str, ...] = (), uses_backbone: bool | None = None
+                   ) -> Callable[[ProxyFn], ProxyFn]:
+    """Decorator registering ``fn(spec, batch, seed) -> float`` as proxy ``name``.
+
+    ``uses_backbone`` defaults to True for ``training`` and ``one_shot`` proxies and those that
+    require the backbone or a supernet."""
     if kind not in KINDS:
         raise SpecError("kind", kind, "is not a proxy kind", f"choose one of {list(KINDS)}")
     for need in requires:
@@ -80,7 +89,9 @@ def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str
     def decorate(fn: ProxyFn) -> ProxyFn:
         if name in _PROXIES:
             warnings.warn(f"proxy `{name}` is registered again; the new definition replaces it", stacklevel=2)
-        _PROXIES[name] = ProxyDef(name, fn, kind, higher_is_better, summary, cost, tuple(requires))
+        uses = (kind in ("training", "one_shot") or bool(set(requires) & {"backbone", "supernet"})
+                if uses_backbone is None else uses_backbone)
+        _PROXIES[name] = ProxyDef(name, fn, kind, higher_is_better, summary, cost, tuple(requires), uses)
         note_registration("vidnas.proxies", name, getattr(fn, "__module__", None))
         return fn
 
@@ -116,8 +127,9 @@ def score(spec: ArchSpec, names: list[str], batch: ProxyBatch | None = None, *, 
         if missing:
             raise SpecError("proxy", name, f"needs a {missing[0]} that was not given",
                             "train or load it first (`vidnas proxies supernet`; or pass --supernet DIR)")
+        seen = batch if proxy.uses_backbone or batch.backbone is None else dataclasses.replace(batch, backbone=None)
         start = time.perf_counter()
-        value = float(proxy.fn(spec, batch, seed))
+        value = float(proxy.fn(spec, seen, seed))
         out[name] = {"value": value, "seconds": time.perf_counter() - start, "kind": proxy.kind,
                      "higher_is_better": proxy.higher_is_better}
     return out

@@ -417,6 +417,7 @@ def _drive_on_ray(study, space, config, settings, total, progress, on_progress, 
 # A trial whose infrastructure failed is re-queued at most this many times (a deterministic failure,
 # such as resources no node has, must not loop forever).
 MAX_REQUEUES = 2
+INTERRUPTED = "campaign interrupted (SIGINT) while the trial ran; re-queued"
 
 
 def _drive(study, space, config: CampaignConfig, executor, total: int, progress: Progress,
@@ -461,14 +462,16 @@ def _drive(study, space, config: CampaignConfig, executor, total: int, progress:
             for key, outcome in executor.collect(timeout=1.0):
                 trial = inflight.pop(key)
                 keeper.discard(trial._trial_id)
+                if stop.requested and outcome.result is None:  # Ctrl-C reached the worker too: not the trial's fault
+                    mark_stale(study, trial._trial_id, trial.number, dict(trial.params), INTERRUPTED)
+                    continue
                 evaluated += _record(study, trial, config, outcome, log)
                 _refresh_progress(study, config, progress)
                 if on_progress:
                     on_progress(progress)
         if stop.requested:
-            reason = "campaign interrupted (SIGINT) while the trial ran; re-queued"
             for trial in inflight.values():
-                mark_stale(study, trial._trial_id, trial.number, dict(trial.params), reason)
+                mark_stale(study, trial._trial_id, trial.number, dict(trial.params), INTERRUPTED)
             if inflight:
                 log(f"{len(inflight)} trials in flight marked stale and re-queued: "
                     f"{sorted(t.number for t in inflight.values())}")

@@ -34,8 +34,8 @@ class QualitySettings:
     scale: dict[str, Any]  # ProxyScale fields
     scale_choice: dict[str, Any] | None  # how an automatic scale was chosen
     data: str
-    pretrain: dict[str, Any]  # PretrainConfig fields
-    backbone_path: str
+    pretrain: dict[str, Any] | None  # PretrainConfig fields, when a proxy uses the pretrained backbone
+    backbone_path: str | None
     supernet: dict[str, Any] | None  # SupernetConfig fields, when a supernet signal is used
     supernet_path: str | None
     memory_budget_bytes: float
@@ -45,9 +45,12 @@ class QualitySettings:
 
 
 def _needs(proxies: list[str]) -> tuple[list[str], bool]:
+    """The proxies that see the pretrained backbone (none: nothing to prepare), and whether one needs
+    the supernet."""
     from vidnas.proxies import get_proxy
 
-    return proxies, any("supernet" in get_proxy(p).requires for p in proxies)
+    using = [p for p in proxies if get_proxy(p).uses_backbone]
+    return using, any("supernet" in get_proxy(p).requires for p in using)
 
 
 def prepare_quality(config, proxies: list[str], log: Callable[[str], None] = lambda m: None
@@ -60,9 +63,9 @@ def prepare_quality(config, proxies: list[str], log: Callable[[str], None] = lam
     from vidnas.proxies._scale import ProxyScale, choose_scale, scale_summary
     from vidnas.proxies._supernet import supernet_dir
 
-    proxies, needs_supernet = _needs(list(proxies))
     if not proxies:
         return None
+    using, needs_supernet = _needs(list(proxies))
     p = config.proxy
     real = {k: getattr(config.space, k) for k in ("frames", "height", "width", "width_mult")}
     s = p.supernet
@@ -80,21 +83,22 @@ def prepare_quality(config, proxies: list[str], log: Callable[[str], None] = lam
         scale = ProxyScale(frames=p.scale.frames, height=p.scale.height, width=p.scale.width,
                            width_mult=p.scale.width_mult)
     space = scale.space(config.space.name, real)
-    pretrain = PretrainConfig(steps=p.pretrain_steps, data=p.data, seed=p.seed)
-    path = backbone_path(space.base.replace_choices({s.name: "none" for s in space.base.slots()}), pretrain)
-    log(f"pretrained backbone: {path} ({'cached' if path.exists() else 'training now'})")
-    backbone = pretrain_backbone(space.base, pretrain,
-                                 progress=lambda i, n: log(f"backbone step {i}/{n}") if i % 100 == 0 else None)
-    supernet_path = None
-    if needs_supernet:
-        directory = supernet_dir(space, supernet_config, backbone)
-        log(f"supernet: {directory} ({'resuming' if directory.exists() else 'training now'})")
-        train_supernet(space, backbone, supernet_config, out=directory,
-                       progress=lambda i, n: log(f"supernet step {i}/{n}") if i % 100 == 0 else None)
-        supernet_path = str(directory)
+    pretrain = path = supernet_path = None
+    if using:  # only training and one-shot proxies see the pretrained backbone
+        pretrain = PretrainConfig(steps=p.pretrain_steps, data=p.data, seed=p.seed)
+        path = backbone_path(space.base.replace_choices({s.name: "none" for s in space.base.slots()}), pretrain)
+        log(f"pretrained backbone: {path} ({'cached' if path.exists() else 'training now'})")
+        backbone = pretrain_backbone(space.base, pretrain,
+                                     progress=lambda i, n: log(f"backbone step {i}/{n}") if i % 100 == 0 else None)
+        if needs_supernet:
+            directory = supernet_dir(space, supernet_config, backbone)
+            log(f"supernet: {directory} ({'resuming' if directory.exists() else 'training now'})")
+            train_supernet(space, backbone, supernet_config, out=directory,
+                           progress=lambda i, n: log(f"supernet step {i}/{n}") if i % 100 == 0 else None)
+            supernet_path = str(directory)
     return QualitySettings(space=config.space.name, real_shape=real, scale=scale.to_dict(),
                            scale_choice=choice.to_dict() if choice else None, data=p.data,
-                           pretrain=pretrain.key(), backbone_path=str(path),
+                           pretrain=pretrain.key() if pretrain else None, backbone_path=str(path) if path else None,
                            supernet=supernet_config.to_dict() if needs_supernet else None,
                            supernet_path=supernet_path, memory_budget_bytes=p.memory_budget_bytes)
 
@@ -112,7 +116,7 @@ def proxy_context(settings: QualitySettings) -> tuple[SearchSpace, Any, Any]:
         from vidnas.proxies._scale import ProxyScale
 
         space = ProxyScale(**settings.scale).space(settings.space, settings.real_shape)
-        backbone = PretrainedBackbone.load(Path(settings.backbone_path))
+        backbone = PretrainedBackbone.load(Path(settings.backbone_path)) if settings.backbone_path else None
         supernet = None
         if settings.supernet_path is not None:
             supernet = load_supernet(settings.supernet_path, space, backbone,
