@@ -282,7 +282,8 @@ def stream_command(
             emit_json(est)
             return
         stdout_console().print(
-            f"[yellow]ESTIMATE[/] (roofline lower bound on {roofline}, {dtype}; not counted: {est['excludes']}; kernels at datasheet peaks): first chunk "
+            f"[yellow]ESTIMATE[/] (roofline lower bound on {roofline}, {dtype}; not counted: {est['excludes']}; "
+            f"kernels at datasheet peaks): first chunk "
             f"({chunk} latent frames = {est['first_chunk_decoded_frames']} decoded, {steps}+1 passes) "
             f"{est['first_chunk_ms']:.1f} ms; steady {est['steady_fps']:.1f} decoded frames/s "
             f"({est['steady_chunk_ms']:.1f} ms per chunk of {est['decoded_frames_per_chunk']})")

@@ -3,11 +3,10 @@
 Training-free proxies see the network at its random initialisation (never the pretrained
 backbone: they cost nothing to prepare, and mean the same in a calibration and a campaign);
 training proxies train the candidate as the ground truth does, on the pretrained spatial
-backbone when the batch carries one, as one-shot proxies do. The temporal layers' zero-initialised output layers (identity at insertion) would
-hide them, so probes first re-initialise every all-zero layer with its module's default
-initialisation; without that, every architecture would look like the image model at step 0.
-One-shot proxies read the space's trained supernet; training proxies train the candidate
-briefly with the ground truth's protocol.
+backbone when the batch carries one; one-shot proxies read the space's trained supernet. The
+temporal layers' zero-initialised output layers (identity at insertion) would hide them, so
+probes first re-initialise every all-zero layer with its module's default initialisation;
+without that, every architecture would look like the image model at step 0.
 """
 
 from __future__ import annotations
