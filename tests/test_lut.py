@@ -138,6 +138,7 @@ def test_summary_reports_coverage_and_noise(tmp_path):
     assert summary["coverage"]["missing"]
 
 
+@pytest.mark.slow
 def test_coreml_bundle_round_trip_through_the_timing_script(tmp_path):
     """Export Core ML models with the timing script, run it in simulation mode (real Core ML
     timing needs macOS), import its CSV: the table then covers the space."""

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from vidnas.runners._ray import is_loopback
 
@@ -97,6 +98,7 @@ def test_a_local_campaign_listens_on_loopback_only(tmp_path):
     assert record["guard"] == "Ray token authentication"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     import optuna
 

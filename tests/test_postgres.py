@@ -99,6 +99,7 @@ def counted(study) -> list:
     return [t for t in study.trials if counts(t) and t.state.name in ("COMPLETE", "FAIL")]
 
 
+@pytest.mark.slow
 def test_a_campaign_on_postgresql_with_its_run_directory_and_report(postgres, tmp_path):
     run = tmp_path / "run"
     result = finish(start("search", str(campaign(tmp_path, "single", trials=6)), "--storage", postgres.url,
@@ -115,6 +116,7 @@ def test_a_campaign_on_postgresql_with_its_run_directory_and_report(postgres, tm
     assert report.returncode == 0 and "6 trials, 0 failed" in (run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_two_drivers_share_one_study(postgres, tmp_path):
     config = campaign(tmp_path, "pair", train_steps=3)
     a = start("search", str(config), "--storage", postgres.url, "--out", str(tmp_path / "a"), "--no-report", "--json")
@@ -132,6 +134,7 @@ def test_two_drivers_share_one_study(postgres, tmp_path):
     assert result_a["trials"] == result_b["trials"] == TOTAL
 
 
+@pytest.mark.slow
 def test_a_driver_killed_mid_campaign(postgres, tmp_path):
     """SIGKILL one driver: the other declares its trials stale (no heartbeat), re-runs them and finishes;
     `--resume` of the dead driver's run directory then sees the finished campaign. Nothing finished is lost."""

@@ -72,6 +72,7 @@ def nodes_of(run: Path) -> dict[str, dict]:
     return {n["node_id"]: n["resources"] for n in json.loads((run / "campaign.json").read_text())["ray"]["nodes"]}
 
 
+@pytest.mark.slow
 def test_trials_on_two_nodes_resources_and_a_lost_node(cluster, tmp_path):
     # 1. Per-trial resources: a GPU share and the worker node's label put every trial there.
     run = tmp_path / "placed"

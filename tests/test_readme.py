@@ -24,3 +24,16 @@ def test_readme_has_exactly_two_setup_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert readme_commands()[1] in ci.splitlines()
+
+
+def test_the_readme_campaign_is_a_valid_campaign():
+    """The campaign the README shows first (the one measured in benchmarks/RESULTS.md) parses as it stands."""
+    import yaml
+
+    from vidnas.runners import parse_config
+
+    text = (ROOT / "README.md").read_text()
+    block = re.findall(r"```yaml\n(.+?)\n```", text.split("## A campaign", 1)[1], flags=re.S)[0]
+    config = parse_config(yaml.safe_load(block))
+    assert config.space.name == "snapgen-v" and (config.space.frames, config.space.height) == (16, 288)
+    assert any(o.metric == "proxy:supernet" for o in config.objectives)

@@ -205,6 +205,7 @@ def test_sqlite_storage_by_url(tmp_path):
     assert result.trials == 3 and (tmp_path / "study.db").exists()
 
 
+@pytest.mark.slow
 def test_export_writes_models_for_the_pareto_set(tmp_path):
     from vidnas.runners import export_run
 
@@ -251,6 +252,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_campaign_on_an_existing_ray_cluster_leaves_it_running(tmp_path):
     """`--ray-address`: trials run on a cluster started by `ray start`; the campaign does not stop it."""
     import contextlib

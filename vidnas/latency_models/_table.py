@@ -256,8 +256,9 @@ class LatencyTable:
         path = Path(path)
         if not path.exists():
             raise SpecError("table", str(path), "does not exist", "build one with `vidnas lut build`")
-        try:
-            table = pq.read_table(path)
+        try:  # one open file: a table replaced (renamed over) while it is read is read whole, old or new
+            with open(path, "rb") as handle:
+                table = pq.read_table(handle)
         except Exception as exc:  # pyarrow raises several types for unreadable files
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SpecError("table", str(path), f"is not a readable Parquet file ({first})") from None
