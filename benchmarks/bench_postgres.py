@@ -4,7 +4,7 @@
 
 Starts a throwaway PostgreSQL server on loopback (tests/pgserver.py: Debian's `postgresql`
 package, installed when missing and running as root), or uses ``--url``. Then, on fresh
-studies of the same campaign (``tiny-enum``, debug-backend latency table, ``--train-steps``
+studies of the same campaign (``tiny-enum``, debug-backend latency table, a backbone pretrained 20 steps, ``--train-steps``
 steps of the short-training proxy per trial, or parameter count with 0):
 
 1. one driver (`vidnas search --storage URL`, local Ray, ``--workers`` evaluations in flight);
@@ -35,7 +35,7 @@ def campaign(path: Path, name: str, trials: int, workers: int, train_steps: int)
         "name": name, "space": {"name": "tiny-enum"},
         "target": {"backend": "debug", "build": {"quick": True, "max_seconds": 0.05, "cache": True}},
         "objectives": [{"metric": "latency_ms", "direction": "minimize"}, quality],
-        "proxy": {"clips": 2, "seed": 0, "train_steps": max(1, train_steps)},
+        "proxy": {"clips": 2, "seed": 0, "train_steps": max(1, train_steps), "pretrain_steps": 20},
         "sampler": {"name": "random", "seed": 0}, "trials": trials, "workers": workers,
     }))
     return path

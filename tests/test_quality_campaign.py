@@ -111,6 +111,9 @@ def test_automatic_proxy_scale_fits_the_budgets_or_names_them():
     with pytest.raises(SpecError) as info:
         choose_scale("tiny", real, memory_budget_bytes=1e6, seconds_budget=1e9, steps=10, batch_size=2)
     assert info.value.field == "proxy.memory_budget_bytes" and "GiB" in str(info.value)
+    with pytest.raises(SpecError) as info:  # over the time budget at the smallest scale: refused, not run for hours
+        choose_scale("tiny", real, memory_budget_bytes=1e12, seconds_budget=1e-3, steps=10, batch_size=2)
+    assert info.value.field == "proxy.seconds_budget" and "fit" in str(info.value)
 
 
 def test_training_free_proxies_need_no_pretrained_backbone(tmp_path):

@@ -204,8 +204,17 @@ def choose_scale(name: str, real: dict[str, Any], *, memory_budget_bytes: float,
         if need > memory_budget_bytes:
             continue
         seconds = steps * measured * count_spec(_largest_path(space)).flops / small_flops
-        if seconds > seconds_budget and scale is not smallest:
-            continue
+        if seconds > seconds_budget:
+            if scale is not smallest:
+                continue
+            fit = int(seconds_budget / (seconds / steps))
+            raise SpecError("proxy.seconds_budget", seconds_budget,
+                            f"fits no proxy scale of space {name}: even the smallest ({scale.frames} frames, "
+                            f"{scale.height}x{scale.width} px, width x{scale.width_mult}) needs about "
+                            f"{seconds / 60:.0f} min for {steps} training steps (backbone and supernet; "
+                            f"{seconds / steps:.2f} s per step measured)",
+                            f"raise the budget, or train fewer steps: about {fit} fit "
+                            "(proxy.pretrain_steps + proxy.supernet.steps)")
         return ScaleChoice(scale, need, seconds, memory_budget_bytes, seconds_budget, measured,
                            smallest.to_dict(), tried)
     need = supernet_bytes(small_space, batch_size=batch_size)
