@@ -46,8 +46,15 @@ def main() -> None:
 
     from vidnas._env import fingerprint
     from vidnas._stats import bootstrap_interval, kendall
-    from vidnas.proxies import (PretrainConfig, Supernet, SupernetConfig, TrainConfig, pretrain_backbone,
-                                stratified_sample, train_truths)
+    from vidnas.proxies import (
+        PretrainConfig,
+        Supernet,
+        SupernetConfig,
+        TrainConfig,
+        pretrain_backbone,
+        stratified_sample,
+        train_truths,
+    )
     from vidnas.search_space import count_spec, get_space
 
     torch.set_num_threads(1)
