@@ -4,8 +4,8 @@
 
 Starts a throwaway PostgreSQL server on loopback (tests/pgserver.py: Debian's `postgresql`
 package, installed when missing and running as root), or uses ``--url``. Then, on fresh
-studies of the same campaign (``tiny-enum``, debug-backend latency table, a backbone pretrained 20 steps, ``--train-steps``
-steps of the short-training proxy per trial, or parameter count with 0):
+studies of the same campaign (``tiny-enum``, debug-backend latency table, a backbone pretrained
+20 steps, ``--train-steps`` steps of the short-training proxy per trial, or parameter count with 0):
 
 1. one driver (`vidnas search --storage URL`, local Ray, ``--workers`` evaluations in flight);
 2. two drivers at once (two processes, as two machines would), each with ``--workers``.
