@@ -79,3 +79,19 @@ def test_violations_are_value_minus_bound():
     assert v.shape == (space.size, 2)
     assert np.allclose(v[:, 0], model.metric("params", rows) - 1_450_000) and (v[:, 1] < 0).all()
     assert 0 < (v[:, 0] <= 0).sum() < space.size  # the bound splits the space (used by the screening tests)
+
+
+@pytest.mark.parametrize("name", ["tiny", "snapgen-v"])
+def test_memory_of_many_identity_patterns_from_one_table_equals_the_count(name, monkeypatch):
+    """Past EXACT_PATTERNS distinct identity patterns, peak memory comes from the all-active table (checked
+    separable first); it must equal the per-spec count for every architecture."""
+    space = get_space(name, frames=4, height=64, width=64) if name == "snapgen-v" else get_space(name)
+    s = settings()
+    model = CheapModel.for_settings(space, s)
+    monkeypatch.setattr(CheapModel, "EXACT_PATTERNS", 2)
+    specs = space.random_specs(12, seed=9)
+    indices = np.stack([model.encode(x) for x in specs])
+    memory = model.metrics(["memory_bytes"], indices)["memory_bytes"]
+    assert model._cache.get("separable") is not None  # the one-table path was taken
+    for i, spec in enumerate(specs):
+        assert memory[i] == pytest.approx(cheap_metrics(spec, s)["memory_bytes"], rel=1e-12, abs=0), spec.arch_id

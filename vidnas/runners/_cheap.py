@@ -309,6 +309,37 @@ class CheapModel:
         patterns[code] = (float(constant), table)
         return patterns[code]
 
+    # Beyond this many identity patterns in one call, the peak is computed from one table when the space
+    # is separable (checked exactly on sampled patterns); each pattern costs a full count of a network.
+    EXACT_PATTERNS = 32
+
+    def _separable(self, unique: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """The table of the pattern with every slot active, when it gives every pattern's peak exactly.
+
+        Slot layers are shape-preserving residual branches, so what is alive beside a slot's unit
+        normally does not depend on which other slots are identities; this checks it on a few of
+        ``unique``'s patterns (and the all-identity one) instead of assuming it."""
+        if "separable" not in self._cache:
+            keys = self._identity_keys()
+            active = []
+            for g, choices in enumerate(self.choices):
+                live = [int(keys[g][i]) for i, c in enumerate(choices) if c.op != "none"]
+                active.append(live[0] if live else int(keys[g][0]))
+            constant, table = self._pattern(tuple(active))
+            rng = np.random.default_rng(0)
+            picks = [unique[i] for i in rng.choice(len(unique), size=min(4, len(unique)), replace=False)]
+            picks.append(np.asarray([int(keys[g][0]) if self.choices[g][0].op == "none" else active[g]
+                                     for g in range(len(self.groups))]))
+            ok = True
+            for code in picks:
+                c, t = self._pattern(tuple(int(v) for v in code))
+                used = t > 0
+                if c != constant or not np.array_equal(t[used], table[used]):
+                    ok = False
+                    break
+            self._cache["separable"] = (constant, table) if ok else None
+        return self._cache["separable"]
+
     def _peak(self, indices: np.ndarray) -> np.ndarray:
         keys = self._identity_keys()
         pattern = np.stack([keys[g][indices[:, g]] for g in range(len(self.groups))], axis=1)
@@ -316,6 +347,11 @@ class CheapModel:
         inverse = inverse.reshape(-1)
         out = np.empty(len(indices), dtype=float)
         flat = indices + self.offsets
+        if len(unique) > self.EXACT_PATTERNS and flat.shape[1]:
+            separable = self._separable(unique)
+            if separable is not None:
+                constant, table = separable
+                return np.maximum(constant, table[flat].max(axis=1))
         for p, code in enumerate(unique):
             rows = np.flatnonzero(inverse == p)
             constant, table = self._pattern(tuple(int(c) for c in code))
