@@ -74,6 +74,15 @@ def _largest_path(space: SearchSpace) -> ArchSpec:
     return space.base.replace_choices({s: best[g.name][1] for g in space.groups for s in g.slots})
 
 
+def _mean_path_flops(space: SearchSpace, paths: int = 8) -> float:
+    """Mean FLOPs of a few sampled paths: what a supernet step costs on average (each step trains one
+    sampled path), where the largest path is what its memory must hold."""
+    from vidnas.search_space import count_spec
+
+    specs = space.random_specs(paths, seed=0)
+    return sum(count_spec(x).flops for x in specs) / len(specs)
+
+
 def supernet_bytes(space: SearchSpace, *, batch_size: int) -> int:
     """Predicted peak bytes of one supernet training step: the backbone, every option's weights with
     their gradients and moments, and the largest path's training activations."""
@@ -159,7 +168,8 @@ class ScaleChoice:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "scale": self.scale.to_dict(),
-                "estimate": "training time = measured step time at the smallest scale x FLOPs ratio"}
+                "estimate": "training time = measured step time of the largest path at the smallest scale x "
+                            "(mean FLOPs of sampled paths at this scale over that path's FLOPs)"}
 
 
 def _measure_step(space: SearchSpace, batch_size: int) -> float:
@@ -203,7 +213,7 @@ def choose_scale(name: str, real: dict[str, Any], *, memory_budget_bytes: float,
         need = supernet_bytes(space, batch_size=batch_size)
         if need > memory_budget_bytes:
             continue
-        seconds = steps * measured * count_spec(_largest_path(space)).flops / small_flops
+        seconds = steps * measured * _mean_path_flops(space) / small_flops
         if seconds > seconds_budget:
             if scale is not smallest:
                 continue
@@ -212,7 +222,7 @@ def choose_scale(name: str, real: dict[str, Any], *, memory_budget_bytes: float,
                             f"fits no proxy scale of space {name}: even the smallest ({scale.frames} frames, "
                             f"{scale.height}x{scale.width} px, width x{scale.width_mult}) needs about "
                             f"{seconds / 60:.0f} min for {steps} training steps (backbone and supernet; "
-                            f"{seconds / steps:.2f} s per step measured)",
+                            f"{seconds / steps:.2f} s per step, from a measured step)",
                             f"raise the budget, or train fewer steps: about {fit} fit "
                             "(proxy.pretrain_steps + proxy.supernet.steps)")
         return ScaleChoice(scale, need, seconds, memory_budget_bytes, seconds_budget, measured,
