@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="evaluations in flight per driver")
-    parser.add_argument("--train-steps", type=int, default=2, help="short-training proxy steps per trial (0: "
+    parser.add_argument("--train-steps", type=int, default=0, help="short-training proxy steps per trial (0: "
                                                                    "parameter count, no training)")
     parser.add_argument("--url", help="an existing PostgreSQL database (default: a throwaway server)")
     parser.add_argument("--out", type=Path, required=True)
