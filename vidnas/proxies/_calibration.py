@@ -256,7 +256,7 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
             row[f"heldout_loss_seed{k + 1}"] = r.heldout_loss
         for name in proxies:
             t0 = time.perf_counter()
-            row[f"proxy.{name}"] = float(get_proxy(name).fn(spec, batch, seed))
+            row[f"proxy.{name}"] = get_proxy(name).compute(spec, batch, seed)
             row[f"seconds.{name}"] = time.perf_counter() - t0
         row["seconds"] = time.perf_counter() - started
         rows.append(row)

@@ -68,6 +68,12 @@ class ProxyDef:
     requires: tuple[str, ...] = ()
     uses_backbone: bool = False
 
+    def compute(self, spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
+        """The proxy's value, the batch's backbone hidden from a proxy that does not use it."""
+        if not self.uses_backbone and batch.backbone is not None:
+            batch = dataclasses.replace(batch, backbone=None)
+        return float(self.fn(spec, batch, seed))
+
 
 _PROXIES: dict[str, ProxyDef] = {}
 
@@ -127,9 +133,8 @@ def score(spec: ArchSpec, names: list[str], batch: ProxyBatch | None = None, *, 
         if missing:
             raise SpecError("proxy", name, f"needs a {missing[0]} that was not given",
                             "train or load it first (`vidnas proxies supernet`; or pass --supernet DIR)")
-        seen = batch if proxy.uses_backbone or batch.backbone is None else dataclasses.replace(batch, backbone=None)
         start = time.perf_counter()
-        value = float(proxy.fn(spec, seen, seed))
+        value = proxy.compute(spec, batch, seed)
         out[name] = {"value": value, "seconds": time.perf_counter() - start, "kind": proxy.kind,
                      "higher_is_better": proxy.higher_is_better}
     return out

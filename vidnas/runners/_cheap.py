@@ -17,7 +17,8 @@ exactly as :func:`vidnas.runners._evaluate.cheap_metrics` computes them one spec
   what is alive at each. What is alive besides a unit's own working memory depends only on
   which slots are identity (``none``: no tensor is created), so per *identity pattern* the
   peak is ``max(constant, max over groups of a per-option lookup)``. Patterns are counted once
-  each (one ``count_spec``) as they appear, and cached.
+  each (one ``count_spec``) as they appear, and cached; past ``EXACT_PATTERNS`` in one call,
+  the all-active pattern's table serves them all when sampled patterns show it exact.
 * ``video_ms`` is ``steps x calls per step x`` the latency at the video's call batch.
 
 Units: ``latency_ms`` and ``video_ms`` in milliseconds, ``memory_bytes`` in bytes (float32),

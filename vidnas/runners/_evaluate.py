@@ -141,9 +141,7 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
             batch = ProxyBatch.procedural(quality_spec, clips=settings.proxy_clips, seed=settings.proxy_seed,
                                           train=train, backbone=backbone, supernet=supernet)
         t0 = time.perf_counter()
-        proxy = get_proxy(name)
-        seen = batch if proxy.uses_backbone or batch.backbone is None else dataclasses.replace(batch, backbone=None)
-        values[name] = float(proxy.fn(quality_spec, seen, settings.proxy_seed))
+        values[name] = get_proxy(name).compute(quality_spec, batch, settings.proxy_seed)
         seconds[PROXY_PREFIX + name] = time.perf_counter() - t0
         out[PROXY_PREFIX + name] = values[name]
     for path in ensemble_paths:
