@@ -160,7 +160,11 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path):
     done = []
     while time.time() < deadline:
         if (run / "journal.log").exists():
-            study = optuna.load_study(study_name="fast", storage=_journal(run))
+            try:
+                study = optuna.load_study(study_name="fast", storage=_journal(run))
+            except KeyError:  # the journal file exists before the study is written into it
+                time.sleep(0.1)
+                continue
             done = [t for t in study.trials if t.state.name == "COMPLETE"]
             if len(done) >= 4:
                 break
