@@ -12,6 +12,26 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # cache (CI starts cold) nor leave tables and backbones in it.
 os.environ.setdefault("VIDNAS_CACHE", tempfile.mkdtemp(prefix="vidnas-test-cache-"))
 
+
+def _build_cli_once() -> None:
+    """typer's test runner rebuilds the whole click command tree from the app on every ``invoke``
+    (about 30 ms, evaluating every command's annotations); the fuzz tests invoke it thousands of
+    times. The tree depends only on the app, so it is built once per app."""
+    import typer.main
+    import typer.testing
+
+    built: dict[int, tuple[object, object]] = {}
+
+    def get_command(app):
+        if id(app) not in built or built[id(app)][0] is not app:
+            built[id(app)] = (app, typer.main.get_command(app))
+        return built[id(app)][1]
+
+    typer.testing._get_command = get_command
+
+
+_build_cli_once()
+
 # Parameter variants exercised per registered op (defaults are always tested). An op
 # registered later gets the default-parameter tests without an entry here.
 OP_VARIANTS: dict[str, list[dict]] = {

@@ -116,13 +116,13 @@ def test_a_campaign_with_the_plugin_backend_proxy_and_sampler(plugin_env, tmp_pa
 def test_the_shared_suites_run_on_the_plugin_registrations(plugin_env):
     selection = ["tests/test_ops.py", "tests/test_proxies.py", "tests/test_backend_suite.py",
                  "tests/test_sampler_suite.py", "-k", "demo_prev or demo_params or demo_debug or demo_random"]
-    collected = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
-                                *selection], env=plugin_env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    ids = [line for line in collected.stdout.splitlines() if "::" in line]
-    for name, suite in (("demo_prev", "test_ops.py"), ("demo_params", "test_proxies.py"),
-                        ("demo_debug", "test_backend_suite.py"), ("demo_random", "test_sampler_suite.py")):
-        assert any(name in i and suite in i for i in ids), (name, collected.stdout[-2000:])
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *selection],
                           env=plugin_env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert f"{len(ids)} passed" in done.stdout
+    outcomes = [line.split(" ", 1) for line in done.stdout.splitlines()
+                if line.startswith(("PASSED ", "FAILED ", "ERROR ", "SKIPPED "))]
+    assert outcomes and {outcome for outcome, _ in outcomes} == {"PASSED"}, done.stdout[-3000:]
+    for name, suite in (("demo_prev", "test_ops.py"), ("demo_params", "test_proxies.py"),
+                        ("demo_debug", "test_backend_suite.py"), ("demo_random", "test_sampler_suite.py")):
+        assert any(name in test and suite in test for _, test in outcomes), (name, done.stdout[-2000:])
+    assert f"{len(outcomes)} passed" in done.stdout

@@ -28,6 +28,48 @@ def onnx_input_name(index: int) -> str:
     return f"input_{index}"
 
 
+_TORCHLIB_REGISTRIES: dict[tuple, Any] = {}
+
+
+def _reuse_torchlib_registry() -> None:
+    """Build torch.onnx's table of ATen-to-ONNX functions once per process, not once per export.
+
+    ``torch.onnx.export`` (the dynamo exporter) rebuilds that table on every call, re-parsing the
+    source of about 500 onnxscript functions: roughly a third of exporting one small unit, and a
+    table build exports every unit of a space. The table depends only on the opset, so it is
+    built once per opset and every export gets its own copy (the exporter adds a caller's custom
+    translations to the copy it is handed, never to the shared one). Where this torch has no such
+    table method, nothing is changed.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        return
+    registry_cls = getattr(_registration, "ONNXRegistry", None)
+    method = getattr(registry_cls, "__dict__", {}).get("from_torchlib")
+    if not isinstance(method, classmethod) or getattr(method.__func__, "vidnas_reused", False):
+        return
+    build = method.__func__
+
+    def from_torchlib(cls, *args: Any, **kwargs: Any) -> Any:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _TORCHLIB_REGISTRIES:
+            _TORCHLIB_REGISTRIES[key] = build(cls, *args, **kwargs)
+        shared = _TORCHLIB_REGISTRIES[key]
+        functions = getattr(shared, "functions", None)
+        if not isinstance(functions, dict):  # not the layout this was written for: build afresh
+            return build(cls, *args, **kwargs)
+        copy = cls.__new__(cls)
+        copy.__dict__.update(shared.__dict__)
+        copy.functions = {name: list(entries) for name, entries in functions.items()}
+        return copy
+
+    from_torchlib.vidnas_reused = True  # type: ignore[attr-defined]
+    from_torchlib.__wrapped__ = build  # type: ignore[attr-defined]
+    from_torchlib.__doc__ = build.__doc__
+    registry_cls.from_torchlib = classmethod(from_torchlib)
+
+
 def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: str | Path, *,
                 opset: int | None = None, optimize: bool = True) -> Path:
     """Write ``module`` as a single-file ONNX model (weights embedded) and return the path.
@@ -43,6 +85,7 @@ def export_onnx(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: s
     if opset is not None:
         kwargs["opset_version"] = opset
     args = tuple(a.contiguous() for a in args)  # memory layout is an eager-PyTorch detail
+    _reuse_torchlib_registry()
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # it warns about optional torchvision ops on every export
