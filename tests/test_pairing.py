@@ -19,6 +19,7 @@ from vidnas.latency_models import (
     build_table,
     combine,
     decide_basis,
+    fit_correction,
     measure_group,
     measure_networks,
     validate_table,
@@ -382,3 +383,38 @@ def test_validation_states_which_figures_it_stands_behind(tmp_path, backend, ans
     key = "naive" if answer == "rescaled" else "raw_naive"
     assert report["answer"]["mape"] == pytest.approx(report[key]["mape"])
     assert all(r["basis"] == basis for r in report["rows"])
+
+
+@dataclasses.dataclass
+class SlowerSessionNoisySecondReference(DebugBackend):
+    """A session 30 % slower than the table's; the reference of the second measurement group varies on its own."""
+
+    references: int = 0
+
+    def prepare(self, module, inputs, *, key=None):
+        base = 1.3 * self.latency_ms(module, inputs)
+        plan = getattr(module, "plan", None)
+        reference = plan is not None and plan.name == "reference"
+        self.references += reference
+        noisy = reference and self.references > 1
+        machine = Machine(zlib.crc32(f"{key}{self.references}".encode()), 0.0)
+        return machine.runner(base, own_noise=0.4 if noisy else 0.002)
+
+
+def test_the_correction_is_fitted_on_one_basis_for_every_network(tmp_path):
+    """Groups that chose different bases are not mixed in the fit: rescaled figures (the drift cancelled)
+    beside plain ones 30 % slower would teach the correction that drift as overhead."""
+    space = get_space("tiny-enum")
+    config = HarnessConfig(min_runs=15, max_runs=40, max_seconds=100, min_sample_seconds=0.0, target_rel_ci=0.02,
+                           remeasure_rounds=0)
+    table = build_table(space, DebugBackend(), tmp_path / "t.parquet", config=QUICK)
+    correction = fit_correction(table, space, SlowerSessionNoisySecondReference(), n=12, seed=5, config=config)
+    rows = table.meta.end_to_end
+    assert {r["basis"] for r in rows[:8]} == {"paired"} and {r["basis"] for r in rows[8:]} == {"plain"}
+    assert correction.basis == "rescaled" and {r["fit_basis"] for r in rows} == {"rescaled"}
+    assert all(r["measured_ms"] == pytest.approx(r["rescaled_measured_ms"]) for r in rows)
+    assert all(r["raw_measured_ms"] == pytest.approx(1.3 * r["rescaled_measured_ms"], rel=0.02) for r in rows[:8])
+    for r in rows[:8]:  # the drift is cancelled, not learnt: the correction stays near the table's own figures
+        assert correction.apply(r["naive_ms"], r["units"]) == pytest.approx(r["measured_ms"], rel=0.05)
+    table.save(tmp_path / "t.parquet")
+    assert LatencyTable.load(tmp_path / "t.parquet").meta.correction["basis"] == "rescaled"

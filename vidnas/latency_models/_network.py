@@ -174,9 +174,15 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     predictions = [predictor.predict(spec, batch=batch) for spec in specs]  # fails early on missing entries
     measured = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
     reference_ms = table.reference_ms
-    rows = [_end_to_end_row(s, p, m, reference_ms, batch) for s, p, m in zip(specs, predictions, measured)]
-    correction = Correction.fit([p.naive_ms for p in predictions], [r["measured_ms"] for r in rows],
-                                [s.arch_id for s in specs], [p.unit_count for p in predictions])
+    # One basis for every network fitted on (the rule validation answers by): a fit mixing figures at the
+    # table's reference speed with plain medians of a slower or faster session learns that drift as overhead.
+    rescaled = [m.rescaled_ms(reference_ms) for m in measured]
+    chosen = answer_basis(measured, reference_ms if all(r is not None for r in rescaled) else None)
+    figures = [float(r) for r in rescaled] if chosen["basis"] == "rescaled" else [m.plain_ms for m in measured]  # type: ignore[arg-type]
+    rows = [{**_end_to_end_row(s, p, m, reference_ms, batch), "measured_ms": y, "fit_basis": chosen["basis"]}
+            for s, p, m, y in zip(specs, predictions, measured, figures)]
+    correction = Correction.fit([p.naive_ms for p in predictions], figures, [s.arch_id for s in specs],
+                                [p.unit_count for p in predictions], basis=chosen["basis"])
     table.meta.correction = correction.to_dict()
     table.meta.end_to_end = rows
     return correction
@@ -242,6 +248,12 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     has_rescaled = all(r is not None for r in rescaled)
     chosen = answer_basis(results, reference_ms if has_rescaled else None)
     answer_measured = [float(r) for r in rescaled] if chosen["basis"] == "rescaled" else plain  # type: ignore[arg-type]
+    fit_basis = predictor.correction.basis if predictor.correction is not None else None
+    if fit_basis is not None:
+        chosen["correction_basis"] = fit_basis
+        if fit_basis != chosen["basis"]:
+            chosen["reason"] += (f"; the correction was fitted on {fit_basis} figures, so the corrected predictions "
+                                 "and these differ in level by whatever the machine drifted between the two sessions")
 
     def report(predicted: list[float], measured: list[float | None]) -> dict[str, Any] | None:
         if not all(m is not None for m in measured):

@@ -64,13 +64,16 @@ class Correction:
     per_unit_ms: float = 0.0
     model: str = "affine"
     loo_error: float | None = None  # leave-one-out median relative error of the chosen model
+    # the figures fitted on: "rescaled" (at the table's reference speed) or "plain" (that session's medians);
+    # None for corrections stored before this was recorded
+    basis: str | None = None
 
     def apply(self, naive_ms: float, units: int = 0) -> float:
         return self.intercept_ms + self.slope * naive_ms - self.per_unit_ms * units
 
     @classmethod
     def fit(cls, naive_ms: Sequence[float], measured_ms: Sequence[float], arch_ids: Sequence[str],
-            units: Sequence[int] | None = None) -> Correction:
+            units: Sequence[int] | None = None, *, basis: str | None = None) -> Correction:
         import numpy as np
 
         x, y = np.asarray(naive_ms, float), np.asarray(measured_ms, float)
@@ -92,7 +95,7 @@ class Correction:
         fitted = intercept + slope * x - per_unit * u
         return cls(float(intercept), float(slope), len(x), tuple(arch_ids),
                    float(np.sqrt(np.mean((fitted - y) ** 2))), float(np.mean(np.abs(x - y) / y)),
-                   float(np.mean(np.abs(fitted - y) / y)), float(per_unit), model, scores[model])
+                   float(np.mean(np.abs(fitted - y) / y)), float(per_unit), model, scores[model], basis)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "arch_ids": list(self.arch_ids)}
