@@ -414,7 +414,9 @@ def test_the_correction_is_fitted_on_one_basis_for_every_network(tmp_path):
     assert correction.basis == "rescaled" and {r["fit_basis"] for r in rows} == {"rescaled"}
     assert all(r["measured_ms"] == pytest.approx(r["rescaled_measured_ms"]) for r in rows)
     assert all(r["raw_measured_ms"] == pytest.approx(1.3 * r["rescaled_measured_ms"], rel=0.02) for r in rows[:8])
-    for r in rows[:8]:  # the drift is cancelled, not learnt: the correction stays near the table's own figures
+    # the second group's own reference was too variable to rescale by: the session's level rescales it
+    assert all(r["measured_ms"] == pytest.approx(r["raw_measured_ms"] / 1.3, rel=0.02) for r in rows[8:])
+    for r in rows:  # the drift is cancelled, not learnt: the correction stays near the table's own figures
         assert correction.apply(r["naive_ms"], r["units"]) == pytest.approx(r["measured_ms"], rel=0.05)
     table.save(tmp_path / "t.parquet")
     assert LatencyTable.load(tmp_path / "t.parquet").meta.correction["basis"] == "rescaled"

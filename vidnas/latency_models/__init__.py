@@ -31,6 +31,7 @@ from vidnas.latency_models._harness import (
 from vidnas.latency_models._network import (
     NetworkMeasurement,
     answer_basis,
+    answer_figures,
     fit_correction,
     measure_frame_scaling,
     measure_network,
@@ -38,6 +39,7 @@ from vidnas.latency_models._network import (
     measure_streaming,
     memory_bytes,
     network_runner,
+    rescaled_figures,
     validate_table,
 )
 from vidnas.latency_models._pairing import BASES, Basis, Ratio, Series, Timing, combine, decide_basis
@@ -95,6 +97,8 @@ __all__ = [
     "TorchBackend",
     "adapt_table",
     "answer_basis",
+    "answer_figures",
+    "rescaled_figures",
     "baseline_reports",
     "build_table",
     "closest_datasheet",

@@ -312,7 +312,7 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
     accuracy (the corrected predictor of the new table against the networks not fitted
     on, on the basis those measurements chose) and every candidate's leave-one-out error.
     """
-    from vidnas.latency_models._network import _end_to_end_row, answer_basis, measure_networks
+    from vidnas.latency_models._network import _end_to_end_row, answer_figures, measure_networks
 
     space, fp = check_adaptation(source, backend, k=k, validate=validate, batch=batch, source_path=source_path)
     config = config or HarnessConfig()
@@ -321,10 +321,8 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
     measured = measure_networks(specs, backend, batch=batch, config=config, progress=progress, artefacts=artefacts)
     refs = [m.reference.median_ms for m in measured if m.reference is not None]
     reference_ms = statistics.median(refs) if refs else None
-    fit_basis = answer_basis(measured[:k], reference_ms)
-    use_rescaled = fit_basis["basis"] == "rescaled"
-    figures = [float(m.rescaled_ms(reference_ms)) if use_rescaled else m.plain_ms for m in measured]  # type: ignore[arg-type]
-    adaptation = fit_adaptation(feats[:k], figures[:k])
+    figures, fit_basis, rescaled = answer_figures(measured[:k], reference_ms)
+    adaptation = fit_adaptation(feats[:k], figures)
     report: dict[str, Any] = {"from": None if source_path is None else str(source_path), "k": k, "seed": seed,
                               "batch": batch, "method": adaptation.model, "adaptation": adaptation.to_dict(),
                               "measurement_basis": fit_basis,
@@ -337,14 +335,13 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
                           end_to_end=[], provenance=report)
     naive = LatencyPredictor(table, correction=None)  # the measurements behind the correction, in the new table's terms
     table.meta.end_to_end = [{**_end_to_end_row(s, naive.predict(s, batch=batch), m, reference_ms, batch),
-                              "measured_ms": y} for s, m, y in zip(specs[:k], measured[:k], figures[:k])]
+                              "measured_ms": y, "rescaled_measured_ms": None if rescaled is None else rescaled[i]}
+                             for i, (s, m, y) in enumerate(zip(specs[:k], measured[:k], figures))]
     if validate:
         held = specs[k:]
         predictor = LatencyPredictor(table)
         predicted = [predictor.predict(s, batch=batch).ms for s in held]
-        basis = answer_basis(measured[k:], reference_ms)
-        truth = [float(m.rescaled_ms(reference_ms)) if basis["basis"] == "rescaled" else m.plain_ms  # type: ignore[arg-type]
-                 for m in measured[k:]]
+        truth, basis, _ = answer_figures(measured[k:], reference_ms)
         report["validation"] = {"n": validate, "basis": basis["basis"], "basis_reason": basis["reason"],
                                 "untrusted_measurements": sum(not m.trusted for m in measured[k:]),
                                 **AccuracyReport.from_pairs(predicted, truth, [s.arch_id for s in held]).to_dict()}

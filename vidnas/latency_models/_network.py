@@ -13,7 +13,7 @@ from vidnas._errors import SpecError
 from vidnas.latency_models._accuracy import AccuracyReport
 from vidnas.latency_models._backends import Backend
 from vidnas.latency_models._harness import HarnessConfig, measure, measure_group
-from vidnas.latency_models._pairing import Ratio, Timing
+from vidnas.latency_models._pairing import RESCALED, Ratio, Timing
 from vidnas.latency_models._predictor import Correction, LatencyPredictor
 from vidnas.latency_models._stats import Measurement
 from vidnas.latency_models._table import LatencyTable
@@ -176,11 +176,10 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     reference_ms = table.reference_ms
     # One basis for every network fitted on (the rule validation answers by): a fit mixing figures at the
     # table's reference speed with plain medians of a slower or faster session learns that drift as overhead.
-    rescaled = [m.rescaled_ms(reference_ms) for m in measured]
-    chosen = answer_basis(measured, reference_ms if all(r is not None for r in rescaled) else None)
-    figures = [float(r) for r in rescaled] if chosen["basis"] == "rescaled" else [m.plain_ms for m in measured]  # type: ignore[arg-type]
-    rows = [{**_end_to_end_row(s, p, m, reference_ms, batch), "measured_ms": y, "fit_basis": chosen["basis"]}
-            for s, p, m, y in zip(specs, predictions, measured, figures)]
+    figures, chosen, rescaled = answer_figures(measured, reference_ms)
+    rows = [{**_end_to_end_row(s, p, m, reference_ms, batch), "measured_ms": y, "fit_basis": chosen["basis"],
+             "rescaled_measured_ms": None if rescaled is None else rescaled[i]}
+            for i, (s, p, m, y) in enumerate(zip(specs, predictions, measured, figures))]
     correction = Correction.fit([p.naive_ms for p in predictions], figures, [s.arch_id for s in specs],
                                 [p.unit_count for p in predictions], basis=chosen["basis"])
     table.meta.correction = correction.to_dict()
@@ -209,6 +208,43 @@ def answer_basis(measured: Sequence[NetworkMeasurement], reference_ms: float | N
     groups = {m.group: {"group": m.group, **m.timing.basis.to_dict()} for m in measured}
     return {"basis": basis, "reason": reason, "networks": n, **{f"{b}_networks": c for b, c in counts.items()},
             "groups": [groups[g] for g in sorted(groups)]}
+
+
+def rescaled_figures(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> list[float] | None:
+    """Every network at the table's reference speed ``reference_ms``, or None where that cannot be had.
+
+    A network whose group pinned its reference down (paired or level basis) is rescaled by its own
+    reference. One whose group did not (plain basis) is rescaled by the session's reference level,
+    the median of the reference over the groups that did pin it down: its own group's reference was
+    too variable to rescale by (a reference 13 % off in one group put that group's eight networks 13 %
+    off), but the machine's drift since the table was built still has to be cancelled for it to be
+    comparable with the others. None without a reference speed or without any such group.
+    """
+    if reference_ms is None:
+        return None
+    pinned = [m.reference.median_ms for m in measured if m.basis in RESCALED and m.reference is not None]
+    session = statistics.median(pinned) if pinned else None
+    figures = []
+    for m in measured:
+        own = m.rescaled_ms(reference_ms) if m.basis in RESCALED else None
+        if own is None and session is not None and session > 0:
+            own = m.plain_ms * reference_ms / session
+        if own is None:
+            return None
+        figures.append(float(own))
+    return figures
+
+
+def answer_figures(measured: Sequence[NetworkMeasurement],
+                   reference_ms: float | None) -> tuple[list[float], dict[str, Any], list[float] | None]:
+    """``(figures, basis, rescaled)``: the figures a fit or a validation stands behind (all on one basis,
+    chosen by :func:`answer_basis`), the choice with its reason, and the rescaled figures (None where
+    there are none)."""
+    rescaled = rescaled_figures(measured, reference_ms)
+    chosen = answer_basis(measured, reference_ms if rescaled is not None else None)
+    if chosen["basis"] == "rescaled" and rescaled is not None:
+        return rescaled, chosen, rescaled
+    return [m.plain_ms for m in measured], chosen, rescaled
 
 
 def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *, n: int, seed: int,
@@ -244,10 +280,8 @@ def validate_table(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     naive = [p.naive_ms for p in predictions]
     corrected = [p.ms for p in predictions]
     plain = [m.plain_ms for m in results]
-    rescaled = [m.rescaled_ms(reference_ms) for m in results]
-    has_rescaled = all(r is not None for r in rescaled)
-    chosen = answer_basis(results, reference_ms if has_rescaled else None)
-    answer_measured = [float(r) for r in rescaled] if chosen["basis"] == "rescaled" else plain  # type: ignore[arg-type]
+    answer_measured, chosen, rescaled_or_none = answer_figures(results, reference_ms)
+    rescaled: list[float | None] = list(rescaled_or_none) if rescaled_or_none is not None else [None] * len(results)
     fit_basis = predictor.correction.basis if predictor.correction is not None else None
     if fit_basis is not None:
         chosen["correction_basis"] = fit_basis
