@@ -187,61 +187,95 @@ def fit_correction(table: LatencyTable, space: SearchSpace, backend: Backend, *,
     return correction
 
 
-def answer_basis(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> dict[str, Any]:
-    """Which figures a validation stands behind: the reference-rescaled ones when most networks' groups
-    could rescale (round by round, or by the group's reference level; see ``_pairing``) and the table
-    has a reference speed, else the plain medians."""
-    counts = {b: sum(m.basis == b for m in measured) for b in ("paired", "level", "plain")}
-    rescaled = counts["paired"] + counts["level"]
-    n = len(measured)
-    if reference_ms is None:
-        basis, reason = "plain", "the table has no reference speed to rescale to (no paired entries)"
-    elif 2 * rescaled > n:
-        basis = "rescaled"
-        reason = (f"the reference workload was informative for {rescaled} of {n} networks ({counts['paired']} "
-                  f"round by round, {counts['level']} by its level over their group): their figures, at the "
-                  "table's reference speed, cancel the machine's drift since the table was built")
-    else:
-        basis = "plain"
-        reason = (f"for {counts['plain']} of {n} networks the reference workload added variation of its own and "
-                  "its level was not pinned down: the plain medians are the sounder figure")
-    groups = {m.group: {"group": m.group, **m.timing.basis.to_dict()} for m in measured}
-    return {"basis": basis, "reason": reason, "networks": n, **{f"{b}_networks": c for b, c in counts.items()},
-            "groups": [groups[g] for g in sorted(groups)]}
+DRIFT_SIGMAS = 2.0  # a plain group's reference further from the table's speed than this many intervals: drift
+
+
+def _group_drift(measured: Sequence[NetworkMeasurement], reference_ms: float) -> dict[int, tuple[float, float, bool]]:
+    """Per plain group: (the machine's speed against the table's, as the reference's median over the table's
+    reference time; that median's relative interval; whether the gap exceeds ``DRIFT_SIGMAS`` intervals)."""
+    out = {}
+    for group in sorted({m.group for m in measured if m.basis not in RESCALED and not m.timing.basis.forced}):
+        refs = [m.reference for m in measured if m.group == group and m.reference is not None]
+        if not refs:
+            continue
+        level = statistics.median(r.median_ms for r in refs) / reference_ms
+        width = statistics.median(r.rel_ci for r in refs)
+        out[group] = (level, width, abs(math.log(level)) > DRIFT_SIGMAS * width if level > 0 else True)
+    return out
 
 
 def rescaled_figures(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> list[float] | None:
-    """Every network at the table's reference speed ``reference_ms``, or None where that cannot be had.
+    """Every network at the table's reference speed ``reference_ms``, or None where that cannot be had
+    (no reference speed, or a network measured without the reference beside it).
 
-    A network whose group pinned its reference down (paired or level basis) is rescaled by its own
-    reference. One whose group did not (plain basis) is rescaled by the session's reference level,
-    the median of the reference over the groups that did pin it down: its own group's reference was
-    too variable to rescale by (a reference 13 % off in one group put that group's eight networks 13 %
-    off), but the machine's drift since the table was built still has to be cancelled for it to be
-    comparable with the others. None without a reference speed or without any such group.
+    A network whose group pinned its reference down (paired or level basis) is rescaled by it. A
+    group whose reference was too variable to rescale by within the target (plain basis) is tested
+    for drift instead: if its reference's median lies further from the table's reference time than
+    ``DRIFT_SIGMAS`` times its own interval, the machine ran at another speed than when the table
+    was built (a slower spell measured 1.8x slower) and the group is rescaled by its reference's
+    level, noisy as it is; otherwise no drift shows and its plain medians stand (rescaling would only
+    add the reference's own variation: one such reference was 13 % off with the machine unchanged).
     """
-    if reference_ms is None:
+    if reference_ms is None or reference_ms <= 0:
         return None
-    pinned = [m.reference.median_ms for m in measured if m.basis in RESCALED and m.reference is not None]
-    session = statistics.median(pinned) if pinned else None
+    drift = _group_drift(measured, reference_ms)
     figures = []
     for m in measured:
-        own = m.rescaled_ms(reference_ms) if m.basis in RESCALED else None
-        if own is None and session is not None and session > 0:
-            own = m.plain_ms * reference_ms / session
-        if own is None:
+        if m.basis in RESCALED or (m.group in drift and drift[m.group][2]):
+            figure = m.rescaled_ms(reference_ms)
+        elif m.timing.basis.forced or m.group in drift:  # plain by the user's choice, or no drift shown
+            figure = m.plain_ms
+        else:
+            figure = None
+        if figure is None:
             return None
-        figures.append(float(own))
+        figures.append(float(figure))
     return figures
+
+
+def answer_basis(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> dict[str, Any]:
+    """Which figures a fit or a validation stands behind, and why: every network at the table's
+    reference speed (``rescaled``: see :func:`rescaled_figures`) where the table has a reference speed
+    and the reference was timed beside every network, else this session's plain medians (``plain``);
+    ``plain`` also where no group needed rescaling (every reference too variable and none showed drift)."""
+    counts = {b: sum(m.basis == b for m in measured) for b in ("paired", "level", "plain")}
+    n = len(measured)
+    groups = {m.group: {"group": m.group, **m.timing.basis.to_dict()} for m in measured}
+    usable = reference_ms is not None and reference_ms > 0 and rescaled_figures(measured, reference_ms) is not None
+    drift = _group_drift(measured, reference_ms) if usable else {}  # type: ignore[arg-type]
+    for group, (level, _width, shifted) in drift.items():
+        groups[group].update({"speed_vs_table": level, "drift": shifted})
+    drifted = sum(m.basis == "plain" and drift.get(m.group, (0, 0, False))[2] for m in measured)
+    rescaled = counts["paired"] + counts["level"] + drifted
+    if reference_ms is None or reference_ms <= 0:
+        basis, reason = "plain", "the table has no reference speed to rescale to (no paired entries)"
+    elif not usable:
+        basis, reason = "plain", "the reference workload was not timed beside every network"
+    elif rescaled == 0 and all(m.timing.basis.forced for m in measured):
+        basis, reason = "plain", "forced by harness.basis (the plain medians, as asked)"
+    elif rescaled == 0:
+        basis = "plain"
+        reason = (f"for all {n} networks the reference workload added variation of its own, and no group's "
+                  f"reference showed the machine's speed off the table's by more than {DRIFT_SIGMAS:g} times "
+                  "its interval: the plain medians stand")
+    else:
+        basis = "rescaled"
+        kept = counts["plain"] - drifted
+        reason = (f"every network at the table's reference speed: {counts['paired']} of {n} by the reference "
+                  f"round by round, {counts['level']} by its level over their group, {drifted} by a level that "
+                  f"showed the machine drifted (beyond {DRIFT_SIGMAS:g} times its interval) though too variable to "
+                  f"pin down, and {kept} at their plain medians (their reference too variable, no drift shown)")
+    return {"basis": basis, "reason": reason, "networks": n, **{f"{b}_networks": c for b, c in counts.items()},
+            "drift_rescaled_networks": drifted, "groups": [groups[g] for g in sorted(groups)]}
 
 
 def answer_figures(measured: Sequence[NetworkMeasurement],
                    reference_ms: float | None) -> tuple[list[float], dict[str, Any], list[float] | None]:
     """``(figures, basis, rescaled)``: the figures a fit or a validation stands behind (all on one basis,
-    chosen by :func:`answer_basis`), the choice with its reason, and the rescaled figures (None where
-    there are none)."""
+    chosen by :func:`answer_basis`), the choice with its reason, and the figures at the table's
+    reference speed (None where there are none)."""
     rescaled = rescaled_figures(measured, reference_ms)
-    chosen = answer_basis(measured, reference_ms if rescaled is not None else None)
+    chosen = answer_basis(measured, reference_ms)
     if chosen["basis"] == "rescaled" and rescaled is not None:
         return rescaled, chosen, rescaled
     return [m.plain_ms for m in measured], chosen, rescaled

@@ -166,6 +166,7 @@ class Basis:
     items: int
     rounds: int  # median rounds per item, passes pooled
     reference_rel_ci: float | None = None  # of the reference's median (None without a reference)
+    forced: bool = False  # chosen by ``harness.basis``, not from the data
 
     @property
     def rescaled(self) -> bool:
@@ -230,7 +231,7 @@ def decide_basis(items: Sequence[Sequence[Series]], *, target_rel_ci: float, for
     corr = _pooled_log_correlation(items)
 
     def made(basis: str, reason: str) -> Basis:
-        return Basis(basis, reason, h_plain, h_ratio, corr, len(items), rounds, h_ref)
+        return Basis(basis, reason, h_plain, h_ratio, corr, len(items), rounds, h_ref, forced != "auto")
 
     figures = (f"ratio interval +-{100 * h_ratio:.1f}%, plain +-{100 * h_plain:.1f}%, reference "
                f"+-{100 * h_ref:.1f}%")
