@@ -127,8 +127,12 @@ def test_report_after_a_kill_and_resume_counts_the_stale_trials(tmp_path):
     with pytest.raises(_Stop):
         run_campaign(config, run, local=True, on_progress=stop_after_five)
     study = optuna.load_study(study_name="killed", storage=open_storage(config, run))
-    for _ in range(2):  # the two trials the killed driver was evaluating
-        get_space("tiny-enum").sample(study.ask())
+    from vidnas.runners._trials import mark_sampled
+
+    for _ in range(2):  # the two trials the killed driver was evaluating (sampled, as the driver does)
+        trial = study.ask()
+        get_space("tiny-enum").sample(trial)
+        mark_sampled(trial)
     result = run_campaign(None, run, resume=True, local=True)
     assert result.trials == 12 and result.stale == 2
     html = write_report(run).read_text()

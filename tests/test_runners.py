@@ -182,8 +182,9 @@ def test_resume_after_sigkill_loses_no_finished_trial(tmp_path):
     stale = [t for t in study.trials if t.user_attrs.get("stale")]
     requeued = [t for t in study.trials if "requeued_from" in t.user_attrs]
     assert len(stale) <= 1  # at most the trial running at the kill
-    # a stale trial is re-queued with its parameters if it had been sampled before the kill
-    assert len(requeued) == sum(1 for t in stale if t.params)
+    # a stale trial is re-queued with its parameters if its whole architecture had been sampled before the
+    # kill; one killed part way through sampling is replaced by a fresh trial
+    assert len(requeued) == sum(1 for t in stale if t.user_attrs.get("sampled"))
     for t in requeued:
         original = next(s for s in study.trials if s.number == t.user_attrs["requeued_from"])
         assert t.params == original.params
@@ -302,3 +303,24 @@ def test_campaign_on_an_existing_ray_cluster_leaves_it_running(tmp_path):
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_trial_stopped_part_way_through_sampling_is_replaced_not_requeued():
+    import optuna
+
+    from vidnas.runners._trials import mark_sampled, requeue_stale
+
+    study = optuna.create_study(directions=["minimize"])
+    partial = study.ask()
+    partial.suggest_categorical("L0.res:op", ["none", "conv1d"])  # killed before the other choices
+    whole = study.ask()
+    whole.suggest_categorical("L0.res:op", ["none", "conv1d"])
+    whole.suggest_int("L0.res:conv1d.kernel", 3, 5)
+    mark_sampled(whole)
+    assert sorted(requeue_stale(study)) == [partial.number, whole.number]
+    waiting = [t for t in study.trials if t.state.name == "WAITING"]
+    assert [t.user_attrs["requeued_from"] for t in waiting] == [whole.number]
+    assert waiting[0].system_attrs["fixed_params"] == whole.params
+    stale = {t.number: t.user_attrs["fail_reason"] for t in study.trials if t.user_attrs.get("stale")}
+    assert "before the trial's whole architecture was sampled" in stale[partial.number]
+    assert "re-queued" in stale[whole.number]

@@ -138,10 +138,17 @@ def test_resume_mid_campaign(name, bounded, runs):
 
     study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg, run))
     before = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
+    from vidnas.runners._trials import mark_sampled
+
+    def sampled(trial):  # as the driver does: sample the whole architecture, then say so
+        spec = get_space("tiny-enum").sample(trial)
+        mark_sampled(trial)
+        return spec
+
     in_flight, asked = study.ask(), 1  # the trial the dead driver was evaluating: one it would have evaluated
-    while bounded and _params_of(get_space("tiny-enum").sample(in_flight)) > BOUND:  # (it screens the others)
+    while bounded and _params_of(sampled(in_flight)) > BOUND:  # (it screens the others)
         in_flight, asked = study.ask(), asked + 1  # the skipped ones were left running too: stale, re-queued
-    get_space("tiny-enum").sample(in_flight)
+    sampled(in_flight)
     result = run_campaign(None, run, resume=True, local=True)
     size = feasible_count(BOUND) if bounded else get_space("tiny-enum").size
     expected = size if name in EXHAUSTIVE else cfg.trials

@@ -39,6 +39,7 @@ from vidnas.runners._trials import (
     is_screened,
     is_stale,
     is_surplus,
+    mark_sampled,
     mark_stale,
     open_budget,
     requeue_stale,
@@ -453,6 +454,7 @@ def _drive(study, space, config: CampaignConfig, executor, total: int, progress:
                     keeper.discard(trial._trial_id)
                     break
                 spec = spec or space.sample(trial)
+                mark_sampled(trial)
                 inflight[executor.submit(spec.to_json())] = trial
             if not inflight:
                 if keeper.enabled and _foreign_running(study):  # others' trials may still be re-queued

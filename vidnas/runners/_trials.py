@@ -123,9 +123,22 @@ def claim(study, trial, total: int) -> bool:
     return False
 
 
+SAMPLED = "sampled"  # user attribute: the trial's whole architecture was sampled
+
+
+def mark_sampled(trial) -> None:
+    """Record that ``trial`` holds a whole architecture (set by the driver right after sampling)."""
+    trial.set_user_attr(SAMPLED, True)
+
+
 def _params_of(trial) -> dict[str, Any]:
-    """The parameters to re-queue: sampled ones, or those the trial was enqueued with."""
-    return dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
+    """The parameters to re-queue: the sampled ones once the whole architecture was sampled, else
+    those the trial was enqueued with. A trial stopped part way through sampling holds only its
+    first choices; re-queuing those would fix an arbitrary part of a new architecture, so a fresh
+    trial takes its place instead (nothing)."""
+    if trial.user_attrs.get(SAMPLED):
+        return dict(trial.params)
+    return dict(trial.system_attrs.get("fixed_params") or {})
 
 
 def mark_stale(study, trial_id: int, number: int, params: dict[str, Any], reason: str, *,
@@ -159,8 +172,8 @@ def requeue_stale(study, *, only: Iterable[int] | None = None,
                   reason: str = "driver stopped while the trial ran; re-queued") -> list[int]:
     """Mark RUNNING trials stale and re-queue them; ``only``: just these trial numbers.
 
-    A trial killed before its architecture was sampled has no parameters: it is marked
-    stale (so it does not count) and a fresh trial takes its place. Returns the numbers
+    A trial killed before its whole architecture was sampled has no parameters to re-queue: it
+    is marked stale (so it does not count) and a fresh trial takes its place. Returns the numbers
     of the trials this call marked.
     """
     from optuna.trial import TrialState
@@ -171,7 +184,7 @@ def requeue_stale(study, *, only: Iterable[int] | None = None,
         if wanted is not None and trial.number not in wanted:
             continue
         params = _params_of(trial)
-        why = reason if params else "driver stopped before the trial was sampled; not counted"
+        why = reason if params else "driver stopped before the trial's whole architecture was sampled; not counted"
         if mark_stale(study, trial._trial_id, trial.number, params, why):
             marked.append(trial.number)
     return marked
