@@ -204,6 +204,26 @@ def _group_drift(measured: Sequence[NetworkMeasurement], reference_ms: float) ->
     return out
 
 
+def _table_speed(measured: Sequence[NetworkMeasurement],
+                 reference_ms: float | None) -> tuple[list[float] | None, dict[int, tuple[float, float, bool]]]:
+    """(:func:`rescaled_figures`, the plain groups' drift test) from one pass over the measurements."""
+    if reference_ms is None or reference_ms <= 0:
+        return None, {}
+    drift = _group_drift(measured, reference_ms)
+    figures = []
+    for m in measured:
+        if m.basis in RESCALED or (m.group in drift and drift[m.group][2]):
+            figure = m.rescaled_ms(reference_ms)
+        elif m.timing.basis.forced or m.group in drift:  # plain by the user's choice, or no drift shown
+            figure = m.plain_ms
+        else:
+            figure = None
+        if figure is None:
+            return None, drift
+        figures.append(float(figure))
+    return figures, drift
+
+
 def rescaled_figures(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> list[float] | None:
     """Every network at the table's reference speed ``reference_ms``, or None where that cannot be had
     (no reference speed, or a network measured without the reference beside it).
@@ -216,21 +236,7 @@ def rescaled_figures(measured: Sequence[NetworkMeasurement], reference_ms: float
     level, noisy as it is; otherwise no drift shows and its plain medians stand (rescaling would only
     add the reference's own variation: one such reference was 13 % off with the machine unchanged).
     """
-    if reference_ms is None or reference_ms <= 0:
-        return None
-    drift = _group_drift(measured, reference_ms)
-    figures = []
-    for m in measured:
-        if m.basis in RESCALED or (m.group in drift and drift[m.group][2]):
-            figure = m.rescaled_ms(reference_ms)
-        elif m.timing.basis.forced or m.group in drift:  # plain by the user's choice, or no drift shown
-            figure = m.plain_ms
-        else:
-            figure = None
-        if figure is None:
-            return None
-        figures.append(float(figure))
-    return figures
+    return _table_speed(measured, reference_ms)[0]
 
 
 def answer_basis(measured: Sequence[NetworkMeasurement], reference_ms: float | None) -> dict[str, Any]:
@@ -238,11 +244,17 @@ def answer_basis(measured: Sequence[NetworkMeasurement], reference_ms: float | N
     reference speed (``rescaled``: see :func:`rescaled_figures`) where the table has a reference speed
     and the reference was timed beside every network, else this session's plain medians (``plain``);
     ``plain`` also where no group needed rescaling (every reference too variable and none showed drift)."""
+    return _choose(measured, reference_ms, *_table_speed(measured, reference_ms))
+
+
+def _choose(measured: Sequence[NetworkMeasurement], reference_ms: float | None, figures: list[float] | None,
+            drift: dict[int, tuple[float, float, bool]]) -> dict[str, Any]:
+    """:func:`answer_basis` from :func:`_table_speed`'s result (computed once by its callers)."""
     counts = {b: sum(m.basis == b for m in measured) for b in ("paired", "level", "plain")}
     n = len(measured)
     groups = {m.group: {"group": m.group, **m.timing.basis.to_dict()} for m in measured}
-    usable = reference_ms is not None and reference_ms > 0 and rescaled_figures(measured, reference_ms) is not None
-    drift = _group_drift(measured, reference_ms) if usable else {}  # type: ignore[arg-type]
+    usable = figures is not None
+    drift = drift if usable else {}
     for group, (level, _width, shifted) in drift.items():
         groups[group].update({"speed_vs_table": level, "drift": shifted})
     drifted = sum(m.basis == "plain" and drift.get(m.group, (0, 0, False))[2] for m in measured)
@@ -274,8 +286,8 @@ def answer_figures(measured: Sequence[NetworkMeasurement],
     """``(figures, basis, rescaled)``: the figures a fit or a validation stands behind (all on one basis,
     chosen by :func:`answer_basis`), the choice with its reason, and the figures at the table's
     reference speed (None where there are none)."""
-    rescaled = rescaled_figures(measured, reference_ms)
-    chosen = answer_basis(measured, reference_ms)
+    rescaled, drift = _table_speed(measured, reference_ms)
+    chosen = _choose(measured, reference_ms, rescaled, drift)
     if chosen["basis"] == "rescaled" and rescaled is not None:
         return rescaled, chosen, rescaled
     return [m.plain_ms for m in measured], chosen, rescaled
