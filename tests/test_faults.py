@@ -41,11 +41,13 @@ def test_lut_build_survives_sigkill_at_random_moments(tmp_path):
     out = tmp_path / "table.parquet"
     kills = []
     seen: tuple[set[str], set[str]] = (set(), set())
-    for target in (3, 17, 33, 35):  # entries to wait for before a kill; 35: during the re-check pass
+    # what to wait for before each kill: entries measured (pass 1, 49 units), then entries re-checked
+    # (pass 2 re-measures in groups of 16 and saves after each group: the last kill lands in its second group)
+    for kind, target in ((0, 3), (0, 17), (0, 33), (1, 16)):
         proc = subprocess.Popen(build_command(out), env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if len(snapshot(out)[0]) >= target:
+            if len(snapshot(out)[kind]) >= target:
                 break
             time.sleep(0.05)
         time.sleep(rng.uniform(0, 2 * SLEEP_MS / 1000))  # a random moment within the next entry or two
@@ -55,9 +57,10 @@ def test_lut_build_survives_sigkill_at_random_moments(tmp_path):
         proc.wait()
         entries, rechecked = snapshot(out)
         assert entries >= seen[0] and rechecked >= seen[1], "a kill lost entries or re-checks saved before it"
-        kills.append(len(entries))
+        kills.append((len(entries), len(rechecked)))
         seen = (entries, rechecked)
     assert len(kills) >= 3, kills  # kills landed at several points of the build
+    assert any(0 < r < e for e, r in kills), f"no kill landed during the re-check pass: {kills}"
     done = subprocess.run(build_command(out), env=env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)

@@ -5,6 +5,7 @@ finished lost."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -89,18 +90,23 @@ def test_trials_on_two_nodes_resources_and_a_lost_node(cluster, tmp_path):
 
     # 2. Spread over both nodes; the worker node is killed while it evaluates a trial.
     run = tmp_path / "spread"
-    proc = search(cluster, campaign(tmp_path, "spread", 10, {"cpus_per_trial": 1}), run)
+    # trials long enough (8 training steps) that the one in flight on the worker is still running when
+    # the kill follows its detection
+    proc = search(cluster, campaign(tmp_path, "spread", 10, {"cpus_per_trial": 1}, train_steps=8), run)
     worker = cluster.nodes[1]
     deadline = time.time() + 600
     busy = False
-    while time.time() < deadline and proc.poll() is None and not busy:
+    while time.time() < deadline and proc.poll() is None:
         done_there = [t for t in _finished(run, "spread") if t.user_attrs.get("ray_node_id") == worker_id]
         busy = bool(done_there) and any(_name(p) == "ray::evaluate_on_node" for p in worker.processes())
+        if busy:
+            break
         time.sleep(0.3)
     assert busy, "the worker node never finished a trial and started another"
-    before = {t.number: t.values for t in _finished(run, "spread") if t.state.name == "COMPLETE"}
+    killed_at = datetime.datetime.now()  # optuna's trial times are naive local times
     killed = worker.kill()
     assert killed
+    before = {t.number: t.values for t in _finished(run, "spread") if t.state.name == "COMPLETE"}
     result = finish(proc)
     study = trials_of(run, "spread")
     assert result["trials"] == 10
@@ -116,7 +122,8 @@ def test_trials_on_two_nodes_resources_and_a_lost_node(cluster, tmp_path):
         assert again.state.name == "COMPLETE" and again.params == t.params
     counted = [t for t in study.trials if not t.user_attrs.get("stale")]
     assert all(t.state.name == "COMPLETE" for t in counted) and len(counted) == 10
-    assert all(t.user_attrs["ray_node_id"] == head_id for t in counted if t.number > max(before))
+    # what started after the kill ran on the head
+    assert all(t.user_attrs["ray_node_id"] == head_id for t in counted if t.datetime_start > killed_at)
 
 
 def _finished(run: Path, name: str) -> list:

@@ -116,9 +116,17 @@ def test_ray_campaign_runs_and_leaves_no_processes(tmp_path):
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     result = run_campaign(config_with(trials=4), tmp_path / "ray", local=False)
     assert result.trials == 4 and result.failed == 0
-    time.sleep(0.5)
-    leftover = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
-                and p.status() != psutil.STATUS_ZOMBIE]
+    def alive(p) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:  # gone (or reaped) while we looked
+            return False
+
+    deadline = time.time() + 5
+    leftover = ["?"]
+    while leftover and time.time() < deadline:
+        leftover = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and alive(p)]
+        time.sleep(0.2)
     assert leftover == []
     assert not (tmp_path / "ray" / "ray.pids").exists()
 

@@ -169,8 +169,16 @@ train_supernet(space, backbone, config, out=sys.argv[1])
 """
 
 
-def test_supernet_training_resumes_after_a_kill_exactly_as_if_uninterrupted(tmp_path, backbone):
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as the child process uses (bit-identical sums), restored afterwards."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_supernet_training_resumes_after_a_kill_exactly_as_if_uninterrupted(tmp_path, backbone, one_thread):
     out = tmp_path / "supernet"
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(out)], env={**os.environ, "PYTHONHASHSEED": "0"})
     checkpoint = out / "supernet.safetensors"
