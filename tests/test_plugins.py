@@ -116,7 +116,8 @@ def test_a_campaign_with_the_plugin_backend_proxy_and_sampler(plugin_env, tmp_pa
 def test_the_shared_suites_run_on_the_plugin_registrations(plugin_env):
     selection = ["tests/test_ops.py", "tests/test_proxies.py", "tests/test_backend_suite.py",
                  "tests/test_sampler_suite.py", "-k", "demo_prev or demo_params or demo_debug or demo_random"]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *selection],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-n", "0", "-p", "no:cacheprovider",
+                           *selection],
                           env=plugin_env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:]
     outcomes = [line.split(" ", 1) for line in done.stdout.splitlines()
