@@ -103,7 +103,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     import optuna
 
     run = tmp_path / "run"
-    proc = start(["search", str(campaign_file(tmp_path, trials=8, train_steps=10)), "--out", str(run),
+    proc = start(["search", str(campaign_file(tmp_path, trials=4, train_steps=10)), "--out", str(run),
                   "--no-report"])
     started: dict[int, float] = {}
     deadline = time.time() + 300
@@ -141,7 +141,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     out, err = finish(resumed, timeout=900)
     assert resumed.returncode == 0, err[-3000:]
     result = json.loads(out)
-    assert result["trials"] == 8 and result["stale"] == len(stale)
+    assert result["trials"] == 4 and result["stale"] == len(stale)
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
