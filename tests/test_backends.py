@@ -55,12 +55,25 @@ def test_backend_runs_a_unit(backend, tmp_path):
 def test_onnxruntime_records_graph_optimization_and_caches_exports(tmp_path):
     backend = OnnxRuntimeBackend(threads=1, graph_optimization="basic", cache_dir=tmp_path)
     assert backend.fingerprint()["options"] == {"provider": "CPUExecutionProvider", "graph_optimization": "basic",
-                                                "optimize_export": True}
+                                                "optimize_export": True, "spinning": False}
     module, inputs = tiny_unit("attn_in")
     backend.prepare(module, inputs, key="k")
     first = (tmp_path / "k.onnx").stat().st_mtime_ns
     backend.prepare(module, inputs, key="k")
     assert (tmp_path / "k.onnx").stat().st_mtime_ns == first
+
+
+def test_onnxruntime_threads_do_not_spin_between_calls_unless_asked():
+    """Spinning intra-op threads of one session slow the next session's call (the harness interleaves
+    sessions): off by default, recorded in the fingerprint, and `spinning=true` turns it back on."""
+    key = "session.intra_op.allow_spinning"
+    assert OnnxRuntimeBackend(threads=2).session_options().get_session_config_entry(key) == "0"
+    spinning = get_backend("onnxruntime", threads=2, spinning=True)
+    assert spinning.session_options().get_session_config_entry(key) == "1"
+    assert spinning.fingerprint()["options"]["spinning"] is True
+    with pytest.raises(SpecError) as info:
+        OnnxRuntimeBackend(spinning="yes")
+    assert info.value.field == "spinning"
 
 
 @pytest.mark.skipif(platform.system() == "Darwin", reason="Core ML times models on macOS")

@@ -89,6 +89,10 @@ def test_resuming_with_another_backend_or_threads_is_refused(tmp_path):
     build_table(get_space("tiny-enum"), DebugBackend(), path, config=QUICK)
     with pytest.raises(TableMismatchError, match="threads"):
         build_table(get_space("tiny-enum"), DebugBackend(threads=2), path, config=QUICK)
+    before = path.read_bytes()
+    with pytest.raises(TableMismatchError, match="backend options"):  # entries would mix two settings
+        build_table(get_space("tiny-enum"), DebugBackend(gflops=7.0), path, config=QUICK)
+    assert path.read_bytes() == before
     table = LatencyTable.load(path)
     with pytest.raises(TableMismatchError, match="backend"):
         table.check_compatible(backend="onnxruntime")

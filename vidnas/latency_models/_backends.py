@@ -212,6 +212,13 @@ class OnnxRuntimeBackend:
     cache_dir: Path | None = None
     dtype: str = "float32"
     optimize_export: bool = True  # the exporter's own graph optimisation (False: faster export)
+    # ONNX Runtime's intra-op threads spin-wait for work after each call unless told not to. The harness
+    # interleaves sessions (a unit, the reference workload, a group's other units): a session's threads
+    # still spinning take the cores from the next call. Measured here, 2 threads on 2 cores, two sessions
+    # called in turn: each call 1.5x slower than alone with spinning, 1.0-1.1x without
+    # (benchmarks/bench_ort_spinning.py, RESULTS.md).
+    # Off by default; `spinning=true` measures a deployment that keeps it on, called alone.
+    spinning: bool = False
     name: str = "onnxruntime"
 
     def __post_init__(self) -> None:
@@ -222,6 +229,8 @@ class OnnxRuntimeBackend:
                             f"choose one of {list(ORT_OPTIMIZATION_LEVELS)}")
         if self.dtype != "float32":
             raise SpecError("dtype", self.dtype, "is not supported by the onnxruntime backend", "use float32")
+        if not isinstance(self.spinning, bool):
+            raise SpecError("spinning", self.spinning, "must be true or false")
 
     @property
     def provider(self) -> str:
@@ -248,7 +257,7 @@ class OnnxRuntimeBackend:
         return {"backend": self.name, "device": self.device, "device_name": name,
                 "threads": self.threads or os.cpu_count(), "dtype": self.dtype,
                 "options": {"provider": self.provider, "graph_optimization": self.graph_optimization,
-                            "optimize_export": self.optimize_export,
+                            "optimize_export": self.optimize_export, "spinning": self.spinning,
                             **({"device_id": self.device_id, "io_binding": "inputs and outputs on the device"}
                                if self.device.startswith("cuda") else {})},
                 "versions": {"onnxruntime": ort.__version__, **package_versions(("onnx", "torch"))}, **_host()}
@@ -265,6 +274,7 @@ class OnnxRuntimeBackend:
         opts.inter_op_num_threads = 1
         if self.threads is not None:
             opts.intra_op_num_threads = self.threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         opts.log_severity_level = 3  # errors only (constant-folding notices are not actionable)
         return opts
 

@@ -19,7 +19,7 @@ from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend, fingerprint_id
 from vidnas.latency_models._harness import HarnessConfig, measure_group
 from vidnas.latency_models._pairing import Series, Timing
-from vidnas.latency_models._table import LatencyTable, TableMeta
+from vidnas.latency_models._table import LatencyTable, TableMeta, TableMismatchError
 from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
 
 ProgressCallback = Callable[[int, int, UnitPlan, dict[str, Any] | None], None]
@@ -155,6 +155,12 @@ def open_table(path: Path, backend: Backend, space: SearchSpace | None, config: 
     fp = backend.fingerprint()
     table.check_compatible(backend=backend.name, device=backend.device, device_name=fp["device_name"],
                            dtype=fp.get("dtype"), threads=fp.get("threads"))
+    have = (table.meta.fingerprint or {}).get("options")
+    if have is not None and have != fp.get("options"):  # e.g. another graph optimisation or spinning setting
+        raise TableMismatchError(
+            f"the table at {path} was measured with backend options {have!r} but {fp.get('options')!r} were asked "
+            "for; its entries would mix two settings — build it into another file (or pass the same options)"
+        )
     return table
 
 
