@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from procs import tree
 
 from vidnas.runners._ray import is_loopback
 
@@ -49,14 +50,6 @@ def start(args: list[str]) -> subprocess.Popen:
            "RAY_USAGE_STATS_ENABLED": "0"}
     return subprocess.Popen([sys.executable, "-m", "vidnas.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def listening(processes: list[psutil.Process]) -> dict[tuple[str, str, int], str]:

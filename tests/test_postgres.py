@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from pgserver import PostgresServer, unavailable, wait_for
+from procs import alive, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL = 12
@@ -51,14 +52,6 @@ def start(*args: str) -> subprocess.Popen:
            "RAY_USAGE_STATS_ENABLED": "0"}
     return subprocess.Popen([sys.executable, "-m", "vidnas.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def end(processes: list[psutil.Process]) -> None:
@@ -176,13 +169,6 @@ def test_a_driver_killed_mid_campaign(postgres, tmp_path):
         assert again.state.name == "COMPLETE" and again.params == t.params  # re-queued and evaluated
     resumed = finish(start("search", "--resume", str(tmp_path / "b"), "--no-report", "--json"))
     assert resumed["trials"] == total and front(tmp_path / "b") == front(tmp_path / "a")
-    leftover = [p for p in b_processes[1:] if _alive(p)]
+    leftover = [p for p in b_processes[1:] if alive(p)]
     end(leftover)  # the resume ended the ones it recorded; anything else the crash left is ended here
     assert not leftover, [p.pid for p in leftover]
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:  # gone (or reaped) while we looked
-        return False

@@ -116,11 +116,7 @@ def test_ray_campaign_runs_and_leaves_no_processes(tmp_path):
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     result = run_campaign(config_with(trials=4), tmp_path / "ray", local=False)
     assert result.trials == 4 and result.failed == 0
-    def alive(p) -> bool:
-        try:
-            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:  # gone (or reaped) while we looked
-            return False
+    from procs import alive
 
     deadline = time.time() + 5
     leftover = ["?"]
@@ -332,3 +328,40 @@ def test_a_trial_stopped_part_way_through_sampling_is_replaced_not_requeued():
     stale = {t.number: t.user_attrs["fail_reason"] for t in study.trials if t.user_attrs.get("stale")}
     assert "before the trial's whole architecture was sampled" in stale[partial.number]
     assert "re-queued" in stale[whole.number]
+
+
+def test_opening_a_database_whose_schema_another_driver_is_creating_retries(tmp_path, monkeypatch):
+    """Two drivers started at once on an empty database: the slower one's table creation fails on a
+    duplicate (IntegrityError) and it opens the storage once the other has created it; other errors are
+    not retried."""
+    import optuna
+
+    from vidnas.runners._driver import open_storage
+
+    class IntegrityError(Exception):
+        pass
+
+    calls = []
+    real = optuna.storages.RDBStorage
+
+    def racing(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    config = config_with(storage=url)
+    assert open_storage(config, tmp_path) is not None and len(calls) == 2
+
+    def broken(url, **kwargs):
+        calls.append(url)
+        raise ValueError("no such driver")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    calls.clear()
+    with pytest.raises(SpecError) as info:
+        open_storage(config, tmp_path)
+    assert len(calls) == 1 and info.value.field == "config.storage"

@@ -73,6 +73,9 @@ def campaign_space(config: CampaignConfig) -> SearchSpace:
 # Storage and samplers ---------------------------------------------------------------------------
 
 
+SCHEMA_ATTEMPTS = 5  # tries to open an RDB storage whose schema another driver is creating
+
+
 def open_storage(config: CampaignConfig, run_dir: Path):
     """The study's storage: the run's journal file, a journal path, or an RDB URL (with heartbeats)."""
     import optuna
@@ -87,10 +90,19 @@ def open_storage(config: CampaignConfig, run_dir: Path):
         raise SpecError("config.storage", url, "is not an Optuna storage URL or a journal .log path",
                         "e.g. sqlite:///study.db or postgresql://user@host/db")
     try:
-        with warnings.catch_warnings():  # heartbeats are meant for study.optimize; the driver keeps its own
-            warnings.simplefilter("ignore")
-            return optuna.storages.RDBStorage(url, heartbeat_interval=config.heartbeat_s,
-                                              grace_period=config.stale_after_s)
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():  # heartbeats are meant for study.optimize; the driver keeps its own
+                    warnings.simplefilter("ignore")
+                    return optuna.storages.RDBStorage(url, heartbeat_interval=config.heartbeat_s,
+                                                      grace_period=config.stale_after_s)
+            except Exception as exc:
+                # Two drivers started at once on an empty database both create Optuna's tables: the
+                # slower one's CREATE fails on a duplicate (IntegrityError); once the faster has
+                # finished, the tables exist and opening succeeds.
+                if type(exc).__name__ != "IntegrityError" or attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except Exception as exc:  # SQLAlchemy and DB-API errors of many kinds: a bad URL, no server, no driver
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise SpecError("config.storage", redact_url(url), f"could not be opened ({type(exc).__name__}: {first})",
