@@ -327,12 +327,56 @@ def condition_tokens(condition: torch.Tensor, tokens: int, dim: int, seed: int =
 
 
 def iterate_batches(dataset, batch_size: int, *, seed: int, epochs: int | None = None) -> Iterator[dict[str, Any]]:
-    """Shuffled batches, reproducibly from ``seed``, cycling through ``epochs`` (None: forever)."""
+    """Shuffled batches, reproducibly from ``seed``, cycling through ``epochs`` (None: forever).
+
+    A dataset with a ``take(indices)`` method (:class:`LatentClips`) is gathered in one call; the
+    order of clips is the same either way.
+    """
     gen = torch.Generator().manual_seed(seed)
     epoch = 0
+    take = getattr(dataset, "take", None)
     while epochs is None or epoch < epochs:
         order = torch.randperm(len(dataset), generator=gen).tolist()
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            items = [dataset[i] for i in order[start : start + batch_size]]
+            indices = order[start : start + batch_size]
+            if take is not None:
+                yield take(indices)
+                continue
+            items = [dataset[i] for i in indices]
             yield {k: torch.stack([item[k] for item in items]) for k in items[0]}
         epoch += 1
+
+
+class LatentClips(torch.utils.data.Dataset):
+    """Clips already mapped to latents: ``latents`` ``(N, T, C, h, w)`` and ``condition`` ``(N, F)``.
+
+    Drawing a procedural clip and encoding it cost about a tenth of a training step of the
+    `tiny` network; a training run draws every clip several times, and every run of a
+    calibration draws the same clips. Encoded once (and cached on disk for the packaged
+    sources), they are gathered by index instead.
+    """
+
+    def __init__(self, latents: torch.Tensor, condition: torch.Tensor) -> None:
+        if latents.shape[0] != condition.shape[0]:
+            raise SpecError("data.condition", tuple(condition.shape), f"needs {latents.shape[0]} rows, one per clip")
+        self.latents, self.condition = latents, condition
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"latents": self.latents[index], "condition": self.condition[index]}
+
+    def take(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return {"latents": self.latents.index_select(0, idx), "condition": self.condition.index_select(0, idx)}
+
+
+def encode_clips(dataset, encoder: FixedLatentEncoder, *, chunk: int = 64) -> LatentClips:
+    """Every clip of ``dataset`` (items with ``pixels`` and ``condition``) through ``encoder``."""
+    latents, conditions = [], []
+    for start in range(0, len(dataset), chunk):
+        items = [dataset[i] for i in range(start, min(len(dataset), start + chunk))]
+        latents.append(encoder.encode(torch.stack([item["pixels"] for item in items])))
+        conditions.append(torch.stack([item["condition"] for item in items]))
+    return LatentClips(torch.cat(latents), torch.cat(conditions))

@@ -32,9 +32,11 @@ from vidnas._errors import SpecError
 from vidnas.proxies._data import (
     DATA_SOURCES,
     FixedLatentEncoder,
+    LatentClips,
     ShapesConfig,
     ShapesDataset,
     condition_tokens,
+    encode_clips,
     iterate_batches,
     video_dataset,
 )
@@ -118,14 +120,45 @@ class DenoisingTask:
         return video_dataset(self.source, frames=self.data.frames, height=self.data.height, width=self.data.width,
                              split="heldout" if held_out else "train", objects=self.data.objects)
 
+    def latent_dataset(self, length: int, seed: int, *, held_out: bool = False) -> LatentClips:
+        """:meth:`dataset` encoded once: the same clips in the same order, as latents.
+
+        Kept for the life of the process, and on disk (the cache's ``clips`` folder) for the
+        packaged sources, whose clips never change; a folder of the user's videos is encoded
+        per process.
+        """
+        key = self._clips_key(length, seed, held_out)
+        if key in _LATENT_CLIPS:
+            return _LATENT_CLIPS[key]
+        path = None
+        if self.source in DATA_SOURCES:
+            from vidnas._cache import cache_dir, config_hash
+
+            path = cache_dir() / "clips" / f"{config_hash(key)}.safetensors"
+        clips = _load_clips(path) if path is not None and path.exists() else None
+        if clips is None:
+            clips = encode_clips(self.dataset(length, seed, held_out=held_out), self.encoder)
+            if path is not None:
+                _save_clips(path, clips)
+        _LATENT_CLIPS[key] = clips
+        return clips
+
+    def _clips_key(self, length: int, seed: int, held_out: bool) -> str:
+        import json
+
+        return json.dumps({"format": 1, "source": self.source, "shapes": dataclasses.asdict(self.data),
+                           "length": length, "seed": seed, "held_out": held_out,
+                           "latent_channels": self.encoder.channels, "factor": self.encoder.factor}, sort_keys=True)
+
     def model_inputs(self, batch: dict[str, torch.Tensor], timesteps: torch.Tensor, noise: torch.Tensor,
                      *, shuffle: torch.Tensor | None = None) -> tuple[tuple, torch.Tensor]:
-        """``(net arguments, target noise)`` for a batch at ``timesteps`` with ``noise``.
+        """``(net arguments, target noise)`` for a batch (pixels, or latents already encoded) at
+        ``timesteps`` with ``noise``.
 
         ``shuffle`` (a permutation of frames) reorders the clip's frames first.
         """
         bb = self.spec.backbone
-        x0 = self.encoder.encode(batch["pixels"])
+        x0 = batch["latents"] if "latents" in batch else self.encoder.encode(batch["pixels"])
         if shuffle is not None:
             x0 = x0[:, shuffle]
         a = self.alphas_cumprod[timesteps].view(-1, 1, 1, 1, 1)
@@ -156,7 +189,7 @@ class DenoisingTask:
 
     def loss(self, net: torch.nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator,
              *, shuffle: torch.Tensor | None = None) -> torch.Tensor:
-        n = batch["pixels"].shape[0]
+        n = _batch_size(batch)
         timesteps = torch.randint(0, self.timesteps, (n,), generator=generator)
         args, target = self.model_inputs(batch, timesteps, self.noise(n, generator), shuffle=shuffle)
         return self.error(net, args, target)
@@ -165,7 +198,7 @@ class DenoisingTask:
     def fixed_loss(self, net: torch.nn.Module, batch: dict[str, torch.Tensor], timesteps: tuple[int, ...],
                    *, noise_seed: int = 0, shuffle: torch.Tensor | None = None) -> float:
         """Mean loss over ``timesteps`` with noise fixed by ``noise_seed``: the same problems every time."""
-        n = batch["pixels"].shape[0]
+        n = _batch_size(batch)
         gen = torch.Generator().manual_seed(noise_seed)
         losses = []
         for t in timesteps:
@@ -175,9 +208,37 @@ class DenoisingTask:
 
     def heldout_batch(self, clips: int, data_seed: int) -> dict[str, torch.Tensor]:
         """The fixed held-out clips (at most ``clips``)."""
-        data = self.dataset(clips, data_seed, held_out=True)
+        data = self.latent_dataset(clips, data_seed, held_out=True)
         size = min(clips, len(data))
         return next(iterate_batches(data, size, seed=0))
+
+
+_LATENT_CLIPS: dict[str, LatentClips] = {}
+
+
+def _batch_size(batch: dict[str, torch.Tensor]) -> int:
+    return (batch["latents"] if "latents" in batch else batch["pixels"]).shape[0]
+
+
+def _load_clips(path) -> LatentClips | None:
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+        return LatentClips(tensors["latents"], tensors["condition"])
+    except Exception:  # a truncated or foreign file: encode again (the cache is only a cache)
+        return None
+
+
+def _save_clips(path, clips: LatentClips) -> None:
+    import os
+
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    save_file({"latents": clips.latents.contiguous(), "condition": clips.condition.contiguous()}, str(tmp))
+    os.replace(tmp, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,7 +317,7 @@ def train_candidate(spec: ArchSpec, config: TrainConfig | None = None, *, seed: 
             p.requires_grad_(False)
     trained = [p for g in groups for p in g["params"]]
     gen = torch.Generator().manual_seed(seed)
-    data = iterate_batches(task.dataset(config.train_clips, config.data_seed), config.batch_size, seed=seed)
+    data = iterate_batches(task.latent_dataset(config.train_clips, config.data_seed), config.batch_size, seed=seed)
     heldout = task.heldout_batch(config.heldout_clips, config.data_seed)
     start = time.perf_counter()
     losses: list[float] = []

@@ -303,11 +303,10 @@ class Supernet:
 
     def _batch(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Generator]:
         if self._train_data is None:
-            self._train_data = self.task.dataset(self.config.train_clips, self.config.data_seed)
+            self._train_data = self.task.latent_dataset(self.config.train_clips, self.config.data_seed)
         gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         index = torch.randint(len(self._train_data), (self.config.batch_size,), generator=gen).tolist()
-        items = [self._train_data[i] for i in index]
-        return {k: torch.stack([item[k] for item in items]) for k in items[0]}, gen
+        return self._train_data.take(index), gen
 
     def train_step(self) -> float:
         self.activate(self.path_spec(self.step))
@@ -350,7 +349,7 @@ class Supernet:
     def _heldout_problems(self) -> list[tuple[tuple, torch.Tensor]]:
         if self._heldout is None:
             batch = self.task.heldout_batch(self.config.heldout_clips, self.config.data_seed)
-            n = batch["pixels"].shape[0]
+            n = batch["latents"].shape[0]
             gen = torch.Generator().manual_seed(0)  # the truth's noise seed: the same problems
             self._heldout = [self.task.model_inputs(batch, torch.full((n,), t), self.task.noise(n, gen))
                              for t in self.config.eval_timesteps]
