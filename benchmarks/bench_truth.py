@@ -1,20 +1,17 @@
-"""The ground truth's reliability at a training budget, and the supernet and count signals against it.
+"""The ground truth of a calibration, trained ahead of it: resumable, one record per run.
 
-    python benchmarks/bench_truth.py --n 12 --steps 1200 --workers 2 \
-        --supernet-dir DIR --out benchmarks/results/truth-tiny-k1200.json
+    python benchmarks/bench_truth.py --space tiny --frames 8 --height 64 --width 64 --n 60 \
+        --second-seed-n 20 --workers 2 --store benchmarks/results/truth-store \
+        --out benchmarks/results/truth-tiny-k1200-n60.json
 
-The first ``--n`` architectures of ``stratified_sample(tiny at 8x64x64, 60, seed 0)`` are each
-trained twice (training seeds 0 and 1) with the ground truth's protocol: the space's spatial
-backbone pretrained as an image denoiser (``--pretrain-steps``, cached), frozen; the
-architecture's own slot layers at identity initialisation, trained ``--steps`` Adam steps
-(cosine schedule) on procedural clips; truth = held-out denoising loss at fixed timesteps and
-noise (``--heldout-clips`` clips). Runs are cached per (architecture, seed, settings), so an
-interrupted benchmark resumes. Reported: Kendall tau between the two seeds over the ``n``
-architectures, with its bootstrap interval; the median seed-to-seed difference and the spread
-across architectures (both in % of the loss); and, against the two-seed mean, Kendall tau of
-FLOPs, params and (``--supernet-dir``: a trained supernet of the same space, as
-``vidnas proxies supernet`` writes it) the supernet score at several held-out sizes, with its
-seconds per candidate.
+Trains exactly the runs ``vidnas proxies calibrate`` with the same arguments would train
+(``stratified_sample(space, n, seed)``; every architecture with training seed ``seed``, the
+first ``--second-seed-n`` also with ``seed + 1``; the protocol of the calibration's defaults:
+K = 1200 Adam steps, batch 4, lr 2e-3, cosine, 4,096 training clips, 32 held-out clips, on the
+space's backbone pretrained 1,000 steps at batch 8), recording each in the truth store as it
+finishes, so a killed run loses only the runs in flight and the calibration that follows
+trains nothing. Reports the truth's reliability (Kendall tau between the two seeds on the
+subset, bootstrap interval) and the seconds per run.
 """
 
 from __future__ import annotations
@@ -28,7 +25,15 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=12)
+    parser.add_argument("--space", default="tiny")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--width-mult", type=float, default=None)
+    parser.add_argument("--data", default="shapes")
+    parser.add_argument("--n", type=int, default=60)
+    parser.add_argument("--second-seed-n", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -36,9 +41,7 @@ def main() -> None:
     parser.add_argument("--train-clips", type=int, default=4096)
     parser.add_argument("--pretrain-steps", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--supernet-dir", type=Path, default=None)
-    parser.add_argument("--supernet-steps", type=int, default=2000, help="the supernet's training steps")
-    parser.add_argument("--score-clips", default="32,4,1", help="held-out clip counts the supernet is scored with")
+    parser.add_argument("--store", type=Path, default=Path("benchmarks/results/truth-store"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -46,59 +49,38 @@ def main() -> None:
 
     from vidnas._env import fingerprint
     from vidnas._stats import bootstrap_interval, kendall
-    from vidnas.proxies import (
-        PretrainConfig,
-        Supernet,
-        SupernetConfig,
-        TrainConfig,
-        pretrain_backbone,
-        stratified_sample,
-        train_truths,
-    )
-    from vidnas.search_space import count_spec, get_space
+    from vidnas.proxies import PretrainConfig, TrainConfig, pretrain_backbone, stratified_sample
+    from vidnas.proxies._calibration import truth_runs
+    from vidnas.proxies._truth import TruthStore, train_truth_runs
+    from vidnas.search_space import get_space
 
     torch.set_num_threads(1)
-    space = get_space("tiny", frames=8, height=64, width=64)
-    pretrain = PretrainConfig(steps=args.pretrain_steps, batch_size=8)
+    space = get_space(args.space, frames=args.frames, height=args.height, width=args.width,
+                      width_mult=args.width_mult)
+    pretrain = PretrainConfig(steps=args.pretrain_steps, batch_size=8, data=args.data)
     backbone = pretrain_backbone(space.base, pretrain)
-    specs = stratified_sample(space, 60, seed=0)[: args.n]
+    specs = stratified_sample(space, args.n, seed=args.seed)
     train = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, heldout_clips=args.heldout_clips,
-                        train_clips=args.train_clips, data="shapes")
+                        train_clips=args.train_clips, data=args.data)
     started = time.perf_counter()
-    results = train_truths(specs, train, [0, 1], backbone, pretrain, workers=args.workers,
-                           progress=lambda i, k: print(f"{i}/{k} runs, {time.perf_counter() - started:.0f} s",
-                                                       flush=True))
-    seconds = time.perf_counter() - started
-    a = [results[(s.arch_id, 0)].heldout_loss for s in specs]
-    b = [results[(s.arch_id, 1)].heldout_loss for s in specs]
-    truth = [(x + y) / 2 for x, y in zip(a, b)]
-    out = {"space": "tiny", "space_shape": dict(space.shape), "n": args.n, "train": train.to_dict(),
-           "pretrain": pretrain.key(), "seconds_this_call": seconds,
-           "architectures": [{"arch_id": s.arch_id, "seed0": x, "seed1": y} for s, x, y in zip(specs, a, b)],
+    runs = truth_runs(specs, args.seed, args.second_seed_n)
+    results = train_truth_runs(runs, train, backbone, pretrain, store=args.store, workers=args.workers,
+                               progress=lambda i, k: print(f"{i}/{k} runs, {time.perf_counter() - started:.0f} s",
+                                                           flush=True))
+    subset = specs[: args.second_seed_n]
+    a = [results[(s.arch_id, args.seed)].heldout_loss for s in subset]
+    b = [results[(s.arch_id, args.seed + 1)].heldout_loss for s in subset]
+    store = TruthStore(args.store, train, backbone.backbone_id)
+    out = {"space": args.space, "space_shape": dict(space.shape), "n": args.n, "second_seed_n": args.second_seed_n,
+           "train": train.to_dict(), "pretrain": pretrain.key(), "backbone_id": backbone.backbone_id,
+           "protocol_id": store.protocol_id, "store": str(args.store), "seconds_this_call": time.perf_counter() - started,
+           "seconds_per_run_median": statistics.median(r.seconds for r in results.values()),
            "seed_tau": kendall(a, b), "seed_tau_ci": bootstrap_interval(a, b, kendall),
            "seed_difference_pct_median": statistics.median(abs(x - y) / x * 100 for x, y in zip(a, b)),
-           "spread_pct": (max(truth) - min(truth)) / statistics.mean(truth) * 100, "signals": {}}
-    counts = [count_spec(s) for s in specs]
-    for name, values in (("flops", [-c.flops for c in counts]), ("params", [-c.params for c in counts])):
-        out["signals"][name] = {"tau": kendall(values, truth), "ci": bootstrap_interval(values, truth, kendall),
-                                "orientation": "more is better (negated: lower loss)"}
-    if args.supernet_dir is not None:
-        for clips in (int(c) for c in args.score_clips.split(",")):
-            supernet = Supernet(space, backbone, SupernetConfig(steps=args.supernet_steps, batch_size=8,
-                                                                heldout_clips=clips))
-            supernet.load(args.supernet_dir / "supernet.safetensors")
-            supernet.score(specs[0])  # warm-up: held-out problems prepared once
-            t0 = time.perf_counter()
-            scores = [supernet.score(s) for s in specs]
-            per = (time.perf_counter() - t0) / len(specs)
-            out["signals"][f"supernet ({clips} held-out clips)"] = {
-                "tau": kendall(scores, truth), "ci": bootstrap_interval(scores, truth, kendall),
-                "seconds_per_candidate": per}
-    out["environment"] = fingerprint(threads=1)
+           "environment": fingerprint(threads=1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
-    print(json.dumps({k: v for k, v in out.items() if k not in ("architectures", "environment", "train")},
-                     indent=1, default=str))
+    print(json.dumps({k: v for k, v in out.items() if k not in ("environment", "train")}, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -55,16 +55,22 @@ def test_small_calibration_runs_measures_the_truths_reliability_and_saves(tmp_pa
     result = calibrate(space, n=6, steps=2, seed=0, proxies=("flops", "grad_norm", "cross_frame_sensitivity",
                                                              "heldout_loss_short", "supernet", "supernet_ft"),
                        train=TrainConfig(batch_size=2, train_clips=4, heldout_clips=2), pretrain=FAST_PRETRAIN,
-                       supernet=FAST_SUPERNET)
+                       supernet=FAST_SUPERNET, second_seed_n=4, store=tmp_path / "store")
     assert len(result.rows) == 6 and all(math.isfinite(r["heldout_loss"]) for r in result.rows)
-    for row in result.rows:  # the truth is the mean of two independently trained seeds
-        assert row["heldout_loss"] == pytest.approx((row["heldout_loss_seed1"] + row["heldout_loss_seed2"]) / 2)
+    for i, row in enumerate(result.rows):  # the truth is the first seed; the first four also have a second
+        assert row["heldout_loss"] == row["heldout_loss_seed1"]
+        assert math.isfinite(row["heldout_loss_seed2"]) == (i < 4)
+        if i < 4:
+            assert row["heldout_loss_seed2"] != row["heldout_loss_seed1"]
     for stats in result.proxies.values():
         assert -1 <= stats["kendall"] <= 1 and len(stats["kendall_ci"]) == 2
         for key in ("spearman", "kendall_within_latency_bins", "partial_kendall_given_flops", "precision_at_top10"):
             assert key in stats
     reliability = result.truth_reliability
-    assert reliability["n"] == 6 and -1 <= reliability["kendall_between_seeds"] <= 1
+    assert reliability["n"] == 4 and -1 <= reliability["kendall_between_seeds"] <= 1
+    assert reliability["architectures"] == [r["arch_id"] for r in result.rows[:4]]
+    assert result.config["second_seed_n"] == 4 and result.config["protocol_id"]
+    assert len(list((tmp_path / "store" / result.config["protocol_id"]).glob("*-s*.json"))) == 10
     assert len(reliability["kendall_between_seeds_ci"]) == 2 and "spearman_brown_mean_of_two" in reliability
     assert result.ensemble["members_all_data"]
     assert result.config["backbone_id"] and result.config["supernet"]["step"] == 2
@@ -82,8 +88,11 @@ def test_calibration_rejects_bad_arguments():
     with pytest.raises(SpecError):
         calibrate(get_space("tiny"), n=4, steps=2, proxies=("nope",))
     with pytest.raises(SpecError) as info:
-        calibrate(get_space("tiny"), n=4, steps=2, truth_seeds=1)
-    assert info.value.field == "truth_seeds"
+        calibrate(get_space("tiny"), n=4, steps=2, second_seed_n=1)
+    assert info.value.field == "second_seed_n" and info.value.value == 1
+    with pytest.raises(SpecError) as info:
+        calibrate(get_space("tiny"), n=4, steps=2, second_seed_n=5)
+    assert info.value.field == "second_seed_n"
 
 
 def test_ground_truth_trainings_are_cached_so_a_calibration_resumes(tmp_path):
@@ -94,8 +103,94 @@ def test_ground_truth_trainings_are_cached_so_a_calibration_resumes(tmp_path):
     pretrain = PretrainConfig(steps=2, batch_size=2, train_clips=4)
     backbone = pretrain_backbone(space.base, pretrain)
     config = TrainConfig(steps=2, batch_size=2, train_clips=4, heldout_clips=2)
-    first = train_truths(specs, config, [0, 1], backbone, pretrain)
+    first = train_truths(specs, config, [0, 1], backbone, pretrain, store=tmp_path / "store")
     calls = []
-    again = train_truths(specs, config, [0, 1], backbone, pretrain, progress=lambda i, n: calls.append(i))
+    again = train_truths(specs, config, [0, 1], backbone, pretrain, store=tmp_path / "store",
+                         progress=lambda i, n: calls.append(i))
     assert calls == [4]  # all four found in the cache, nothing trained
     assert {k: v.heldout_loss for k, v in first.items()} == {k: v.heldout_loss for k, v in again.items()}
+
+
+def _truth_setting(tmp_path):
+    from vidnas.proxies import pretrain_backbone
+
+    space = get_space("tiny", frames=4, height=32, width=32)
+    pretrain = PretrainConfig(steps=2, batch_size=2, train_clips=4)
+    backbone = pretrain_backbone(space.base, pretrain)
+    return space, pretrain, backbone, TrainConfig(steps=3, batch_size=2, train_clips=4, heldout_clips=2)
+
+
+def test_truth_store_keeps_one_record_per_architecture_protocol_and_seed(tmp_path):
+    from vidnas.proxies._truth import TruthStore, train_truth_runs
+
+    space, pretrain, backbone, config = _truth_setting(tmp_path)
+    specs = space.random_specs(2, seed=3)
+    out = train_truth_runs([(specs[0], 0), (specs[1], 0), (specs[0], 1)], config, backbone, pretrain,
+                           store=tmp_path / "store")
+    store = TruthStore(tmp_path / "store", config, backbone.backbone_id)
+    records = store.records()
+    assert sorted((r["arch_id"], r["seed"]) for r in records) == sorted(out)
+    assert all(r["protocol_id"] == store.protocol_id and r["spec"]["temporal"] for r in records)
+    protocol = json.loads((store.folder / "protocol.json").read_text())
+    assert protocol["train"]["steps"] == 3 and protocol["backbone_id"] == backbone.backbone_id
+    # Another protocol (more steps) is another folder: nothing of the first is reused for it.
+    longer = TrainConfig(steps=4, batch_size=2, train_clips=4, heldout_clips=2)
+    assert TruthStore(tmp_path / "store", longer, backbone.backbone_id).protocol_id != store.protocol_id
+    # Threads do not change the protocol.
+    threaded = TrainConfig(steps=3, batch_size=2, train_clips=4, heldout_clips=2, threads=2)
+    assert TruthStore(tmp_path / "store", threaded, backbone.backbone_id).protocol_id == store.protocol_id
+    # A damaged record counts as missing and is trained again; the others are reused.
+    store.path(specs[1].arch_id, 0).write_text("{trunc")
+    calls = []
+    again = train_truth_runs([(specs[0], 0), (specs[1], 0), (specs[0], 1)], config, backbone, pretrain,
+                             store=tmp_path / "store", progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(2, 3), (3, 3)]
+    assert again[(specs[1].arch_id, 0)].heldout_loss == pytest.approx(out[(specs[1].arch_id, 0)].heldout_loss)
+
+
+def test_truth_store_resumes_after_a_kill(tmp_path):
+    """A calibration killed with SIGKILL keeps every run it finished; the next call trains only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from vidnas.proxies._truth import TruthStore
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        from vidnas.proxies import PretrainConfig, TrainConfig, pretrain_backbone
+        from vidnas.proxies._truth import train_truth_runs
+        from vidnas.search_space import get_space
+        space = get_space("tiny", frames=4, height=32, width=32)
+        pretrain = PretrainConfig(steps=2, batch_size=2, train_clips=4)
+        backbone = pretrain_backbone(space.base, pretrain)
+        config = TrainConfig(steps=int(sys.argv[1]), batch_size=2, train_clips=4, heldout_clips=2)
+        specs = space.random_specs(6, seed=5)
+        train_truth_runs([(s, 0) for s in specs], config, backbone, pretrain, store={str(tmp_path / "store")!r},
+                         progress=lambda i, n: print(i, n, flush=True))
+    """)
+    path = tmp_path / "job.py"
+    path.write_text(script)
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, str(path), "60"], stdout=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    seen = 0
+    while time.time() < deadline and seen < 2:  # two runs recorded, then kill mid-way through the third
+        line = proc.stdout.readline()
+        if line:
+            seen = int(line.split()[0])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert seen >= 2
+    _, _, backbone, _ = _truth_setting(tmp_path)
+    config = TrainConfig(steps=60, batch_size=2, train_clips=4, heldout_clips=2)
+    store = TruthStore(tmp_path / "store", config, backbone.backbone_id)
+    kept = {(r["arch_id"], r["seed"]) for r in store.records()}
+    assert 2 <= len(kept) < 6 and not list(store.folder.glob("*.tmp*"))
+    done = subprocess.run([sys.executable, str(path), "60"], capture_output=True, text=True, env=env, timeout=600)
+    first = done.stdout.split("\n")[0].split()
+    assert int(first[0]) == len(kept) and int(first[1]) == 6  # the recorded runs were reused
+    assert len(store.records()) == 6

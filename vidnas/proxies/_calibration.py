@@ -35,7 +35,7 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas._stats import bootstrap_interval, kendall, spearman
-from vidnas.proxies._denoise import TrainConfig, train_candidate
+from vidnas.proxies._denoise import TrainConfig
 from vidnas.proxies._registry import ProxyBatch, get_proxy, list_proxies
 from vidnas.search_space import ArchSpec, SearchSpace, count_spec
 
@@ -128,6 +128,7 @@ class CalibrationResult:
     truth_reliability: dict[str, Any]
     ensemble: dict[str, Any]
     config: dict[str, Any]
+    learned: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def save(self, directory: str | Path) -> Path:
         """``rows.parquet`` (one row per architecture) and ``summary.json``."""
@@ -143,7 +144,7 @@ class CalibrationResult:
 
     def summary(self) -> dict[str, Any]:
         return {"format": "vidnas.calibration", "version": 2, "config": self.config, "proxies": self.proxies,
-                "truth_reliability": self.truth_reliability, "ensemble": self.ensemble}
+                "truth_reliability": self.truth_reliability, "ensemble": self.ensemble, "learned": self.learned}
 
 
 def proxy_statistics(oriented: Sequence[float], truth: Sequence[float], flops: Sequence[float],
@@ -199,28 +200,42 @@ def truth_reliability(first: Sequence[float], second: Sequence[float], seed: int
             "median_relative_difference": statistics.median(abs(a - b) / a for a, b in zip(first, second))}
 
 
+def truth_runs(specs: Sequence[ArchSpec], seed: int, second_seed_n: int) -> list[tuple[ArchSpec, int]]:
+    """The truth's training runs: every spec with ``seed``, the first ``second_seed_n`` also with ``seed + 1``
+    (ordered so that the two-seed subset finishes first and the reliability figure comes early)."""
+    subset = list(specs[:second_seed_n])
+    return ([(s, seed) for s in subset] + [(s, seed + 1) for s in subset]
+            + [(s, seed) for s in specs[second_seed_n:]])
+
+
 def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies: Sequence[str] = DEFAULT_SIGNALS,
-              truth_seeds: int = 2, short_steps: int | None = None, clips: int = 4,
+              second_seed_n: int = 20, short_steps: int | None = None, clips: int = 4,
               train: TrainConfig | None = None, pretrain: Any = None, supernet: Any = None,
               supernet_dir: Path | None = None, latency: Callable[[ArchSpec], float] | None = None,
-              workers: int = 1, progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
-    """Train ``n`` stratified architectures ``steps`` steps each on the pretrained frozen backbone,
-    ``truth_seeds`` times, and judge every signal in ``proxies`` against the mean held-out loss.
+              workers: int = 1, store: str | Path | None = None, fit: bool = True,
+              progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
+    """Train ``n`` stratified architectures ``steps`` steps each on the pretrained frozen backbone with
+    training seed ``seed`` (the first ``second_seed_n`` also with ``seed + 1``, for the truth's
+    reliability), and judge every signal in ``proxies`` against the held-out loss of the first seed.
 
     ``pretrain`` (:class:`PretrainConfig`) and ``supernet`` (:class:`SupernetConfig`) default to the
-    data source of ``train``; the backbone and supernet come from the cache when trained before, and so
-    does every ground-truth training already done (a killed calibration resumes). ``workers`` > 1
-    trains the truths in that many processes of one thread each.
+    data source of ``train``; the backbone and supernet come from the cache when trained before, and
+    every truth run from ``store`` (default: the cache's ``truth`` folder) when recorded before, so a
+    killed calibration resumes. ``workers`` > 1 trains the truths in that many processes of one thread
+    each. With ``fit``, a learned quality model (:mod:`~vidnas.proxies._fit`) over the signals is
+    judged out of fold: each architecture is scored by a model fitted on the other folds only.
     """
     from vidnas.proxies._pretrain import PretrainConfig, pretrain_backbone
     from vidnas.proxies._supernet import SupernetConfig, train_supernet
+    from vidnas.proxies._truth import TruthStore, default_store, train_truth_runs
 
     for name in proxies:
         get_proxy(name, field="proxies")
     if steps < 1:
         raise SpecError("steps", steps, "must be >= 1")
-    if truth_seeds < 2:
-        raise SpecError("truth_seeds", truth_seeds, "must be >= 2 (the truth's reliability needs two seeds)")
+    if not 2 <= second_seed_n <= n:
+        raise SpecError("second_seed_n", second_seed_n, f"must be in [2, n={n}] (the truth's reliability needs "
+                                                        "two seeds on at least two architectures)")
     base = train or TrainConfig()
     truth_config = dataclasses.replace(base, steps=steps)
     short_config = dataclasses.replace(base, steps=short_steps or max(1, steps // 10))
@@ -228,6 +243,15 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
     started = time.perf_counter()
     backbone = pretrain_backbone(space.base, pretrain,
                                  progress=(lambda i, k: progress("pretrain backbone", i, k)) if progress else None)
+    setup_seconds = time.perf_counter() - started
+    specs = stratified_sample(space, n, seed, latency)
+    cost = latency or (lambda s: float(count_spec(s).flops))
+    store = Path(store) if store is not None else default_store()
+    truths = train_truth_runs(truth_runs(specs, seed, second_seed_n), truth_config, backbone, pretrain,
+                              store=store, workers=workers,
+                              progress=(lambda i, k: progress("ground truth", i, k)) if progress else None)
+    truth_store = TruthStore(store, truth_config, backbone.backbone_id)
+    started = time.perf_counter()
     net = None
     if any("supernet" in get_proxy(p).requires for p in proxies):
         supernet = supernet or SupernetConfig(data=base.data, objects=base.objects, data_seed=base.data_seed,
@@ -235,25 +259,21 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                                               eval_timesteps=base.eval_timesteps)
         net = train_supernet(space, backbone, supernet, out=supernet_dir,
                              progress=(lambda i, k: progress("train supernet", i, k)) if progress else None)
-    setup_seconds = time.perf_counter() - started
-    specs = stratified_sample(space, n, seed, latency)
-    cost = latency or (lambda s: float(count_spec(s).flops))
+    setup_seconds += time.perf_counter() - started
     rows: list[dict[str, Any]] = []
-    truths = train_truths(specs, truth_config, [seed + k for k in range(truth_seeds)], backbone, pretrain,
-                          workers=workers, progress=(lambda i, k: progress("ground truth", i, k)) if progress else None)
     for i, spec in enumerate(specs, 1):
         started = time.perf_counter()
-        results = [truths[(spec.arch_id, seed + k)] for k in range(truth_seeds)]
+        first = truths[(spec.arch_id, seed)]
         batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config, backbone=backbone,
                                       supernet=net)
         report = count_spec(spec)
         row: dict[str, Any] = {"arch_id": spec.arch_id, "spec": spec.to_json(), "dominant_op": dominant_op(spec),
                                "op_counts": spec.op_counts(), "flops": report.flops, "params": report.params,
-                               "latency": cost(spec),
-                               "heldout_loss": statistics.fmean(r.heldout_loss for r in results),
-                               "train_seconds": sum(r.seconds for r in results)}
-        for k, r in enumerate(results):
-            row[f"heldout_loss_seed{k + 1}"] = r.heldout_loss
+                               "latency": cost(spec), "heldout_loss": first.heldout_loss,
+                               "heldout_loss_seed1": first.heldout_loss, "heldout_loss_seed2": math.nan,
+                               "train_seconds": first.seconds}
+        if (spec.arch_id, seed + 1) in truths and i <= second_seed_n:
+            row["heldout_loss_seed2"] = truths[(spec.arch_id, seed + 1)].heldout_loss
         for name in proxies:
             t0 = time.perf_counter()
             row[f"proxy.{name}"] = get_proxy(name).compute(spec, batch, seed)
@@ -263,8 +283,10 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
         if progress:
             progress("architectures", i, n)
 
-    reliability = truth_reliability([r["heldout_loss_seed1"] for r in rows], [r["heldout_loss_seed2"] for r in rows],
-                                    seed)
+    paired = rows[:second_seed_n]
+    reliability = {**truth_reliability([r["heldout_loss_seed1"] for r in paired],
+                                       [r["heldout_loss_seed2"] for r in paired], seed),
+                   "architectures": [r["arch_id"] for r in paired]}
     truth = [-r["heldout_loss"] for r in rows]  # higher = better model
     flops = [float(r["flops"]) for r in rows]
     values = [r["latency"] for r in rows]
@@ -293,18 +315,43 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                     "members_per_fold": chosen,
                     "members_all_data": [{"proxy": p, "sign": 1 if full_taus[p] >= 0 else -1} for p in members],
                     **proxy_statistics(ens_scores, truth, flops, bins, seed)}
+    every = [r["arch_id"] for r in rows]
+    for name in stats:  # nothing was fitted for a plain signal: judged on every architecture
+        stats[name].update(fitted_on=[], judged_on=every)
+    learned: dict[str, Any] = {"kind": "none: not asked for (fit=False) or fewer than 10 architectures"}
+    if fit and len(rows) >= 10:
+        learned = learned_out_of_fold(rows, list(proxies), truth, flops, bins, seed,
+                                      {**calibration_setting({"config": {
+                                          "space": space.name, "space_shape": dict(space.shape),
+                                          "train": truth_config.to_dict(), "pretrain": pretrain.key(),
+                                          "supernet": net.describe() if net is not None else None}})})
     config = {"space": space.name, "space_shape": dict(space.shape), "n": n, "steps": steps,
-              "short_steps": short_config.steps, "seed": seed, "truth_seeds": truth_seeds, "clips": clips,
+              "short_steps": short_config.steps, "seed": seed, "truth_seeds": 2, "second_seed_n": second_seed_n,
+              "clips": clips, "truth_store": str(store), "protocol_id": truth_store.protocol_id,
               "train": truth_config.to_dict(), "pretrain": pretrain.key(), "backbone_id": backbone.backbone_id,
               "backbone": backbone.meta, "supernet": net.describe() if net is not None else None,
               "setup_seconds": setup_seconds, "truth_seconds_per_architecture":
                   statistics.median(r["train_seconds"] for r in rows), "truth_workers": workers,
               "latency_source": "lut" if latency else "flops", "proxies": list(proxies)}
-    return CalibrationResult(rows, stats, reliability, ensemble, config)
+    return CalibrationResult(rows, stats, reliability, ensemble, config, learned)
 
 
-def available_proxies() -> list[str]:
-    return list_proxies()
+def learned_out_of_fold(rows: Sequence[dict[str, Any]], signals: Sequence[str], truth: Sequence[float],
+                        flops: Sequence[float], bins: Sequence[int], seed: int,
+                        setting: dict[str, Any]) -> dict[str, Any]:
+    """The learned quality model (ridge over signals, slot choices and op counts) judged out of fold,
+    beside the best single signal chosen on the same fitting folds; per fold, ``fitted_on`` and
+    ``judged_on``."""
+    from vidnas.proxies._fit import out_of_fold
+
+    v = out_of_fold(rows, signals=signals, setting=setting, folds=5, seed=seed)
+    out = {"kind": "learned", "method": v["method"], **proxy_statistics(v["scores"], truth, flops, bins, seed),
+           "folds": v["folds"]}
+    if "best_single_signal" in v:
+        best = v["best_single_signal"]
+        out["best_single_signal"] = {"chosen_per_fold": best["chosen_per_fold"],
+                                     **proxy_statistics(best["scores"], truth, flops, bins, seed)}
+    return out
 
 
 def calibration_setting(summary: dict[str, Any]) -> dict[str, Any]:
@@ -350,86 +397,11 @@ def upgrade_summary(summary: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _truth_path(spec: ArchSpec, config: TrainConfig, seed: int, backbone_id: str) -> Path:
-    from vidnas._cache import cache_dir, config_hash
-
-    return cache_dir() / "truth" / f"{spec.arch_id}-{seed}-{config_hash(config.to_dict(), backbone_id)}.json"
-
-
-def _truth_job(spec_json: str, config: dict[str, Any], seed: int, backbone_file: str) -> dict[str, Any]:
-    """One ground-truth training in a worker process (one thread), cached as JSON."""
-    import torch
-
-    from vidnas.proxies._pretrain import PretrainedBackbone
-
-    torch.set_num_threads(1)
-    spec = ArchSpec.from_json(spec_json)
-    backbone = PretrainedBackbone.load(Path(backbone_file))
-    result = train_candidate(spec, TrainConfig.from_dict(config), seed=seed, backbone=backbone)
-    return _save_truth(spec, TrainConfig.from_dict(config), seed, backbone.backbone_id, result)
-
-
-def _save_truth(spec: ArchSpec, config: TrainConfig, seed: int, backbone_id: str, result) -> dict[str, Any]:
-    import json
-    import os
-
-    record = {**result.to_dict(), "train_losses": list(result.train_losses)}
-    path = _truth_path(spec, config, seed, backbone_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
-    return record
-
-
 def train_truths(specs: Sequence[ArchSpec], config: TrainConfig, seeds: Sequence[int], backbone: Any,
-                 pretrain: Any, *, workers: int = 1,
+                 pretrain: Any, *, workers: int = 1, store: str | Path | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict[tuple[str, int], Any]:
-    """Ground-truth training of every (spec, seed), reusing cached results; ``(arch_id, seed) -> TrainResult``."""
-    import json
+    """Every spec with every seed (see :func:`~vidnas.proxies._truth.train_truth_runs`)."""
+    from vidnas.proxies._truth import train_truth_runs
 
-    from vidnas.proxies._denoise import TrainResult
-    from vidnas.proxies._pretrain import backbone_path, image_spec
-
-    def as_result(record: dict[str, Any]) -> TrainResult:
-        return TrainResult(record["arch_id"], record["seed"], record["steps"], tuple(record["train_losses"]),
-                           record["heldout_loss"], record["heldout_shuffled_loss"], record["seconds"],
-                           record.get("trained_params", 0), record.get("backbone"),
-                           tuple(tuple(p) for p in record.get("curve", [])))
-
-    out: dict[tuple[str, int], TrainResult] = {}
-    todo = []
-    for spec in specs:
-        for s in seeds:
-            path = _truth_path(spec, config, s, backbone.backbone_id)
-            if path.exists():
-                out[(spec.arch_id, s)] = as_result(json.loads(path.read_text()))
-            else:
-                todo.append((spec, s))
-    done = len(out)
-    total = len(specs) * len(seeds)
-    if progress:
-        progress(done, total)
-    if workers > 1 and len(todo) > 1:
-        import concurrent.futures
-        import multiprocessing
-
-        backbone_file = str(backbone_path(image_spec(specs[0]), pretrain))
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_truth_job, spec.to_json(), config.to_dict(), s, backbone_file) for spec, s in todo]
-            for future in concurrent.futures.as_completed(futures):
-                record = future.result()
-                out[(record["arch_id"], record["seed"])] = as_result(record)
-                done += 1
-                if progress:
-                    progress(done, total)
-        return out
-    for spec, s in todo:
-        result = train_candidate(spec, config, seed=s, backbone=backbone)
-        _save_truth(spec, config, s, backbone.backbone_id, result)
-        out[(spec.arch_id, s)] = result
-        done += 1
-        if progress:
-            progress(done, total)
-    return out
+    return train_truth_runs([(spec, s) for spec in specs for s in seeds], config, backbone, pretrain, store=store,
+                            workers=workers, progress=progress)

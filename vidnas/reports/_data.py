@@ -25,6 +25,7 @@ class RunData:
     calibration: dict[str, Any] | None
     coverage: dict[str, Any] | None = None  # the table's coverage of the campaign's space
     quality_calibration: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    verification: dict[str, Any] | None = None  # verify/verify.json: K architectures trained with the truth
 
     @property
     def name(self) -> str:
@@ -78,21 +79,35 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
     data = RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
                    cal, coverage)
     data.quality_calibration = quality_calibration(data)
+    data.verification = _verification(run_dir)
     return data
+
+
+def _verification(run_dir: Path) -> dict[str, Any] | None:
+    """``verify/verify.json`` (written by ``vidnas verify``) with what the report shows, or a note why not."""
+    from vidnas.runners._verify import VERIFY_FILE
+
+    path = run_dir / VERIFY_FILE
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if result.get("format") != "vidnas.verification":
+            raise ValueError(f"format {result.get('format')!r}")
+        float(result["kendall"]), [float(v) for v in result["kendall_ci"]]
+        for arch in result["architectures"]:
+            float(arch["quality"]), float(arch["heldout_loss"])
+    except Exception as exc:  # the report goes on without this section
+        return {"unreadable": f"{type(exc).__name__}: {str(exc)[:200]}", "path": str(path)}
+    return result
 
 
 def campaign_setting(campaign: dict[str, Any]) -> dict[str, Any] | None:
     """The quality setting of a campaign, in the terms of ``calibration_setting``."""
-    from vidnas.proxies._calibration import _supernet_setting
+    from vidnas.runners._quality import quality_setting
 
     quality = campaign.get("quality")
-    if not quality:
-        return None
-    from vidnas.proxies._scale import ProxyScale
-
-    space = ProxyScale(**quality["scale"]).space(quality["space"], quality["real_shape"])
-    return {"space": quality["space"], "space_shape": dict(space.shape), "data": quality["data"],
-            "pretrain": quality["pretrain"], "supernet": _supernet_setting(quality.get("supernet"))}
+    return quality_setting(quality) if quality else None
 
 
 def _packaged_calibration(campaign: dict[str, Any]) -> dict[str, Any] | None:
@@ -124,6 +139,9 @@ def quality_calibration(data: RunData) -> list[dict[str, Any]]:
         info = parse_metric(metric, check=False)
         if info.is_cheap:
             continue
+        if info.model_path is not None:
+            rows.append(_model_calibration(metric, info.model_path, setting))
+            continue
         name = info.proxy or "ensemble"
         cal = data.calibration
         stats = None
@@ -146,6 +164,24 @@ def quality_calibration(data: RunData) -> list[dict[str, Any]]:
                      "flops_kendall": (cal["proxies"].get("flops") or {}).get("kendall"),
                      "mismatch": mismatch})
     return rows
+
+
+def _model_calibration(metric: str, path: str, setting: dict[str, Any] | None) -> dict[str, Any]:
+    """A learned quality model's own out-of-fold judgement, as a quality-calibration row."""
+    from vidnas.proxies._fit import QualityModel
+
+    try:
+        model = QualityModel.load(path)
+    except SpecError as exc:
+        return {"metric": metric, "calibrated": False, "why": f"the model file is unreadable ({exc})"}
+    v = model.validation
+    if "kendall" not in v:
+        return {"metric": metric, "calibrated": False, "why": "the model carries no out-of-fold judgement"}
+    mismatch = [k for k in ("space", "space_shape", "data") if setting and model.setting.get(k) != setting.get(k)]
+    best = v.get("best_single_signal") or {}
+    return {"metric": metric, "calibrated": True, "learned": True, "path": path, "kendall": v["kendall"],
+            "kendall_ci": v["kendall_ci"], "n": v.get("n"), "folds": len(v.get("folds", [])),
+            "best_single": best.get("kendall"), "beats": v.get("beats_best_single_signal"), "mismatch": mismatch}
 
 
 def _json(path: Path) -> dict[str, Any]:

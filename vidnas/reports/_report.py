@@ -86,7 +86,7 @@ def render(data: RunData) -> str:
         table_entries=len(rows) if rows is not None else (latency.get("meta") or {}).get("entries", "?"),
         table_untrusted=int((~rows["trusted"].astype(bool)).sum()) if rows is not None else "?",
         coverage=data.coverage, figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
-        quality_calibration=data.quality_calibration,
+        quality_calibration=data.quality_calibration, verification=data.verification,
         proxy_metrics=", ".join(o["metric"] for o in data.objectives
                                 if not parse_metric(o["metric"], check=False).is_cheap) or "none",
         config_yaml=yaml.safe_dump(campaign["config"], sort_keys=False),

@@ -66,7 +66,7 @@ class VideoConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    metric: str  # latency_ms | video_ms | memory_bytes | params | flops | proxy:NAME | ensemble:SUMMARY.json
+    metric: str  # latency_ms | video_ms | memory_bytes | params | flops | proxy:NAME | ensemble:... | quality:...
     direction: str
 
     @property
@@ -133,6 +133,8 @@ class ProxyConfig:
     memory_budget_bytes: float = 4e9  # per quality evaluation; over it, an evaluation is never started
     seconds_budget: float = 900.0  # for backbone + supernet training, when the scale is chosen automatically
     calibration: str | None = None  # a calibration summary.json of the quality objective, shown in the report
+    verify: int = 0  # after the trials, train this many of the run's architectures with the truth (vidnas verify)
+    verify_seconds_budget: float = 900.0  # ... within this wall-clock budget (the verification scale is chosen to fit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,6 +338,11 @@ def validate_config(config: CampaignConfig) -> None:
             from vidnas.runners._evaluate import load_ensemble
 
             load_ensemble(metric.ensemble_path)  # both files, checked now rather than when the campaign starts
+        if metric.model_path is not None:
+            from vidnas.proxies._fit import QualityModel
+
+            QualityModel.load(metric.model_path)  # checked now; its setting is checked against the campaign's
+            #                                       proxy setting once that is known (runners._driver)
     metrics = [o.metric for o in config.objectives]
     if len(set(metrics)) != len(metrics):
         raise SpecError("config.objectives", metrics, "names a metric twice")
@@ -442,6 +449,10 @@ def _validate_proxy(config: CampaignConfig) -> None:
     for field, value in (("memory_budget_bytes", p.memory_budget_bytes), ("seconds_budget", p.seconds_budget)):
         if value <= 0:
             raise SpecError(f"config.proxy.{field}", value, "must be > 0")
+    if isinstance(p.verify, bool) or not isinstance(p.verify, int) or p.verify < 0 or p.verify == 1:
+        raise SpecError("config.proxy.verify", p.verify, "must be 0 (no verification) or an integer >= 2")
+    if p.verify_seconds_budget <= 0:
+        raise SpecError("config.proxy.verify_seconds_budget", p.verify_seconds_budget, "must be > 0")
     if p.calibration is not None and not Path(p.calibration).exists():
         raise SpecError("config.proxy.calibration", p.calibration, "does not exist",
                         "give the summary.json written by `vidnas proxies calibrate`")

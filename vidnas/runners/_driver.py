@@ -197,7 +197,28 @@ def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda
     for m in metrics:
         if m.ensemble_path is not None:
             ensembles[m.ensemble_path], ensemble_rows[m.ensemble_path] = load_ensemble(m.ensemble_path)
-    quality = prepare_quality(config, proxies_of(metrics, ensembles), log)
+    models = {}
+    for m in metrics:
+        if m.model_path is not None:
+            from vidnas.proxies._fit import QualityModel
+
+            models[m.model_path] = QualityModel.load(m.model_path).to_dict()
+    quality = prepare_quality(config, proxies_of(metrics, ensembles, models), log)
+    if models:
+        from vidnas.proxies._fit import QualityModel
+        from vidnas.runners._quality import quality_setting
+
+        if quality is not None:
+            setting = quality_setting(quality.describe())
+        else:  # the model needs no signal: its features are the choices, at the campaign's proxy scale
+            from vidnas.proxies._scale import ProxyScale
+
+            real = {k: getattr(config.space, k) for k in ("frames", "height", "width", "width_mult")}
+            s = config.proxy.scale
+            scaled = ProxyScale(s.frames, s.height, s.width, s.width_mult).space(config.space.name, real)
+            setting = {"space": config.space.name, "space_shape": dict(scaled.shape), "data": config.proxy.data}
+        for path, model in models.items():
+            QualityModel.load(path).check_setting(setting, where=f"quality:{path}")
     return EvalSettings(
         metrics=tuple(m.name for m in metrics),
         table=(table.meta.to_dict(), table.rows()) if table is not None else None,
@@ -205,6 +226,7 @@ def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda
         steps=config.video.steps, cfg=config.video.cfg, proxy_clips=config.proxy.clips, proxy_seed=config.proxy.seed,
         proxy_train_steps=config.proxy.train_steps, threads=max(1, int(config.ray.cpus_per_trial)),
         ensembles=ensembles, ensemble_rows=ensemble_rows, quality=quality, proxy_data=config.proxy.data,
+        models=models,
     )
 
 
@@ -299,10 +321,19 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
     me = driver_id()
     _write_driver(run_dir, me, config, running=True)
     try:
-        return _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me,
-                         started, on_progress, log, local)
+        result = _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me,
+                           started, on_progress, log, local)
     finally:  # whatever happened, this driver no longer runs the campaign (a kill -9 leaves `running`)
         _write_driver(run_dir, me, config, running=False)
+    if config.proxy.verify and not result.interrupted:
+        from vidnas.runners._verify import verify
+
+        log(f"verifying the quality axis: {config.proxy.verify} architectures trained with the truth's protocol")
+        verified = verify(run_dir, k=config.proxy.verify, seconds_budget=config.proxy.verify_seconds_budget,
+                          workers=max(1, config.workers), log=log)
+        log(f"verification: Kendall tau {verified['kendall']:+.2f} [{verified['kendall_ci'][0]:+.2f}, "
+            f"{verified['kendall_ci'][1]:+.2f}] over {verified['k']} architectures at {verified['shape']}")
+    return result
 
 
 def _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me, started,

@@ -35,6 +35,7 @@ class EvalSettings:
     ensemble_rows: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
     quality: Any = None  # QualitySettings: proxy scale, pretrained backbone, supernet (see _quality)
     proxy_data: str = "shapes"
+    models: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # path -> learned quality model
 
 
 _PREDICTORS: dict[int, Any] = {}
@@ -107,7 +108,7 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
     import torch
 
     from vidnas.proxies import ProxyBatch, TrainConfig, get_proxy
-    from vidnas.runners._metrics import ENSEMBLE_PREFIX, PROXY_PREFIX, parse_metric, proxies_of
+    from vidnas.runners._metrics import ENSEMBLE_PREFIX, PROXY_PREFIX, QUALITY_PREFIX, parse_metric, proxies_of
 
     torch.set_num_threads(settings.threads)
     start = time.perf_counter()
@@ -118,8 +119,9 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
     out.update(cheap_metrics(spec, settings))
     seconds["latency_and_counts"] = time.perf_counter() - t0
     metrics = [parse_metric(m, check=False) for m in settings.metrics]
-    proxy_names = proxies_of(metrics, settings.ensembles)
+    proxy_names = proxies_of(metrics, settings.ensembles, settings.models)
     ensemble_paths = [m.ensemble_path for m in metrics if m.ensemble_path is not None]
+    model_paths = [m.model_path for m in metrics if m.model_path is not None]
     batch = None
     values: dict[str, float] = {}
     if proxy_names and settings.quality is not None:
@@ -151,9 +153,27 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
             population = settings.ensemble_rows[path][member["proxy"]]
             score += member["sign"] * _percentile(values[member["proxy"]], population)
         out[ENSEMBLE_PREFIX + path] = score
+    for path in model_paths:
+        model = _model(path, settings.models[path])
+        out[QUALITY_PREFIX + path] = model.predict(quality_spec.to_json(), values)
     seconds["total"] = time.perf_counter() - start
     out["seconds"] = seconds
     return out
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def _model(path: str, data: dict[str, Any]):
+    """A learned quality model from its stored dict, built once per process."""
+    from vidnas.proxies._fit import QualityModel
+
+    key = f"{path}:{id(data)}"
+    if key not in _MODELS:
+        fields = {f.name for f in dataclasses.fields(QualityModel)}
+        _MODELS.clear()
+        _MODELS[key] = QualityModel(**{k: v for k, v in data.items() if k in fields})
+    return _MODELS[key]
 
 
 def load_ensemble(path: str) -> tuple[dict[str, Any], dict[str, list[float]]]:

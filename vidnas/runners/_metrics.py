@@ -13,7 +13,8 @@ Two cost classes decide the order of work:
   bytes), ``params`` (count), ``flops`` (per call, ``torch.utils.flop_counter``'s convention);
 * **expensive**: computed by running the network (``proxy:NAME``: a registered proxy,
   zero-cost, one-shot supernet or short training; ``ensemble:SUMMARY.json``: the calibrated
-  ensemble of proxies a calibration chose).
+  ensemble of proxies a calibration chose; ``quality:MODEL.json``: a learned quality model fitted
+  by ``vidnas proxies fit``, the predicted rank of the ground truth, lower is better).
 
 The driver computes cheap metrics first: an architecture that breaks a constraint the cheap
 metrics decide is never given an expensive evaluation (:mod:`vidnas.runners._screen`).
@@ -28,13 +29,14 @@ from pathlib import Path
 
 from vidnas._errors import SpecError
 
-__all__ = ["CHEAP", "CHEAP_METRICS", "ENSEMBLE_PREFIX", "EXPENSIVE", "PROXY_PREFIX", "Metric", "parse_metric",
-           "proxies_of"]
+__all__ = ["CHEAP", "CHEAP_METRICS", "ENSEMBLE_PREFIX", "EXPENSIVE", "PROXY_PREFIX", "QUALITY_PREFIX", "Metric",
+           "parse_metric", "proxies_of"]
 
 CHEAP = "cheap"
 EXPENSIVE = "expensive"
 PROXY_PREFIX = "proxy:"
 ENSEMBLE_PREFIX = "ensemble:"
+QUALITY_PREFIX = "quality:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Metric:
     """One metric of a campaign (see the module docstring)."""
 
     name: str  # as written in a config: the key of trial attributes and objective columns
-    kind: str  # latency | video | memory | count | proxy | ensemble
+    kind: str  # latency | video | memory | count | proxy | ensemble | quality
     cost: str  # cheap | expensive
     better: str | None  # lower | higher | None (no natural sense: the campaign's direction decides)
     unit: str
@@ -60,6 +62,11 @@ class Metric:
     @property
     def ensemble_path(self) -> str | None:
         return self.argument if self.kind == "ensemble" else None
+
+    @property
+    def model_path(self) -> str | None:
+        """The learned quality model's JSON file (``quality:PATH``)."""
+        return self.argument if self.kind == "quality" else None
 
     def __str__(self) -> str:
         return self.name
@@ -100,17 +107,26 @@ def parse_metric(text: str, field: str = "metric", *, check: bool = True) -> Met
             raise SpecError(field, text, "names no calibration summary file",
                             "give the summary.json written by `vidnas proxies calibrate`")
         return Metric(text, "ensemble", EXPENSIVE, "higher", "signed sum of percentiles", path)
+    if text.startswith(QUALITY_PREFIX):
+        path = text[len(QUALITY_PREFIX):]
+        if check and not Path(path).is_file():
+            raise SpecError(field, text, "names no quality model file",
+                            "give the JSON file written by `vidnas proxies fit --out`")
+        return Metric(text, "quality", EXPENSIVE, "lower", "predicted truth rank (0 best, 1 worst)", path)
     raise SpecError(field, text, "is not a metric",
-                    f"use one of {list(CHEAP_METRICS)}, proxy:NAME or ensemble:SUMMARY.json")
+                    f"use one of {list(CHEAP_METRICS)}, proxy:NAME, ensemble:SUMMARY.json or quality:MODEL.json")
 
 
-def proxies_of(metrics: Iterable[Metric], ensembles: dict[str, dict] | None = None) -> list[str]:
-    """The registered proxies to compute for ``metrics``: their own and, for ensembles, their members'
-    (``ensembles`` maps a summary path to its loaded summary). Sorted, each once."""
+def proxies_of(metrics: Iterable[Metric], ensembles: dict[str, dict] | None = None,
+               models: dict[str, dict] | None = None) -> list[str]:
+    """The registered proxies to compute for ``metrics``: their own and, for ensembles and learned models,
+    their members' (``ensembles`` / ``models`` map a file's path to its loaded contents). Sorted, each once."""
     names: set[str] = set()
     for m in metrics:
         if m.proxy is not None:
             names.add(m.proxy)
         elif m.ensemble_path is not None and ensembles is not None:
             names |= {member["proxy"] for member in ensembles[m.ensemble_path]["ensemble"]["members_all_data"]}
+        elif m.model_path is not None and models is not None:
+            names |= set(models[m.model_path]["signals"])
     return sorted(names)

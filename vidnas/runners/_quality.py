@@ -22,7 +22,7 @@ from typing import Any
 from vidnas._errors import SpecError
 from vidnas.search_space import ArchSpec, SearchSpace, get_space
 
-__all__ = ["QualitySettings", "prepare_quality", "proxy_context", "proxy_spec"]
+__all__ = ["QualitySettings", "prepare_quality", "proxy_context", "proxy_spec", "quality_setting"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,18 @@ def prepare_quality(config, proxies: list[str], log: Callable[[str], None] = lam
                            pretrain=pretrain.key() if pretrain else None, backbone_path=str(path) if path else None,
                            supernet=supernet_config.to_dict() if needs_supernet else None,
                            supernet_path=supernet_path, memory_budget_bytes=p.memory_budget_bytes)
+
+
+def quality_setting(record: dict[str, Any]) -> dict[str, Any]:
+    """The setting quality is computed in (``QualitySettings.describe()``, as campaign.json stores it), in the
+    terms of ``proxies._calibration.calibration_setting``: space and shape at the proxy scale, data,
+    backbone pretraining, supernet."""
+    from vidnas.proxies._calibration import _supernet_setting
+    from vidnas.proxies._scale import ProxyScale
+
+    space = ProxyScale(**record["scale"]).space(record["space"], record["real_shape"])
+    return {"space": record["space"], "space_shape": dict(space.shape), "data": record["data"],
+            "pretrain": record["pretrain"], "supernet": _supernet_setting(record.get("supernet"))}
 
 
 _CONTEXT: dict[str, Any] = {}
