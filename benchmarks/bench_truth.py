@@ -73,7 +73,8 @@ def main() -> None:
     store = TruthStore(args.store, train, backbone.backbone_id)
     out = {"space": args.space, "space_shape": dict(space.shape), "n": args.n, "second_seed_n": args.second_seed_n,
            "train": train.to_dict(), "pretrain": pretrain.key(), "backbone_id": backbone.backbone_id,
-           "protocol_id": store.protocol_id, "store": str(args.store), "seconds_this_call": time.perf_counter() - started,
+           "protocol_id": store.protocol_id, "store": str(args.store),
+           "seconds_this_call": time.perf_counter() - started,
            "seconds_per_run_median": statistics.median(r.seconds for r in results.values()),
            "seed_tau": kendall(a, b), "seed_tau_ci": bootstrap_interval(a, b, kendall),
            "seed_difference_pct_median": statistics.median(abs(x - y) / x * 100 for x, y in zip(a, b)),

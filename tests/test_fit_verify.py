@@ -50,7 +50,8 @@ def test_fitted_model_file_round_trips_and_predicts_the_same(tmp_path):
 
 
 def test_model_file_refuses_another_setting_and_malformed_contents(tmp_path):
-    model = fit_quality_model(synthetic_rows(12), signals=["flops"], setting=SETTING, groups=("signals", "counts"))
+    model = fit_quality_model(synthetic_rows(12), signals=["flops"], setting=SETTING,
+                              groups=("signals", "counts"))
     path = model.save(tmp_path / "m.json")
     model.check_setting({**SETTING})  # the same setting passes
     with pytest.raises(SpecError) as info:
@@ -64,7 +65,8 @@ def test_model_file_refuses_another_setting_and_malformed_contents(tmp_path):
     assert info.value.field.endswith("setting.protocol_id")
     data = json.loads(path.read_text())
     for change, field in (({"format": "vidnas.calibration"}, "format"), ({"version": 9}, "version"),
-                          ({"weights": [*data["weights"], 1.0]}, "weights"), ({"mean": ["x"] * len(data["mean"])}, "mean")):
+                          ({"weights": [*data["weights"], 1.0]}, "weights"),
+                          ({"mean": ["x"] * len(data["mean"])}, "mean")):
         (tmp_path / "bad.json").write_text(json.dumps({**data, **change}))
         with pytest.raises(SpecError) as info:
             QualityModel.load(tmp_path / "bad.json")
@@ -144,9 +146,8 @@ def _campaign(objective, **extra):
 def test_a_learned_model_is_a_campaign_objective_and_another_settings_model_is_refused(tmp_path):
     import pandas as pd
 
-    from vidnas.runners import run_campaign
-
     from vidnas.proxies._fit import fit_and_judge
+    from vidnas.runners import run_campaign
 
     model = fit_and_judge(synthetic_rows(16), signals=["flops"], setting={**SETTING, "protocol_id": None})
     path = model.save(tmp_path / "m.json")

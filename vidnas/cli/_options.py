@@ -99,3 +99,15 @@ def progress_bar(description: str):
     return Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[item]}"),
                     console=stderr_console(), transient=False)
+
+
+def stage_updater(bar):
+    """``on_progress(stage, i, total)`` for ``bar``: one task (line) per stage, created when first seen."""
+    tasks: dict[str, object] = {}
+
+    def on_progress(stage: str, i: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, item="")
+        bar.update(tasks[stage], completed=i)
+
+    return on_progress

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
-from vidnas.cli._options import FramesOpt, HeightOpt, JsonOpt, SpecArg, WidthMultOpt, WidthOpt, progress_bar
+from vidnas.cli._options import (
+    FramesOpt,
+    HeightOpt,
+    JsonOpt,
+    SpecArg,
+    WidthMultOpt,
+    WidthOpt,
+    progress_bar,
+    stage_updater,
+)
 from vidnas.cli._space import load_spec_arg
 
 proxies_app = typer.Typer(help="Quality proxies: list, score one spec, calibrate against training.",
@@ -250,13 +259,7 @@ def calibrate_command(
     supernet_config = SupernetConfig(steps=supernet_steps, data=source, heldout_clips=heldout_clips,
                                      threads=threads)
     with progress_bar("calibrate") as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(stage: str, i: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, item="")
-            bar.update(tasks[stage], completed=i)
-
+        on_progress = stage_updater(bar)
         result = calibrate(searched, n=n, steps=steps, seed=seed, proxies=names, short_steps=short_steps, train=train,
                            pretrain=pretrain, supernet=supernet_config, supernet_dir=supernet, latency=latency,
                            second_seed_n=second_seed_n, store=store, workers=workers, progress=on_progress)

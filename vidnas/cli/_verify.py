@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
-from vidnas.cli._options import JsonOpt, progress_bar
+from vidnas.cli._options import JsonOpt, progress_bar, stage_updater
 
 
 @handle_errors
@@ -35,13 +35,7 @@ def verify_command(
 
     shape = {key: v for key, v in (("frames", frames), ("height", height), ("width", width)) if v is not None}
     with progress_bar("verify") as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(stage: str, i: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, item="")
-            bar.update(tasks[stage], completed=i)
-
+        on_progress = stage_updater(bar)
         result = verify(run_dir, k=k, steps=steps, workers=workers, seconds_budget=seconds_budget,
                         shape=shape or None, progress=on_progress, log=lambda m: stderr_console().print(m))
     try:  # the report gains its verification section

@@ -36,7 +36,7 @@ from typing import Any
 from vidnas._errors import SpecError
 from vidnas._stats import bootstrap_interval, kendall, spearman
 from vidnas.proxies._denoise import TrainConfig
-from vidnas.proxies._registry import ProxyBatch, get_proxy, list_proxies
+from vidnas.proxies._registry import ProxyBatch, get_proxy
 from vidnas.search_space import ArchSpec, SearchSpace, count_spec
 
 DEFAULT_PROXIES = ("params", "flops", "temporal_flops_share", "grad_norm", "snip", "synflow", "zico", "naswot_silu",

@@ -36,7 +36,7 @@ from vidnas._errors import SpecError
 from vidnas._stats import bootstrap_interval, kendall
 
 __all__ = ["FEATURE_GROUPS", "QualityModel", "fit_and_judge", "fit_quality_model", "load_calibration_rows",
-           "out_of_fold"]
+           "out_of_fold", "packaged_models", "resolve_model"]
 
 FORMAT = "vidnas.quality_model"
 VERSION = 1
@@ -124,7 +124,8 @@ class QualityModel:
 
     @classmethod
     def load(cls, path: str | Path) -> QualityModel:
-        path = Path(path)
+        """A model from its JSON file, or a model shipped with vidnas by name (:func:`packaged_models`)."""
+        path = resolve_model(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -163,6 +164,24 @@ class QualityModel:
                 raise SpecError(f"{where}: setting.{key}", mine,
                                 f"differs from this use's {key} {setting[key]!r}",
                                 "fit a model on a calibration of this setting (`vidnas proxies fit`)")
+
+
+def packaged_models() -> dict[str, Path]:
+    """Quality models shipped with vidnas (``vidnas/proxies/models/NAME.json``), by name."""
+    from importlib import resources
+
+    folder = resources.files("vidnas.proxies").joinpath("models")
+    if not folder.is_dir():
+        return {}
+    return {entry.name[: -len(".json")]: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".json")}
+
+
+def resolve_model(path: str | Path) -> Path:
+    """``path`` itself when it is a file; else the packaged model of that name; else ``path`` (whose
+    loading then fails with a message naming it)."""
+    if Path(path).is_file():
+        return Path(path)
+    return packaged_models().get(str(path), Path(path))
 
 
 def _canonical(value: Any) -> str:

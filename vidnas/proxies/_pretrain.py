@@ -151,7 +151,8 @@ def pretrain_backbone(spec: ArchSpec, config: PretrainConfig | None = None, *, c
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps)))
     gen = torch.Generator().manual_seed(config.seed)
-    data = iterate_batches(task.latent_dataset(config.train_clips, config.data_seed), config.batch_size, seed=config.seed)
+    data = iterate_batches(task.latent_dataset(config.train_clips, config.data_seed), config.batch_size,
+                           seed=config.seed)
     started = time.perf_counter()
     losses = []
     for step in range(config.steps):

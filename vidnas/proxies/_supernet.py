@@ -77,13 +77,14 @@ class SupernetConfig:
     train_clips: int = 512
     heldout_clips: int = 16
     eval_timesteps: tuple[int, ...] = EVAL_TIMESTEPS
+    score_noises: int = 1  # noise draws per held-out clip and timestep when scoring (the same for every candidate)
     finetune_steps: int = 20  # F of `supernet_ft`
     finetune_lr: float = 2e-3
     checkpoint_every: int = 100
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "train_clips", "heldout_clips", "checkpoint_every"):
+        for name in ("steps", "batch_size", "train_clips", "heldout_clips", "checkpoint_every", "score_noises"):
             if getattr(self, name) < 1:
                 raise SpecError(f"supernet.{name}", getattr(self, name), "must be >= 1")
         if self.finetune_steps < 0:
@@ -99,7 +100,7 @@ class SupernetConfig:
         checkpointing do not: a run resumed towards more steps is the same run)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
                 if k not in ("steps", "heldout_clips", "eval_timesteps", "finetune_steps", "finetune_lr",
-                             "checkpoint_every", "threads")}
+                             "checkpoint_every", "threads", "score_noises")}
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "eval_timesteps": list(self.eval_timesteps)}
@@ -350,9 +351,11 @@ class Supernet:
         if self._heldout is None:
             batch = self.task.heldout_batch(self.config.heldout_clips, self.config.data_seed)
             n = batch["latents"].shape[0]
-            gen = torch.Generator().manual_seed(0)  # the truth's noise seed: the same problems
-            self._heldout = [self.task.model_inputs(batch, torch.full((n,), t), self.task.noise(n, gen))
-                             for t in self.config.eval_timesteps]
+            self._heldout = []
+            for draw in range(self.config.score_noises):  # draw 0 is the truth's noise: the same problems
+                gen = torch.Generator().manual_seed(draw)
+                self._heldout += [self.task.model_inputs(batch, torch.full((n,), t), self.task.noise(n, gen))
+                                  for t in self.config.eval_timesteps]
         return self._heldout
 
     @torch.no_grad()

@@ -217,7 +217,7 @@ def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda
             s = config.proxy.scale
             scaled = ProxyScale(s.frames, s.height, s.width, s.width_mult).space(config.space.name, real)
             setting = {"space": config.space.name, "space_shape": dict(scaled.shape), "data": config.proxy.data}
-        for path, model in models.items():
+        for path in models:
             QualityModel.load(path).check_setting(setting, where=f"quality:{path}")
     return EvalSettings(
         metrics=tuple(m.name for m in metrics),

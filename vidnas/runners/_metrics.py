@@ -109,9 +109,13 @@ def parse_metric(text: str, field: str = "metric", *, check: bool = True) -> Met
         return Metric(text, "ensemble", EXPENSIVE, "higher", "signed sum of percentiles", path)
     if text.startswith(QUALITY_PREFIX):
         path = text[len(QUALITY_PREFIX):]
-        if check and not Path(path).is_file():
-            raise SpecError(field, text, "names no quality model file",
-                            "give the JSON file written by `vidnas proxies fit --out`")
+        if check:
+            from vidnas.proxies._fit import packaged_models, resolve_model
+
+            if not resolve_model(path).is_file():
+                raise SpecError(field, text, "names no quality model file nor a model shipped with vidnas",
+                                f"give the JSON file written by `vidnas proxies fit --out`, or one of "
+                                f"{sorted(packaged_models())}")
         return Metric(text, "quality", EXPENSIVE, "lower", "predicted truth rank (0 best, 1 worst)", path)
     raise SpecError(field, text, "is not a metric",
                     f"use one of {list(CHEAP_METRICS)}, proxy:NAME, ensemble:SUMMARY.json or quality:MODEL.json")
