@@ -224,3 +224,19 @@ def test_campaign_verify_setting_is_checked():
     with pytest.raises(SpecError) as info:
         _campaign({"metric": "proxy:params", "direction": "maximize"}, proxy={"verify": 1})
     assert info.value.field == "config.proxy.verify"
+
+
+def test_verify_command_names_the_budget_it_cannot_fit(tmp_path):
+    from typer.testing import CliRunner
+
+    from vidnas.cli._app import app
+    from vidnas.runners import run_campaign
+
+    run_dir = tmp_path / "run"
+    run_campaign(_campaign({"metric": "proxy:params", "direction": "maximize"}), run_dir, local=True)
+    result = CliRunner().invoke(app, ["verify", str(run_dir), "--k", "4", "--steps", "100000", "--seconds-budget",
+                                      "5", "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    assert "seconds_budget" in result.output and "5" in result.output and "nothing was trained" in result.output
+    result = CliRunner().invoke(app, ["verify", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "RUN_DIR" in result.output

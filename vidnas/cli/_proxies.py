@@ -194,9 +194,11 @@ def calibrate_command(
     short_steps: Annotated[int | None, typer.Option("--short-steps", help="Steps of the training proxies "
                                                                           "(default K/10).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and the training.")] = 0,
-    second_seed_n: Annotated[int, typer.Option("--second-seed-n", help="Architectures (the first of the sample) "
-                                                                       "trained with a second seed for the truth's "
-                                                                       "reliability figure.")] = 20,
+    second_seed_n: Annotated[int | None, typer.Option("--second-seed-n", help="Architectures (the first of the "
+                                                                              "sample) trained with a second seed for "
+                                                                              "the truth's reliability figure "
+                                                                              "(default 20, or N when fewer).")
+                             ] = None,
     store: Annotated[Path | None, typer.Option("--store", help="Folder of truth records, one per (architecture, "
                                                                "protocol, seed): reused and extended (default: "
                                                                "the cache).")] = None,

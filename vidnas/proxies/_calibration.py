@@ -209,14 +209,14 @@ def truth_runs(specs: Sequence[ArchSpec], seed: int, second_seed_n: int) -> list
 
 
 def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies: Sequence[str] = DEFAULT_SIGNALS,
-              second_seed_n: int = 20, short_steps: int | None = None, clips: int = 4,
+              second_seed_n: int | None = None, short_steps: int | None = None, clips: int = 4,
               train: TrainConfig | None = None, pretrain: Any = None, supernet: Any = None,
               supernet_dir: Path | None = None, latency: Callable[[ArchSpec], float] | None = None,
               workers: int = 1, store: str | Path | None = None, fit: bool = True,
               progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
     """Train ``n`` stratified architectures ``steps`` steps each on the pretrained frozen backbone with
-    training seed ``seed`` (the first ``second_seed_n`` also with ``seed + 1``, for the truth's
-    reliability), and judge every signal in ``proxies`` against the held-out loss of the first seed.
+    training seed ``seed`` (the first ``second_seed_n``, default ``min(20, n)``, also with ``seed + 1``,
+    for the truth's reliability), and judge every signal in ``proxies`` against the held-out loss of the first seed.
 
     ``pretrain`` (:class:`PretrainConfig`) and ``supernet`` (:class:`SupernetConfig`) default to the
     data source of ``train``; the backbone and supernet come from the cache when trained before, and
@@ -233,6 +233,8 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
         get_proxy(name, field="proxies")
     if steps < 1:
         raise SpecError("steps", steps, "must be >= 1")
+    if second_seed_n is None:  # a stated subset of 20 (or every architecture, when fewer)
+        second_seed_n = min(20, n)
     if not 2 <= second_seed_n <= n:
         raise SpecError("second_seed_n", second_seed_n, f"must be in [2, n={n}] (the truth's reliability needs "
                                                         "two seeds on at least two architectures)")
