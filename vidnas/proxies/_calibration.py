@@ -263,11 +263,11 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                              progress=(lambda i, k: progress("train supernet", i, k)) if progress else None)
     setup_seconds += time.perf_counter() - started
     rows: list[dict[str, Any]] = []
+    signals = _signals_in_parallel(specs, proxies, seed, clips, short_config, pretrain, net, supernet_dir,
+                                   workers, progress) if workers > 1 else {}
     for i, spec in enumerate(specs, 1):
         started = time.perf_counter()
         first = truths[(spec.arch_id, seed)]
-        batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config, backbone=backbone,
-                                      supernet=net)
         report = count_spec(spec)
         row: dict[str, Any] = {"arch_id": spec.arch_id, "spec": spec.to_json(), "dominant_op": dominant_op(spec),
                                "op_counts": spec.op_counts(), "flops": report.flops, "params": report.params,
@@ -276,10 +276,12 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                                "train_seconds": first.seconds}
         if (spec.arch_id, seed + 1) in truths and i <= second_seed_n:
             row["heldout_loss_seed2"] = truths[(spec.arch_id, seed + 1)].heldout_loss
-        for name in proxies:
-            t0 = time.perf_counter()
-            row[f"proxy.{name}"] = get_proxy(name).compute(spec, batch, seed)
-            row[f"seconds.{name}"] = time.perf_counter() - t0
+        if spec.arch_id in signals:
+            row.update(signals[spec.arch_id])
+        else:
+            batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=short_config, backbone=backbone,
+                                          supernet=net)
+            row.update(_signal_values(spec, proxies, batch, seed))
         row["seconds"] = time.perf_counter() - started
         rows.append(row)
         if progress:
@@ -336,6 +338,73 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                   statistics.median(r["train_seconds"] for r in rows), "truth_workers": workers,
               "latency_source": "lut" if latency else "flops", "proxies": list(proxies)}
     return CalibrationResult(rows, stats, reliability, ensemble, config, learned)
+
+
+def _signal_values(spec: ArchSpec, proxies: Sequence[str], batch: Any, seed: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in proxies:
+        t0 = time.perf_counter()
+        out[f"proxy.{name}"] = get_proxy(name).compute(spec, batch, seed)
+        out[f"seconds.{name}"] = time.perf_counter() - t0
+    return out
+
+
+def _signal_job(spec_json: str, proxies: list[str], seed: int, clips: int, train: dict[str, Any],
+                backbone_file: str, supernet: dict[str, Any] | None, supernet_dir: str | None) -> dict[str, Any]:
+    """Every signal of one architecture in a worker process (one thread); the backbone and the supernet are
+    loaded once per process."""
+    import torch
+
+    from vidnas.proxies._pretrain import PretrainedBackbone
+    from vidnas.proxies._supernet import SupernetConfig, load_supernet
+
+    torch.set_num_threads(1)
+    spec = ArchSpec.from_json(spec_json)
+    key = (backbone_file, supernet_dir)
+    if _WORKER.get("key") != key:
+        backbone = PretrainedBackbone.load(Path(backbone_file))
+        net = None
+        if supernet_dir is not None:
+            from vidnas.search_space import get_space
+
+            space = get_space(supernet["space"], **supernet["space_shape"])
+            net = load_supernet(supernet_dir, space, backbone, SupernetConfig.from_dict(supernet["config"]))
+        _WORKER.clear()
+        _WORKER.update(key=key, backbone=backbone, net=net)
+    batch = ProxyBatch.procedural(spec, clips=clips, seed=seed, train=TrainConfig.from_dict(train),
+                                  backbone=_WORKER["backbone"], supernet=_WORKER["net"])
+    return {"arch_id": spec.arch_id, **_signal_values(spec, proxies, batch, seed)}
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _signals_in_parallel(specs: Sequence[ArchSpec], proxies: Sequence[str], seed: int, clips: int,
+                         short_config: TrainConfig, pretrain: Any, net: Any, supernet_dir: Path | None, workers: int,
+                         progress: Callable[[str, int, int], None] | None) -> dict[str, dict[str, Any]]:
+    """Every architecture's signals, spread over ``workers`` processes of one thread each."""
+    import concurrent.futures
+    import multiprocessing
+
+    from vidnas.proxies._pretrain import backbone_path, image_spec
+    from vidnas.proxies._supernet import supernet_dir as default_supernet_dir
+
+    backbone_file = str(backbone_path(image_spec(specs[0]), pretrain))
+    supernet, directory = None, None
+    if net is not None:
+        directory = str(supernet_dir or default_supernet_dir(net.space, net.config, net.backbone))
+        supernet = {"space": net.space.name, "space_shape": dict(net.space.shape), "config": net.config.to_dict()}
+    out: dict[str, dict[str, Any]] = {}
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_signal_job, spec.to_json(), list(proxies), seed, clips, short_config.to_dict(),
+                               backbone_file, supernet, directory) for spec in specs]
+        for future in concurrent.futures.as_completed(futures):
+            record = future.result()
+            out[record.pop("arch_id")] = record
+            if progress:
+                progress("signals", len(out), len(specs))
+    return out
 
 
 def learned_out_of_fold(rows: Sequence[dict[str, Any]], signals: Sequence[str], truth: Sequence[float],
