@@ -74,6 +74,14 @@ def test_small_calibration_runs_measures_the_truths_reliability_and_saves(tmp_pa
     assert len(reliability["kendall_between_seeds_ci"]) == 2 and "spearman_brown_mean_of_two" in reliability
     assert result.ensemble["members_all_data"]
     assert result.config["backbone_id"] and result.config["supernet"]["step"] == 2
+    # Stopped part way (a run missing from the store): reported for what is recorded, nothing trained.
+    store_folder = tmp_path / "store" / result.config["protocol_id"]
+    (store_folder / f"{result.rows[5]['arch_id']}-s0.json").unlink()
+    partial = calibrate(space, n=6, steps=2, seed=0, proxies=("flops",), fit=False,
+                        train=TrainConfig(batch_size=2, train_clips=4, heldout_clips=2), pretrain=FAST_PRETRAIN,
+                        second_seed_n=4, store=tmp_path / "store", recorded_only=True)
+    assert partial.config["n"] == 5 and partial.config["n_sample"] == 6 and partial.truth_reliability["n"] == 4
+    assert len(list(store_folder.glob("*-s*.json"))) == 9
     out = result.save(tmp_path / "cal")
     assert len(pd.read_parquet(out / "rows.parquet")) == 6
     summary = json.loads((out / "summary.json").read_text())

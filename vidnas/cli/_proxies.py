@@ -202,6 +202,9 @@ def calibrate_command(
     store: Annotated[Path | None, typer.Option("--store", help="Folder of truth records, one per (architecture, "
                                                                "protocol, seed): reused and extended (default: "
                                                                "the cache).")] = None,
+    recorded_only: Annotated[bool, typer.Option("--recorded-only", help="Train nothing: judge the sample's "
+                                                                        "architectures whose truth the store "
+                                                                        "already holds.")] = False,
     proxies: Annotated[str, typer.Option("--proxies", help="Comma-separated signals (default: every built-in "
                                                            "proxy, supernet and supernet_ft).")] = "",
     lut: Annotated[Path | None, typer.Option("--lut", help="Stratify by latency from this table instead of "
@@ -264,7 +267,8 @@ def calibrate_command(
         on_progress = stage_updater(bar)
         result = calibrate(searched, n=n, steps=steps, seed=seed, proxies=names, short_steps=short_steps, train=train,
                            pretrain=pretrain, supernet=supernet_config, supernet_dir=supernet, latency=latency,
-                           second_seed_n=second_seed_n, store=store, workers=workers, progress=on_progress)
+                           second_seed_n=second_seed_n, store=store, workers=workers, recorded_only=recorded_only,
+                           progress=on_progress)
     out = out or Path("runs") / f"calibration-{space}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     result.save(out)
     payload = {"out": str(out), **result.summary()}

@@ -212,7 +212,7 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
               second_seed_n: int | None = None, short_steps: int | None = None, clips: int = 4,
               train: TrainConfig | None = None, pretrain: Any = None, supernet: Any = None,
               supernet_dir: Path | None = None, latency: Callable[[ArchSpec], float] | None = None,
-              workers: int = 1, store: str | Path | None = None, fit: bool = True,
+              workers: int = 1, store: str | Path | None = None, fit: bool = True, recorded_only: bool = False,
               progress: Callable[[str, int, int], None] | None = None) -> CalibrationResult:
     """Train ``n`` stratified architectures ``steps`` steps each on the pretrained frozen backbone with
     training seed ``seed`` (the first ``second_seed_n``, default ``min(20, n)``, also with ``seed + 1``,
@@ -224,6 +224,10 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
     killed calibration resumes. ``workers`` > 1 trains the truths in that many processes of one thread
     each. With ``fit``, a learned quality model (:mod:`~vidnas.proxies._fit`) over the signals is
     judged out of fold: each architecture is scored by a model fitted on the other folds only.
+
+    ``recorded_only`` trains nothing: it judges the architectures of the sample whose truth the store
+    already holds (a calibration stopped part way, reported for what it has; ``config.n_recorded``
+    says how many of the ``n``).
     """
     from vidnas.proxies._pretrain import PretrainConfig, pretrain_backbone
     from vidnas.proxies._supernet import SupernetConfig, train_supernet
@@ -249,10 +253,20 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
     specs = stratified_sample(space, n, seed, latency)
     cost = latency or (lambda s: float(count_spec(s).flops))
     store = Path(store) if store is not None else default_store()
-    truths = train_truth_runs(truth_runs(specs, seed, second_seed_n), truth_config, backbone, pretrain,
-                              store=store, workers=workers,
-                              progress=(lambda i, k: progress("ground truth", i, k)) if progress else None)
     truth_store = TruthStore(store, truth_config, backbone.backbone_id)
+    runs = truth_runs(specs, seed, second_seed_n)
+    if recorded_only:
+        runs = [(s, k) for s, k in runs if truth_store.get(s.arch_id, k) is not None]
+        recorded = {s.arch_id for s, k in runs if k == seed}
+        paired = [s for s in specs[:second_seed_n] if s.arch_id in recorded
+                  and truth_store.get(s.arch_id, seed + 1) is not None]
+        specs = paired + [s for s in specs if s.arch_id in recorded and s not in paired]
+        second_seed_n = len(paired)
+        if len(specs) < 5 or second_seed_n < 2:
+            raise SpecError("store", str(store), f"holds {len(specs)} architectures of this sample with a truth "
+                                                 f"({second_seed_n} with two seeds)", "train more: drop recorded_only")
+    truths = train_truth_runs(runs, truth_config, backbone, pretrain, store=store, workers=workers,
+                              progress=(lambda i, k: progress("ground truth", i, k)) if progress else None)
     started = time.perf_counter()
     net = None
     if any("supernet" in get_proxy(p).requires for p in proxies):
@@ -329,7 +343,8 @@ def calibrate(space: SearchSpace, *, n: int, steps: int, seed: int = 0, proxies:
                                           "space": space.name, "space_shape": dict(space.shape),
                                           "train": truth_config.to_dict(), "pretrain": pretrain.key(),
                                           "supernet": net.describe() if net is not None else None}})})
-    config = {"space": space.name, "space_shape": dict(space.shape), "n": n, "steps": steps,
+    config = {"space": space.name, "space_shape": dict(space.shape), "n": len(rows), "n_sample": n,
+              "recorded_only": recorded_only, "steps": steps,
               "short_steps": short_config.steps, "seed": seed, "truth_seeds": 2, "second_seed_n": second_seed_n,
               "clips": clips, "truth_store": str(store), "protocol_id": truth_store.protocol_id,
               "train": truth_config.to_dict(), "pretrain": pretrain.key(), "backbone_id": backbone.backbone_id,
