@@ -11,7 +11,7 @@ import random
 import warnings
 from collections.abc import Callable, Sequence
 
-__all__ = ["bootstrap_interval", "kendall", "spearman"]
+__all__ = ["bootstrap_interval", "kendall", "percentile", "spearman"]
 
 
 def _correlation(fn, x: Sequence[float], y: Sequence[float], undefined: float) -> float:
@@ -52,3 +52,9 @@ def bootstrap_interval(x: Sequence[float], y: Sequence[float], stat: Statistic, 
     values.sort()
     tail = (1 - level) / 2
     return values[int(tail * resamples)], values[int((1 - tail) * resamples) - 1]
+
+
+def percentile(value: float, population: Sequence[float]) -> float:
+    """Share of ``population`` below ``value``, ties counted half (0 when the population is empty)."""
+    below = sum(1 for v in population if v < value) + 0.5 * sum(1 for v in population if v == value)
+    return below / max(1, len(population))

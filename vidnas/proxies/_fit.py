@@ -23,7 +23,6 @@ beat to be worth its complexity.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import math
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vidnas._errors import SpecError
-from vidnas._stats import bootstrap_interval, kendall
+from vidnas._stats import bootstrap_interval, kendall, percentile
 
 __all__ = ["FEATURE_GROUPS", "QualityModel", "fit_and_judge", "fit_quality_model", "load_calibration_rows",
            "out_of_fold", "packaged_models", "resolve_model"]
@@ -44,16 +43,8 @@ FEATURE_GROUPS = ("signals", "slots", "counts")
 ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
-def _percentile(value: float, population: Sequence[float]) -> float:
-    """Share of ``population`` (sorted) below ``value``, ties counted half."""
-    lo = bisect.bisect_left(population, value)
-    hi = bisect.bisect_right(population, value)
-    return (lo + 0.5 * (hi - lo)) / max(1, len(population))
-
-
 def _ranks(values: Sequence[float]) -> list[float]:
-    ordered = sorted(values)
-    return [_percentile(v, ordered) for v in values]
+    return [percentile(v, values) for v in values]
 
 
 def _choices(spec_json: str) -> dict[str, str]:
@@ -92,7 +83,7 @@ class QualityModel:
                 if rest not in values:
                     raise SpecError("signals", rest, "is needed by the quality model but was not computed")
                 value = float(values[rest])
-                out.append(0.5 if math.isnan(value) else _percentile(value, self.populations[rest]))
+                out.append(0.5 if math.isnan(value) else percentile(value, self.populations[rest]))
             elif group == "slot":
                 slot, _, op = rest.partition("=")
                 out.append(1.0 if choices.get(slot) == op else 0.0)
@@ -312,7 +303,7 @@ def out_of_fold(rows: Sequence[Mapping[str, Any]], *, signals: Sequence[str], se
         if chosen is not None:
             population = sorted(oriented[chosen][i] for i in train)
             for i in test:
-                single[i] = _percentile(oriented[chosen][i], population)
+                single[i] = percentile(oriented[chosen][i], population)
         records.append({"fold": f, "fitted_on": fitted_on, "judged_on": judged_on, "alpha": model.alpha,
                         "groups": model.setting.get("groups"), "best_single_signal": chosen})
     chosen_groups = groups if isinstance(groups, str) else ", ".join(groups)

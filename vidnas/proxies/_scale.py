@@ -174,28 +174,36 @@ class ScaleChoice:
 
 def _measure_step(space: SearchSpace, batch_size: int) -> float:
     """Seconds of one training step of the space's largest path at ``space``'s scale (median of 3)."""
+    return training_step_seconds(_largest_path(space), batch_size=batch_size)
+
+
+def training_step_seconds(spec: ArchSpec, *, batch_size: int, data: str = "shapes", backbone=None,
+                          steps: int = 3) -> float:
+    """Median seconds of a training step of ``spec`` (after one warm-up step): every weight trained, or,
+    with a pretrained ``backbone``, the spec's own slot layers on the frozen backbone."""
     import statistics
 
     import torch
 
     from vidnas.proxies._data import iterate_batches
-    from vidnas.proxies._denoise import DenoisingTask
-    from vidnas.search_space import build_network
+    from vidnas.proxies._denoise import DenoisingTask, candidate_network
 
-    spec = _largest_path(space)
-    net = build_network(spec).train()
-    task = DenoisingTask(spec)
-    data = iterate_batches(task.dataset(batch_size, 0), batch_size, seed=0)
-    batch = next(data)
+    task = DenoisingTask(spec, data=data)
+    net, own, shared = candidate_network(spec, backbone, seed=0)
+    net.train()
+    for p in shared:
+        p.requires_grad_(False)
+    optimizer = torch.optim.AdamW(own, lr=1e-4) if own else None
+    batches = iterate_batches(task.latent_dataset(max(batch_size, 8), 0), batch_size, seed=0)
     gen = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     times = []
-    for _ in range(4):
+    for _ in range(steps + 1):
         t0 = time.perf_counter()
-        loss = task.loss(net, batch, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = task.loss(net, next(batches), gen)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])
 

@@ -197,15 +197,12 @@ def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda
     for m in metrics:
         if m.ensemble_path is not None:
             ensembles[m.ensemble_path], ensemble_rows[m.ensemble_path] = load_ensemble(m.ensemble_path)
-    models = {}
-    for m in metrics:
-        if m.model_path is not None:
-            from vidnas.proxies._fit import QualityModel
+    from vidnas.proxies._fit import QualityModel
 
-            models[m.model_path] = QualityModel.load(m.model_path).to_dict()
+    loaded = {m.model_path: QualityModel.load(m.model_path) for m in metrics if m.model_path is not None}
+    models = {path: model.to_dict() for path, model in loaded.items()}
     quality = prepare_quality(config, proxies_of(metrics, ensembles, models), log)
     if models:
-        from vidnas.proxies._fit import QualityModel
         from vidnas.runners._quality import quality_setting
 
         if quality is not None:
@@ -217,8 +214,8 @@ def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda
             s = config.proxy.scale
             scaled = ProxyScale(s.frames, s.height, s.width, s.width_mult).space(config.space.name, real)
             setting = {"space": config.space.name, "space_shape": dict(scaled.shape), "data": config.proxy.data}
-        for path in models:
-            QualityModel.load(path).check_setting(setting, where=f"quality:{path}")
+        for path, model in loaded.items():
+            model.check_setting(setting, where=f"quality:{path}")
     return EvalSettings(
         metrics=tuple(m.name for m in metrics),
         table=(table.meta.to_dict(), table.rows()) if table is not None else None,

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vidnas._stats import percentile
 from vidnas.search_space import ArchSpec
 
 
@@ -77,11 +78,6 @@ def latency_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
     slots = {u["slot"]: u["estimate_ms"] for u in est["units"] if u["slot"] is not None}
     return {"latency_ms": est["per_call_ms"], "video_ms": video["per_video_ms"], "slot_ms": slots,
             "latency_source": f"roofline estimate ({settings.roofline})"}
-
-
-def _percentile(value: float, population: list[float]) -> float:
-    below = sum(1 for v in population if v < value) + 0.5 * sum(1 for v in population if v == value)
-    return below / max(1, len(population))
 
 
 def cheap_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
@@ -151,7 +147,7 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
         score = 0.0
         for member in summary["ensemble"]["members_all_data"]:
             population = settings.ensemble_rows[path][member["proxy"]]
-            score += member["sign"] * _percentile(values[member["proxy"]], population)
+            score += member["sign"] * percentile(values[member["proxy"]], population)
         out[ENSEMBLE_PREFIX + path] = score
     for path in model_paths:
         model = _model(path, settings.models[path])

@@ -122,35 +122,6 @@ def _scales(space_name: str, start: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _step_seconds(spec, train, backbone=None, steps: int = 3) -> float:
-    """Median seconds of a training step of ``spec`` (frozen backbone, one thread)."""
-    import statistics
-
-    import torch
-
-    from vidnas.proxies._data import iterate_batches
-    from vidnas.proxies._denoise import DenoisingTask, candidate_network
-
-    task = DenoisingTask(spec, data=train.data)
-    net, own, shared = candidate_network(spec, backbone, seed=0)
-    for p in shared:
-        p.requires_grad_(False)
-    params = own if backbone is not None else list(net.parameters())
-    optimizer = torch.optim.AdamW(params, lr=train.lr) if params else None
-    data = iterate_batches(task.latent_dataset(max(train.batch_size, 8), train.data_seed), train.batch_size, seed=0)
-    gen = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(steps + 1):
-        t0 = time.perf_counter()
-        loss = task.loss(net, next(data), gen)
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])
-
-
 @dataclasses.dataclass
 class VerifyPlan:
     shape: dict[str, Any]
@@ -165,6 +136,7 @@ def plan_verification(space_name: str, start: dict[str, Any], candidates: list[d
                       fixed: bool = False) -> VerifyPlan:
     """The largest verification scale (from ``start`` down) whose estimated time fits the budget."""
     from vidnas.proxies._pretrain import backbone_path, image_spec
+    from vidnas.proxies._scale import training_step_seconds
     from vidnas.search_space import count_spec, get_space
 
     tried = []
@@ -174,11 +146,11 @@ def plan_verification(space_name: str, start: dict[str, Any], candidates: list[d
         specs = [space.sample(_Params(c["params"])) for c in candidates]
         flops = [count_spec(s).flops for s in specs]
         costly = specs[max(range(len(specs)), key=lambda i: flops[i])]
-        per_step = _step_seconds(costly, train)
+        per_step = training_step_seconds(costly, batch_size=train.batch_size, data=train.data)
         per_run = [per_step * f / max(flops) * steps * 1.05 for f in flops]
         cached = backbone_path(image_spec(space.base), pretrain).exists()
-        pretrain_s = 0.0 if cached else _step_seconds(image_spec(space.base), dataclasses.replace(
-            train, batch_size=pretrain.batch_size)) * pretrain.steps  # the image network, every weight trained
+        pretrain_s = 0.0 if cached else training_step_seconds(  # the image network, every weight trained
+            image_spec(space.base), batch_size=pretrain.batch_size, data=train.data) * pretrain.steps
         estimate = pretrain_s + _schedule(per_run, workers)
         tried.append({"shape": shape, "estimate_seconds": estimate, "pretrain_seconds": pretrain_s,
                       "step_seconds_costliest": per_step})
