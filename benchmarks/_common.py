@@ -121,3 +121,13 @@ def estimate_seconds(probe: dict[str, float], *, units: int, networks: int, max_
     build = units * (2 * unit_prepare + 2 * (0.25 + sampling(unit_ms))) * 1.2 * rebuilds
     nets = networks * (probe["prepare_seconds"] + 0.25 + sampling(probe["call_ms"])) * 1.2
     return {"build_seconds": build, "networks_seconds": nets, "total_seconds": build + nets}
+
+
+def add_space_args(parser, *, frames: int = 8, height: int = 64, width: int = 64) -> None:
+    """The options naming a search space at a shape, and its data source (proxy benchmarks)."""
+    parser.add_argument("--space", default="tiny")
+    parser.add_argument("--frames", type=int, default=frames)
+    parser.add_argument("--height", type=int, default=height)
+    parser.add_argument("--width", type=int, default=width)
+    parser.add_argument("--width-mult", type=float, default=None)
+    parser.add_argument("--data", default="shapes")

@@ -21,13 +21,10 @@ from pathlib import Path
 
 
 def main() -> None:
+    from _common import add_space_args
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--space", default="tiny")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--width-mult", type=float, default=None)
-    parser.add_argument("--data", default="shapes")
+    add_space_args(parser)
     parser.add_argument("--pretrain-steps", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=8)

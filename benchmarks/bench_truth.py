@@ -24,13 +24,10 @@ from pathlib import Path
 
 
 def main() -> None:
+    from _common import add_space_args
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--space", default="tiny")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--width-mult", type=float, default=None)
-    parser.add_argument("--data", default="shapes")
+    add_space_args(parser)
     parser.add_argument("--n", type=int, default=60)
     parser.add_argument("--second-seed-n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
