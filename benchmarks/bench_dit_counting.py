@@ -65,8 +65,8 @@ COGVIDEOX_REDUCED = dict(num_attention_heads=2, attention_head_dim=16, time_embe
 def _wan_spec(config: dict[str, Any], frames: int, height: int, width: int, text_tokens: int):
     """The vidnas spec equivalent to a WanTransformer3DModel config, at a pixel size."""
     from vidnas.search_space import ArchSpec
-    from vidnas.search_space._dit_presets import WAN_TEMPORAL
-    from vidnas.search_space._dit_spec import DiTBackbone
+    from vidnas.search_space.families.dit.presets import WAN_TEMPORAL
+    from vidnas.search_space.families.dit.spec import DiTBackbone
 
     bb = DiTBackbone(in_channels=config["in_channels"], out_channels=config["out_channels"],
                      patch_size=tuple(config["patch_size"]), heads=config["num_attention_heads"],
@@ -79,8 +79,8 @@ def _wan_spec(config: dict[str, Any], frames: int, height: int, width: int, text
 def _ltx_spec(config: dict[str, Any], frames: int, height: int, width: int, text_tokens: int):
     """The vidnas spec equivalent to an LTXVideoTransformer3DModel config (patch 1), at a pixel size."""
     from vidnas.search_space import ArchSpec
-    from vidnas.search_space._dit_presets import LTX_VIDEO as PRESET
-    from vidnas.search_space._dit_presets import WAN_TEMPORAL
+    from vidnas.search_space.families.dit.presets import LTX_VIDEO as PRESET
+    from vidnas.search_space.families.dit.presets import WAN_TEMPORAL
 
     heads = config.get("num_attention_heads", PRESET.heads)
     head_dim = config.get("attention_head_dim", PRESET.head_dim)
@@ -95,8 +95,8 @@ def _ltx_spec(config: dict[str, Any], frames: int, height: int, width: int, text
 def _latte_spec(config: dict[str, Any], frames: int, height: int, width: int, text_tokens: int):
     """The vidnas spec equivalent to a LatteTransformer3DModel config (adaLN-single), at a pixel size."""
     from vidnas.search_space import ArchSpec
-    from vidnas.search_space._dit_presets import LATTE as PRESET
-    from vidnas.search_space._dit_presets import LATTE_TEMPORAL
+    from vidnas.search_space.families.dit.presets import LATTE as PRESET
+    from vidnas.search_space.families.dit.presets import LATTE_TEMPORAL
 
     dim = config["num_attention_heads"] * config["attention_head_dim"]
     p = config["patch_size"]
@@ -112,8 +112,8 @@ def _cogvideox_spec(config: dict[str, Any], frames: int, height: int, width: int
     """The vidnas spec equivalent to a CogVideoXTransformer3DModel config (1.0: spatial patches, sine-cosine
     positions), at a pixel size; ``text_tokens`` must be the config's ``max_text_seq_length``."""
     from vidnas.search_space import ArchSpec
-    from vidnas.search_space._dit_presets import COGVIDEOX_2B as PRESET
-    from vidnas.search_space._dit_presets import COGVIDEOX_TEMPORAL
+    from vidnas.search_space.families.dit.presets import COGVIDEOX_2B as PRESET
+    from vidnas.search_space.families.dit.presets import COGVIDEOX_TEMPORAL
 
     heads = config.get("num_attention_heads", PRESET.heads)
     head_dim = config.get("attention_head_dim", PRESET.head_dim)
@@ -164,8 +164,8 @@ def counts(model: Model, config: dict[str, Any], frames: int, height: int, width
     import torch
 
     from vidnas.search_space import build_network, count_spec
-    from vidnas.search_space._dit_weights import diffusers_forward
     from vidnas.search_space._tracing import _fake_mode, count_module_call
+    from vidnas.search_space.families.dit.weights import diffusers_forward
 
     spec = model.spec(config, frames, height, width, text_tokens)
     bb = spec.backbone
@@ -213,7 +213,7 @@ def equivalence(model: Model, config: dict[str, Any], frames: int, height: int, 
     import torch
 
     from vidnas.search_space import build_network, get_family
-    from vidnas.search_space._dit_weights import diffusers_forward
+    from vidnas.search_space.families.dit.weights import diffusers_forward
 
     torch.manual_seed(seed)
     reference = _reference(model, config).eval()

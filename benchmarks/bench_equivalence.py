@@ -82,7 +82,7 @@ def dit_inputs(spec: ArchSpec, gen: torch.Generator) -> tuple[tuple, dict[str, A
 
 
 def dit_forward(reference: torch.nn.Module, spec: ArchSpec, args: tuple) -> torch.Tensor:
-    from vidnas.search_space._dit_weights import diffusers_forward
+    from vidnas.search_space.families.dit.weights import diffusers_forward
 
     return diffusers_forward(reference, spec, *args)
 

@@ -37,8 +37,8 @@ def main() -> None:
 
     from vidnas._env import fingerprint
     from vidnas.latency_models import OnnxRuntimeBackend
-    from vidnas.latency_models._builder import unit_runner
     from vidnas.latency_models._reference import reference_runner
+    from vidnas.latency_models._units import unit_runner
     from vidnas.search_space import build_plan, preset_spec
 
     spec = preset_spec("tiny")

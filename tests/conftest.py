@@ -112,7 +112,7 @@ def token_op_cases() -> list[tuple[str, dict]]:
 
 def test_token_backbone():
     """A small transformer whose slots the token ops are tested at: D = 32 (2 heads of 16), a 4x4x4 grid."""
-    from vidnas.search_space._dit_spec import DiTBackbone
+    from vidnas.search_space.families.dit.spec import DiTBackbone
 
     return DiTBackbone(in_channels=4, out_channels=4, heads=2, head_dim=16, depth=1, ffn_dim=64, text_dim=24,
                        text_tokens=5, freq_dim=16, frames=4, latent_height=8, latent_width=8)
@@ -129,7 +129,7 @@ def joint_token_backbone():
     """The token test backbone with joint text (CogVideoX's styles): 5 text tokens lead the 4x4x4 grid."""
     import dataclasses
 
-    from vidnas.search_space._dit_presets import COGVIDEOX_2B
+    from vidnas.search_space.families.dit.presets import COGVIDEOX_2B
 
     return dataclasses.replace(COGVIDEOX_2B, in_channels=4, out_channels=4, heads=2, head_dim=16, depth=1,
                                ffn_dim=64, text_dim=24, text_tokens=5, freq_dim=32, time_dim=16, frames=4,

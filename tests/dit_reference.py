@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vidnas.search_space import ArchSpec
-from vidnas.search_space._dit_presets import LATTE, LATTE_TEMPORAL, LTX_VIDEO, WAN_TEMPORAL
+from vidnas.search_space.families.dit.presets import LATTE, LATTE_TEMPORAL, LTX_VIDEO, WAN_TEMPORAL
 
 # LTX-Video at width 20 (2 heads of 10): 20 % 6 = 2 leaves one unrotated channel pair, as 2048 does.
 LTX_REDUCED = dict(in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=10,

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from vidnas.search_space import ArchSpec, get_preset
-from vidnas.search_space._presets import SVD_BACKBONE
+from vidnas.search_space.families.unet.presets import SVD_BACKBONE
 
 # The same code path at a reduced size: four levels (three with cross-attention, as SVD),
 # uneven residual blocks per level, 16-wide heads, small conditioning, 3 frames at 16x16.

@@ -21,7 +21,7 @@ from vidnas.latency_models import (
 )
 from vidnas.search_space import UnitHarness, build_plan, preset_spec, unit_example_inputs
 
-BACKENDS = list_backends()
+NAMES = list_backends()
 
 
 def backend(name: str, tmp_path) -> Backend:
@@ -38,13 +38,13 @@ def tiny_unit():
 
 
 def test_the_built_in_backends_are_registered():
-    assert {"torch", "onnxruntime", "coreml", "debug"} <= set(BACKENDS)
+    assert {"torch", "onnxruntime", "coreml", "debug"} <= set(NAMES)
     with pytest.raises(SpecError) as info:
         get_backend("tensorrt")
     assert info.value.field == "backend" and "debug" in str(info.value)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
 def test_protocol_and_stable_fingerprint(name, tmp_path):
     be = backend(name, tmp_path)
     assert isinstance(be, Backend) and be.name == name
@@ -55,16 +55,39 @@ def test_protocol_and_stable_fingerprint(name, tmp_path):
     assert fingerprint_id(fp) == fingerprint_id(backend(name, tmp_path).fingerprint())
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
 def test_unknown_options_are_refused_by_name(name):
     if get_backend_def(name).options is None:
         pytest.skip(f"backend {name} takes any options")
     with pytest.raises(SpecError) as info:
         get_backend(name, not_an_option=3)
-    assert info.value.field == "backend option not_an_option" and info.value.value == 3
+    assert info.value.field == "options.not_an_option" and info.value.value == 3
+    with pytest.raises(SpecError) as info:
+        get_backend(name, options_field="config.target.options", not_an_option=3)
+    assert info.value.field == "config.target.options.not_an_option"
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_options_are_a_typed_schema_whose_defaults_pass(name, tmp_path):
+    """Every declared option is typed and documented; its default passes its own check, and the backend
+    made from every default has the fingerprint of the backend made with none."""
+    definition = get_backend_def(name)
+    if definition.options is None:
+        pytest.skip(f"backend {name} takes any options")
+    for option in definition.options:
+        assert option.kind in (bool, int, float, str) or option.default is None, option
+        assert option.check(option.default, option.name) == option.default
+        wrong = "not a number" if option.kind in (int, float, bool) else None
+        if wrong is not None:
+            with pytest.raises(SpecError) as info:
+                definition.check_options({option.name: wrong}, "-O")
+            assert info.value.field == f"-O.{option.name}" and info.value.value == wrong
+    defaults = definition.check_options({})
+    be = get_backend(name, threads=1, **defaults)
+    assert fingerprint_id(be.fingerprint()) == fingerprint_id(get_backend(name, threads=1).fingerprint())
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_times_a_unit_or_says_why_not(name, tmp_path):
     be = backend(name, tmp_path)
     spec, plan = tiny_unit()
@@ -78,7 +101,7 @@ def test_times_a_unit_or_says_why_not(name, tmp_path):
     assert m.median_ms > 0 and m.runs >= 5
 
 
-@pytest.mark.parametrize("name", [n for n in BACKENDS if get_backend_def(n).measures_here])
+@pytest.mark.parametrize("name", [n for n in NAMES if get_backend_def(n).measures_here])
 def test_a_one_entry_table_is_saved_and_reopened(name, tmp_path):
     be = backend(name, tmp_path)
     spec, plan = tiny_unit()

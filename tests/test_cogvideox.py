@@ -28,7 +28,7 @@ from vidnas.search_space import (
     preset_spec,
     unit_cost,
 )
-from vidnas.search_space._dit_presets import COGVIDEOX_2B, COGVIDEOX_TEMPORAL
+from vidnas.search_space.families.dit.presets import COGVIDEOX_2B, COGVIDEOX_TEMPORAL
 
 # diffusers' CogVideoXTransformer3DModel() (its defaults are CogVideoX 2B), built on the meta device.
 COGVIDEOX_2B_PARAMS = 1_693_783_872
@@ -152,7 +152,7 @@ def test_reference_weights_load_into_a_searched_joint_architecture():
 
 def test_sincos_positions_are_diffusers_table():
     diffusers = pytest.importorskip("diffusers")
-    from vidnas.search_space._token_branches import sincos_positions
+    from vidnas.search_space.ops.token_branches import sincos_positions
 
     theirs = diffusers.models.embeddings.get_3d_sincos_pos_embed(64, (7, 5), 3, 1.875, 1.0).flatten(0, 1).float()
     torch.testing.assert_close(sincos_positions(64, (3, 5, 7), 1.875, 1.0), theirs, rtol=0, atol=0)
@@ -286,8 +286,8 @@ CROSS_STYLE_VARIANTS = [
 def test_cogvideox_styles_on_a_cross_attention_backbone_run_and_cost_their_trace(style):
     """The styles CogVideoX brought (per-head q/k LayerNorm, sine-cosine positions, affine norms, a linear
     text projection) work on a Wan-style backbone too, cross-attention included."""
-    from vidnas.search_space._dit_presets import WAN_TEMPORAL
     from vidnas.search_space._tracing import trace_unit
+    from vidnas.search_space.families.dit.presets import WAN_TEMPORAL
 
     bb = dataclasses.replace(preset_spec("dit-tiny").backbone, depth=1, **style)
     spec = ArchSpec.create(bb, {**WAN_TEMPORAL, "block.0.temporal": {"op": "conv1d", "params": {"use_temb": True}}})

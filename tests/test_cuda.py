@@ -17,8 +17,8 @@ from vidnas.latency_models import (
     fingerprint_id,
     measure,
 )
-from vidnas.latency_models._builder import unit_runner
 from vidnas.latency_models._reference import reference_plan
+from vidnas.latency_models._units import unit_runner
 from vidnas.search_space import BackboneSpec
 
 NO_CUDA = "no CUDA device on this machine: the GPU timing path was not exercised here"

@@ -21,8 +21,8 @@ from vidnas.search_space import (
     preset_spec,
     unit_cost,
 )
-from vidnas.search_space._dit_presets import WAN_TEMPORAL
-from vidnas.search_space._dit_spec import DiTBackbone
+from vidnas.search_space.families.dit.presets import WAN_TEMPORAL
+from vidnas.search_space.families.dit.spec import DiTBackbone
 
 # diffusers' WanTransformer3DModel with Wan 2.1 1.3B's config, built on the meta device.
 WAN_1_3B_PARAMS = 1_418_996_800

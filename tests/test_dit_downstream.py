@@ -31,7 +31,7 @@ def invoke_json(*args: str) -> dict:
 
 
 def causal_dit_tiny():
-    from vidnas.search_space._dit_presets import WAN_TEMPORAL
+    from vidnas.search_space.families.dit.presets import WAN_TEMPORAL
 
     return ArchSpec.create(preset_spec("dit-tiny").backbone, {
         **WAN_TEMPORAL, "block.*.attn": {"op": "tok_blockcausal", "params": {"chunk": 2}},

@@ -26,8 +26,8 @@ from vidnas.search_space import (
     preset_spec,
     unit_cost,
 )
-from vidnas.search_space._dit_presets import LATTE_TEMPORAL, WAN_TEMPORAL
-from vidnas.search_space._dit_weights import diffusers_forward
+from vidnas.search_space.families.dit.presets import LATTE_TEMPORAL, WAN_TEMPORAL
+from vidnas.search_space.families.dit.weights import diffusers_forward
 
 # diffusers' references built on the meta device at the presets' configurations.
 LTX_PARAMS = 1_923_385_472

@@ -11,15 +11,19 @@ import pytest
 
 from vidnas._errors import SpecError
 from vidnas.search_space import (
+    PRESETS,
     ArchSpec,
     PlanWalk,
     UnitPlan,
     build_network,
     build_plan,
+    count_spec,
     get_family,
     get_space,
     list_families,
+    module_key,
     preset_spec,
+    unit_cost,
 )
 
 
@@ -91,7 +95,7 @@ def test_build_network_builds_what_the_plan_lists():
 def test_nothing_outside_the_backbone_modules_builds_a_network_directly():
     """Every network is built through build_network (proxies, latency, export, supernet...)."""
     root = Path(__file__).resolve().parent.parent / "vidnas"
-    allowed = re.compile(r"search_space/_(unet|dit)[a-z_]*\.py$")
+    allowed = re.compile(r"search_space/families/[a-z_]+/[a-z_]+\.py$")
     offenders = []
     for path in root.rglob("*.py"):
         if allowed.search(str(path)):
@@ -105,3 +109,51 @@ def test_nothing_outside_the_backbone_modules_builds_a_network_directly():
 def test_unet_spec_json_mentions_its_family(tmp_path):
     path = preset_spec("tiny").save(tmp_path / "tiny.json")
     assert json.loads(path.read_text())["family"] == "unet"
+
+
+# Shared suite: every registered family (built-in or a plugin's) -------------------------------------
+
+
+def smallest_preset(family: str):
+    """The spec of ``family``'s preset with the fewest FLOPs per call (skips a family without presets)."""
+    names = [name for name, preset in PRESETS.items() if preset.backbone.family == family]
+    if not names:
+        pytest.skip(f"family `{family}` has no preset")
+    return min((preset_spec(name) for name in names), key=lambda spec: count_spec(spec).flops)
+
+
+@pytest.mark.parametrize("family", list_families())
+def test_every_family_honours_the_network_contract(family):
+    """``forward(sample, timestep, context, added_time_ids)`` maps ``(B, T, C_in, H, W)`` to
+    ``(B, T, C_out, H, W)``; the network exposes the plan it runs, its units keyed by
+    ``module_key`` and ``example_inputs``; every unit runs alone on its family's inputs."""
+    import torch
+
+    from vidnas.search_space import UnitHarness, unit_example_inputs
+
+    spec = smallest_preset(family)
+    bb, plans = spec.backbone, build_plan(spec)
+    net = build_network(spec).eval()
+    assert [p.name for p in net.plan] == [p.name for p in plans] and {p.family for p in plans} == {family}
+    assert set(net.units) == {module_key(p.name) for p in plans}
+    assert count_spec(spec).params == sum(p.numel() for p in net.parameters())
+    with torch.no_grad():
+        out = net(*net.example_inputs(2, seed=0))
+        assert tuple(out.shape) == (2, bb.frames, bb.output_channels, bb.latent_height, bb.latent_width)
+        for plan in {p.signature_id: p for p in plans if not p.is_identity}.values():
+            inputs = unit_example_inputs(plan, bb, 2, seed=0)
+            assert get_family(family).batch_of(plan, inputs) == 2, plan.name
+            assert torch.isfinite(UnitHarness(plan).eval()(*inputs)).all(), plan.name
+
+
+@pytest.mark.parametrize("family", list_families())
+def test_every_family_unit_cost_matches_its_trace(family):
+    """Where a family states a unit's cost in closed form, params and FLOPs equal a fake-tensor trace."""
+    from vidnas.search_space._tracing import trace_unit
+
+    spec = smallest_preset(family)
+    for plan in {p.signature_id: p for p in build_plan(spec) if not p.is_identity}.values():
+        cost = unit_cost(plan, 2)
+        if cost is not None:
+            params, flops, _ = trace_unit(plan, spec, 2)
+            assert (cost.params, cost.flops) == (params, flops), plan.name

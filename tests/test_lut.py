@@ -100,6 +100,27 @@ def test_resuming_with_another_backend_or_threads_is_refused(tmp_path):
         table.check_compatible(device="cuda")
 
 
+def test_a_table_of_the_earlier_fingerprint_layout_resumes_with_its_options(tmp_path):
+    """Tables on disk record the backend's options in its fingerprint (ONNX Runtime's graph optimisation
+    among them): with the backends in their own modules and their options a schema, the fingerprint is the
+    same, so such a table resumes with the same options and is refused with others."""
+    from vidnas._env import cpu_model
+    from vidnas.latency_models import TableMeta, fingerprint_id, get_backend, open_table
+
+    backend = get_backend("onnxruntime", threads=1, graph_optimization="basic")
+    earlier = {"backend": "onnxruntime", "device": "cpu", "device_name": cpu_model(), "threads": 1, "dtype": "float32",
+               "options": {"provider": "CPUExecutionProvider", "graph_optimization": "basic", "optimize_export": True,
+                           "spinning": False}}
+    assert fingerprint_id(backend.fingerprint()) == fingerprint_id(earlier)  # the options' order is hashed too
+    path = tmp_path / "t.parquet"
+    LatencyTable(TableMeta(backend="onnxruntime", device="cpu", device_name=cpu_model(), dtype="float32", threads=1,
+                           fingerprint=earlier, harness=QUICK.to_dict())).save(path)
+    assert LatencyTable.load(path).meta.fingerprint["options"]["graph_optimization"] == "basic"
+    assert open_table(path, backend, None, QUICK).meta.fingerprint == earlier
+    with pytest.raises(TableMismatchError, match="backend options"):
+        open_table(path, get_backend("onnxruntime", threads=1), None, QUICK)
+
+
 def test_csv_round_trip_and_import_errors(tmp_path):
     path = tmp_path / "t.parquet"
     table = build_table(get_space("tiny-enum"), DebugBackend(), path, config=QUICK)

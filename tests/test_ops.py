@@ -207,8 +207,7 @@ def test_registry_lists_every_kind_named_by_the_design():
 
 
 def test_registering_an_op_is_one_call_and_warns_on_overwrite(slot_shape):
-    from vidnas.search_space import register_temporal_op
-    from vidnas.search_space._registry import _REGISTRY
+    from vidnas.search_space import TEMPORAL_OPS, register_temporal_op
 
     @register_temporal_op("test_scale", summary="multiplies by a learned scalar (test only)")
     def _build(shape, params):
@@ -230,16 +229,16 @@ def test_registering_an_op_is_one_call_and_warns_on_overwrite(slot_shape):
         with pytest.warns(UserWarning, match="registered again"):
             register_temporal_op("test_scale", summary="again")(_build)
     finally:
-        _REGISTRY.pop("test_scale", None)
+        TEMPORAL_OPS.unregister("test_scale")
 
 
-# Token ops (the `tokens` contract of _ops_tokens) --------------------------------------------------
+# Token ops (the `tokens` contract of ops/tokens) --------------------------------------------------
 
 TOKEN_CASES = token_op_cases()
 
 
 def token_build(op: str, params: dict):
-    from vidnas.search_space._token_branches import TokenSlot
+    from vidnas.search_space.ops.token_branches import TokenSlot
 
     shape = token_slot_shape(op)
     canonical = get_temporal_op(op).canonical_params(params, shape, "test")
@@ -248,7 +247,7 @@ def token_build(op: str, params: dict):
 
 def token_inputs(shape, batch: int = 2, seed: int = 0):
     """``(x, modulation, context, cos, sin)`` for a slot of ``shape``."""
-    from vidnas.search_space._token_branches import grid_rotary, rotary_tables
+    from vidnas.search_space.ops.token_branches import grid_rotary, rotary_tables
 
     bb = test_token_backbone()
     gen = torch.Generator().manual_seed(seed)
@@ -269,7 +268,7 @@ class _TokenWrapped(torch.nn.Module):
         self.slot, self.grid = slot, grid
 
     def forward(self, x, modulation, context, cos, sin):
-        from vidnas.search_space._token_branches import TokenConditioning
+        from vidnas.search_space.ops.token_branches import TokenConditioning
 
         return self.slot(x, TokenConditioning(self.grid, None, modulation, context, (cos, sin))) * 1.0
 
@@ -323,7 +322,7 @@ def test_token_causality(case):
 @pytest.mark.parametrize("case", token_streaming_cases(), ids=case_id)
 def test_token_streaming_matches_full_clip(case):
     """Chunk by chunk with the KV cache (positions offset by the frames already seen) equals the full clip."""
-    from vidnas.search_space._token_branches import TokenConditioning, grid_rotary, rotary_tables
+    from vidnas.search_space.ops.token_branches import TokenConditioning, grid_rotary, rotary_tables
 
     op, params = case
     slot, canonical, shape = token_build(op, params)
@@ -358,7 +357,7 @@ def test_token_cost_formula_matches_trace(case, batch):
     shape = token_slot_shape(op)
     canonical = get_temporal_op(op).canonical_params(params, shape, "test")
     cost = slot_cost(op, canonical, shape, batch)
-    from vidnas.search_space._token_branches import TokenSlot
+    from vidnas.search_space.ops.token_branches import TokenSlot
 
     with torch.device("meta"):
         model = _TokenWrapped(TokenSlot(op, canonical, shape), _grid(shape))
@@ -423,7 +422,7 @@ JOINT_CASES = joint_token_op_cases()
 
 
 def joint_build(op: str, params: dict):
-    from vidnas.search_space._token_branches import TokenSlot
+    from vidnas.search_space.ops.token_branches import TokenSlot
 
     shape = joint_token_slot_shape(op)
     canonical = get_temporal_op(op).canonical_params(params, shape, "test")
@@ -446,7 +445,7 @@ class _JointWrapped(torch.nn.Module):
         self.slot, self.grid, self.prefix = slot, _grid(shape), shape.extra("prefix_tokens")
 
     def forward(self, x, temb):
-        from vidnas.search_space._token_branches import TokenConditioning
+        from vidnas.search_space.ops.token_branches import TokenConditioning
 
         return self.slot(x, TokenConditioning(self.grid, temb=temb, prefix=self.prefix)) * 1.0
 
@@ -501,8 +500,8 @@ def test_joint_token_causality(case):
 @pytest.mark.parametrize("case", JOINT_CASES, ids=case_id)
 @pytest.mark.parametrize("batch", [1, 2])
 def test_joint_token_cost_formula_matches_trace(case, batch):
-    from vidnas.search_space._token_branches import TokenSlot
     from vidnas.search_space._tracing import _fake_mode, count_module_call
+    from vidnas.search_space.ops.token_branches import TokenSlot
 
     op, params = case
     shape = joint_token_slot_shape(op)

@@ -1,5 +1,6 @@
 """Third-party plugins through entry points: a real package (tests/plugin_demo) is pip-installed into a
-temporary directory and used from the command line; the shared test suites pick its registrations up;
+temporary directory and used from the command line (its op, proxy, backend and sampler, and its backbone
+family ``demo-conv`` with a preset and a search space); the shared test suites pick its registrations up;
 a broken entry point is a one-line warning naming it, never a crash.
 
 The package is installed with ``pip install --target`` into a directory put on ``PYTHONPATH`` of the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -113,9 +115,73 @@ def test_a_campaign_with_the_plugin_backend_proxy_and_sampler(plugin_env, tmp_pa
     assert done.returncode == 2 and "`config.sampler.seed_offset` = -1: must be >= 0" in done.stderr
 
 
+DEMO_SLOTS = ["level.0.0.mix", "level.0.1.mix", "level.1.0.mix", "level.1.1.mix"]
+DEMO_SIZE = ("--frames", "4", "--height", "32", "--width", "32")  # pixels: 4 x 4 x 4 latents
+
+
+def test_the_listings_show_the_plugin_family_preset_and_space(plugin_env):
+    rows, _ = listed(plugin_env, "space", "list")
+    families = {f["name"]: f for f in rows["families"]}
+    assert families["demo-conv"] == {"name": "demo-conv", "backbone": "DemoConvBackbone",
+                                     "source": "vidnas-demo-plugin:demo"}
+    assert families["unet"]["source"] == families["dit"]["source"] == "vidnas"
+    preset = next(p for p in rows["presets"] if p["name"] == "demo-conv-tiny")
+    assert preset["family"] == "demo-conv" and preset["source"] == "vidnas-demo-plugin:demo"
+    assert {"name": "demo-conv-tiny", "source": "vidnas-demo-plugin:demo"} in rows["spaces"]
+    shown = vidnas(plugin_env, "space", "list")
+    assert shown.returncode == 0 and "demo-conv-tiny" in shown.stdout and "DemoConvBackbone" in shown.stdout
+
+
+def test_the_plugin_family_from_the_command_line(plugin_env, tmp_path):
+    """The plugin's preset and space through every step a user takes: show, table, prediction, proxies,
+    a campaign on the table (local Ray: the workers build the plugin's networks) and its report."""
+    import pandas as pd
+
+    shown, _ = listed(plugin_env, "space", "show", "demo-conv-tiny")
+    assert shown["name"] == "demo-conv-tiny" and shown["spec"]["family"] == "demo-conv"
+    assert [s["slot"] for s in shown["slots"]] == DEMO_SLOTS and shown["op_counts"] == {"conv1d": 2, "attn1d": 2}
+    assert {u["kind"] for u in shown["units"]} == {"time_embed", "stem", "block", "temporal", "proj", "head"}
+    table = tmp_path / "demo.parquet"
+    built, _ = listed(plugin_env, "lut", "build", "--space", "demo-conv-tiny", "--backend", "debug", "--out",
+                      str(table), "--fit", "2", "--quick", *DEMO_SIZE)
+    assert built["meta"]["space"] == "demo-conv-tiny" and built["coverage"]["missing"] == []
+    assert {"time_embed", "stem", "block", "proj", "head", "conv1d", "attn1d", "shift"} <= set(built["by_op"])
+    predicted, _ = listed(plugin_env, "latency", "predict", "demo-conv-tiny", "--lut", str(table), *DEMO_SIZE)
+    assert predicted["name"] == "demo-conv-tiny" and predicted["per_call_ms"] > 0
+    assert [s["slot"] for s in predicted["slots"]] == DEMO_SLOTS
+    scored, _ = listed(plugin_env, "proxies", "score", "demo-conv-tiny", "--proxy", "params,flops,grad_norm,synflow")
+    values = {name: row["value"] for name, row in scored["proxies"].items()}
+    assert values["params"] == shown["params"] and values["flops"] == shown["flops"] and values["grad_norm"] > 0
+    assert math.isfinite(values["synflow"])  # the training-free proxies read the family's latent channels
+
+    run = tmp_path / "run"
+    config = tmp_path / "campaign.yaml"
+    config.write_text(json.dumps({
+        "name": "demo-family",
+        "space": {"name": "demo-conv-tiny", "frames": 4, "height": 32, "width": 32},
+        "target": {"backend": "debug", "lut": str(table)},
+        "objectives": [{"metric": "latency_ms", "direction": "minimize"},
+                       {"metric": "proxy:grad_norm", "direction": "maximize"}],
+        "sampler": {"name": "random", "seed": 0},
+        "trials": 3, "workers": 1,
+    }))
+    done = vidnas(plugin_env, "search", str(config), "--out", str(run), "--no-report", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["trials"] == 3 and result["failed"] == 0 and result["pareto"]
+    for entry in result["pareto"]:
+        spec = json.loads((run / "pareto" / entry["spec"]).read_text())
+        assert spec["family"] == "demo-conv" and sorted(spec["temporal"]) == DEMO_SLOTS
+    trials = pd.read_parquet(run / "trials.parquet")
+    assert (trials["attr.latency_source"] == "table").all() and (trials["attr.proxy:grad_norm"] > 0).all()
+    reported, _ = listed(plugin_env, "report", str(run))
+    assert "demo-conv-tiny" in Path(reported["report"]).read_text()
+
+
 def test_the_shared_suites_run_on_the_plugin_registrations(plugin_env):
     selection = ["tests/test_ops.py", "tests/test_proxies.py", "tests/test_backend_suite.py",
-                 "tests/test_sampler_suite.py", "-k", "demo_prev or demo_params or demo_debug or demo_random"]
+                 "tests/test_sampler_suite.py", "tests/test_family.py", "tests/test_sampling.py",
+                 "-k", "demo_prev or demo_params or demo_debug or demo_random or demo-conv"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-n", "0", "-p", "no:cacheprovider",
                            *selection],
                           env=plugin_env, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -124,6 +190,7 @@ def test_the_shared_suites_run_on_the_plugin_registrations(plugin_env):
                 if line.startswith(("PASSED ", "FAILED ", "ERROR ", "SKIPPED "))]
     assert outcomes and {outcome for outcome, _ in outcomes} == {"PASSED"}, done.stdout[-3000:]
     for name, suite in (("demo_prev", "test_ops.py"), ("demo_params", "test_proxies.py"),
-                        ("demo_debug", "test_backend_suite.py"), ("demo_random", "test_sampler_suite.py")):
+                        ("demo_debug", "test_backend_suite.py"), ("demo_random", "test_sampler_suite.py"),
+                        ("[demo-conv]", "test_family.py"), ("[demo-conv-tiny]", "test_sampling.py")):
         assert any(name in test and suite in test for _, test in outcomes), (name, done.stdout[-2000:])
     assert f"{len(outcomes)} passed" in done.stdout

@@ -365,3 +365,77 @@ def test_opening_a_database_whose_schema_another_driver_is_creating_retries(tmp_
     with pytest.raises(SpecError) as info:
         open_storage(config, tmp_path)
     assert len(calls) == 1 and info.value.field == "config.storage"
+
+
+# Structure ---------------------------------------------------------------------------------------
+
+RUNNERS = Path(__file__).resolve().parent.parent / "vidnas" / "runners"
+
+
+def _parameters(node) -> list[str]:
+    a = node.args
+    names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+    names += [p.arg for p in (a.vararg, a.kwarg) if p is not None]
+    return names[1:] if names[:1] in (["self"], ["cls"]) else names
+
+
+def test_no_runner_function_takes_more_than_six_parameters():
+    """What a campaign is made of travels as one object (runners._campaign.Campaign), options as dataclasses."""
+    import ast
+
+    long = []
+    for path in sorted(RUNNERS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) and len(_parameters(node)) > 6:
+                long.append(f"{path.name}:{node.lineno} {getattr(node, 'name', 'lambda')}{_parameters(node)}")
+    assert not long, long
+
+
+@pytest.mark.parametrize("module", ["_evaluate", "_quality"])
+def test_evaluation_modules_hold_no_module_level_caches(module):
+    """Per-process state (predictor, quality context, models) lives on an EvalCache passed in, not in globals."""
+    import ast
+    import importlib
+
+    tree = ast.parse((RUNNERS / f"{module}.py").read_text(encoding="utf-8"))
+    containers = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp, ast.Call)
+    found = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            else []
+        value = getattr(node, "value", None)
+        for target in targets:
+            name = getattr(target, "id", None)
+            if name != "__all__" and isinstance(value, containers):
+                found.append(name)
+    assert not found, found
+    loaded = importlib.import_module(f"vidnas.runners.{module}")
+    mutable = [k for k, v in vars(loaded).items() if not k.startswith("__") and isinstance(v, (dict, list, set))]
+    assert not mutable, mutable
+
+
+def test_an_eval_cache_builds_once_per_settings_and_pickles_empty(tmp_path):
+    import dataclasses
+    import pickle
+
+    from vidnas.latency_models import DebugBackend, HarnessConfig, build_table
+    from vidnas.runners import EvalCache, EvalSettings, evaluate
+    from vidnas.runners._evaluate import cheap_metrics
+    from vidnas.search_space import get_space
+
+    harness = dataclasses.replace(HarnessConfig.quick(), max_seconds=0.05)
+    debug_table = build_table(get_space("tiny-enum"), DebugBackend(), tmp_path / "t.parquet", config=harness)
+    settings = EvalSettings(metrics=("latency_ms",), table=(debug_table.meta.to_dict(), debug_table.rows()),
+                            roofline=None, roofline_dtype="float32", batch=1, steps=5, cfg="none", proxy_clips=1,
+                            proxy_seed=0, proxy_train_steps=1, threads=1)
+    cache = EvalCache()  # a worker process's
+    predictor = cache.predictor(settings)
+    assert cache.predictor(pickle.loads(pickle.dumps(settings))) is predictor  # same content: a Ray task's copy
+    spec = get_space("tiny-enum").base
+    assert evaluate(spec.to_json(), settings, cache)["latency_ms"] == cheap_metrics(spec, settings)["latency_ms"]
+    assert cache.predictor(settings) is predictor
+    own = settings.cache.predictor(settings)  # the settings' own cache (the driver's) kept what cheap_metrics built
+    assert own is not predictor and cheap_metrics(spec, settings) and settings.cache.predictor(settings) is own
+    copy = pickle.loads(pickle.dumps(settings))
+    assert copy == settings and copy.cache.predictor(copy) is not own  # settings cross processes with an empty cache
+    assert len(pickle.dumps(EvalCache())) < 200

@@ -62,6 +62,30 @@ def test_the_built_in_samplers_are_registered():
     assert EXHAUSTIVE and get_sampler("nsga2").option("population_size").default == 16
 
 
+def test_samplers_are_a_generic_registry_filled_by_entry_points():
+    """The registry module imports no implementation: vidnas's own samplers are declared as an entry point,
+    exactly as a plugin's are, and their options use the common option schema."""
+    import ast
+    from pathlib import Path
+
+    import vidnas.runners._samplers as registry
+    from vidnas._plugins import builtin_entry_points
+    from vidnas._registry import Option, Registry
+    from vidnas.runners import SAMPLERS, SamplerOption
+
+    assert isinstance(SAMPLERS, Registry) and SAMPLERS.group == "vidnas.samplers" and SamplerOption is Option
+    imported = [n.module for n in ast.walk(ast.parse(Path(registry.__file__).read_text(encoding="utf-8")))
+                if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m and m.startswith("vidnas.runners.")], imported
+    declared = {ep.value for ep in builtin_entry_points("vidnas.samplers")}
+    assert {SAMPLERS.get(name).factory.__module__ for name in ("nsga2", "screened-ehvi")} <= declared
+    assert SAMPLERS.origin("nsga2") == "vidnas"
+    assert all(isinstance(o, Option) for name in SAMPLERS for o in get_sampler(name).options)
+    with pytest.raises(SpecError) as info:
+        get_sampler("cma")
+    assert info.value.field == "config.sampler.name" and info.value.value == "cma"
+
+
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_options_round_trip_and_unknown_ones_are_refused(name, tmp_path):
     cfg = config(name)

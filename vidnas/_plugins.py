@@ -44,6 +44,8 @@ GROUPS: dict[str, str] = {
     "vidnas.backends": "latency backend",
     "vidnas.samplers": "sampler",
     "vidnas.families": "backbone family",
+    "vidnas.presets": "preset",
+    "vidnas.spaces": "search space",
 }
 BUILTIN = "vidnas"
 
@@ -68,12 +70,17 @@ _current: list[str] = []  # the plugin being loaded (a stack: a plugin may trigg
 
 
 def _label(ep: Any) -> str:
-    dist = getattr(getattr(ep, "dist", None), "name", None)
+    dist = _dist(ep)
+    if dist == BUILTIN:
+        return BUILTIN
     return f"{dist}:{ep.name}" if dist else ep.name
 
 
 def load_plugins(group: str | None = None) -> None:
-    """Load the entry points of ``group`` (every group when ``None``), each group once per process."""
+    """Load the entry points of ``group`` (every group when ``None``), each group once per process.
+
+    vidnas's own entry points (its built-in ops, families, spaces ...) load first, so that a
+    third-party plugin may replace a built-in."""
     from importlib.metadata import entry_points
 
     groups = list(GROUPS) if group is None else [group]
@@ -82,8 +89,70 @@ def load_plugins(group: str | None = None) -> None:
         return
     _loaded.update(todo)  # before loading: a plugin that lists a registry must not load itself again
     for g in todo:
-        for ep in entry_points(group=g):
+        others = [ep for ep in entry_points(group=g) if _dist(ep) != BUILTIN]
+        for ep in [*builtin_entry_points(g), *others]:
             _load_one(g, ep)
+
+
+def _dist(ep: Any) -> str | None:
+    return getattr(getattr(ep, "dist", None), "name", None)
+
+
+def builtin_entry_points(group: str) -> list[Any]:
+    """vidnas's own entry points of ``group``.
+
+    Read from the ``pyproject.toml`` beside the package when vidnas runs from a source checkout
+    (an editable install whose metadata predates the checkout, or the checkout on ``PYTHONPATH``),
+    else from the installed distribution's metadata: the same declarations either way.
+    """
+    declared = _source_declarations()
+    if declared is not None:
+        from importlib.metadata import EntryPoint
+
+        return [_Builtin(EntryPoint(name, value, group)) for name, value in declared.get(group, {}).items()]
+    from importlib.metadata import entry_points
+
+    return [ep for ep in entry_points(group=group) if _dist(ep) == BUILTIN]
+
+
+class _Builtin:
+    """An entry point read from vidnas's own ``pyproject.toml`` (no distribution object)."""
+
+    class _Dist:
+        name = BUILTIN
+
+    def __init__(self, ep: Any) -> None:
+        self._ep = ep
+        self.name, self.value, self.group = ep.name, ep.value, ep.group
+        self.dist = self._Dist()
+
+    def load(self) -> Any:
+        return self._ep.load()
+
+
+_SOURCE: list[dict[str, dict[str, str]] | None] = []
+
+
+def _source_declarations() -> dict[str, dict[str, str]] | None:
+    """``project.entry-points`` of the source checkout's ``pyproject.toml``, or None without one."""
+    if not _SOURCE:
+        from pathlib import Path
+
+        import vidnas
+
+        path = Path(vidnas.__file__).resolve().parent.parent / "pyproject.toml"
+        found = None
+        if path.is_file():
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                tomllib = None
+            if tomllib is not None:
+                project = tomllib.loads(path.read_text()).get("project", {})
+                if project.get("name") == BUILTIN:
+                    found = {g: dict(eps) for g, eps in project.get("entry-points", {}).items()}
+        _SOURCE.append(found)
+    return _SOURCE[0]
 
 
 def _load_one(group: str, ep: Any) -> None:
@@ -108,14 +177,17 @@ def _load_one(group: str, ep: Any) -> None:
 def note_registration(group: str, name: str, module: str | None = None) -> None:
     """Record where the registration of ``name`` in ``group`` came from.
 
-    ``module`` is the module of the registered object: one inside vidnas is built-in
-    (vidnas's own modules may be imported while a plugin loads); otherwise the plugin
-    being loaded, else the module itself (a registration made by user code).
+    ``module`` is the module that defined the registered object: one inside vidnas is built-in
+    (vidnas's own modules may be imported while a plugin loads). Otherwise the entry point
+    being loaded names it (``vidnas`` when it is one of vidnas's own), else the module itself
+    (a registration made by user code), else ``user``.
     """
-    if module is None or module == BUILTIN or module.startswith(BUILTIN + "."):
+    if module is not None and (module == BUILTIN or module.startswith(BUILTIN + ".")):
         _origins[(group, name)] = BUILTIN
+    elif _current:
+        _origins[(group, name)] = _current[-1]
     else:
-        _origins[(group, name)] = _current[-1] if _current else module
+        _origins[(group, name)] = module or "user"
 
 
 def origin(group: str, name: str) -> str:

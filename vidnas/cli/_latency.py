@@ -10,6 +10,7 @@ import typer
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
 from vidnas.cli._options import (
     BackendOpt,
+    BackendOptionOpt,
     BasisOpt,
     BatchOpt,
     DeviceOpt,
@@ -23,6 +24,7 @@ from vidnas.cli._options import (
     SpecArg,
     ThreadsOpt,
     WidthOpt,
+    graph_optimization_alias,
     harness_config,
     make_backend,
     progress_bar,
@@ -55,14 +57,17 @@ def predict_command(
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
+    backend_option: BackendOptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Latency per UNet call, per step and per video, with a per-slot breakdown."""
+    """Latency per network call, per step and per video, with a per-slot breakdown."""
     from vidnas._errors import SpecError
 
     arch = load_spec_arg(spec, frames=frames, height=height, width=width)
     if (lut is None) == (roofline is None):
         raise SpecError("--lut/--roofline", None, "give exactly one of them")
+    if backend_option and not measure_missing:
+        raise SpecError("-O", backend_option[0], "needs --measure-missing", "options go to the table's backend")
     if roofline is not None:
         from vidnas.latency_models import roofline_estimate, video_cost
 
@@ -81,7 +86,7 @@ def predict_command(
     table = LatencyTable.load(lut)
     table.check_compatible(backend=backend, device=device)
     predictor = LatencyPredictor(table)
-    filler = _missing_filler(table, lut, arch) if measure_missing else None
+    filler = _missing_filler(table, lut, arch, backend_option) if measure_missing else None
     prediction = predictor.predict(arch, batch=batch, measure_missing=filler)
     payload: dict[str, Any] = {"spec": str(spec), "name": arch.name, **prediction.to_dict(),
                                "table": {"path": str(lut), "backend": table.meta.backend, "device": table.meta.device,
@@ -96,11 +101,11 @@ def predict_command(
     _print_prediction(payload)
 
 
-def _missing_filler(table, path: Path, spec):
-    from vidnas.latency_models import HarnessConfig, get_backend, measure_units
+def _missing_filler(table, path: Path, spec, options: list[str] | None):
+    from vidnas.latency_models import HarnessConfig, measure_units
 
     def fill(plans, batch: int) -> None:
-        be = get_backend(table.meta.backend, device=table.meta.device, threads=table.meta.threads)
+        be = make_backend(table.meta.backend, table.meta.device, table.meta.threads, options, field="--lut backend")
         measure_units(table, plans, be, batch, spec.backbone, path, HarnessConfig(**{
             k: v for k, v in table.meta.harness.items() if k in HarnessConfig.__dataclass_fields__}))
 
@@ -138,19 +143,20 @@ def measure_command(
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     batch: BatchOpt = 1,
-    graph_optimization: GraphOptOpt = "all",
+    graph_optimization: GraphOptOpt = None,
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
+    backend_option: BackendOptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure one UNet call end to end on a backend."""
     from vidnas.latency_models import measure_network, memory_bytes
 
     arch = load_spec_arg(spec, frames=frames, height=height, width=width)
-    be = make_backend(backend, device, threads, graph_optimization)
+    be = make_backend(backend, device, threads, backend_option, graph_optimization_alias(graph_optimization))
     m = measure_network(arch, be, batch=batch, config=harness_config(quick, max_seconds))
     payload = {"spec": str(spec), "arch_id": arch.arch_id, "batch": batch, **m.to_dict(),
                "memory": memory_bytes(arch, batch=batch), "fingerprint": be.fingerprint()}
@@ -172,11 +178,12 @@ def validate_command(
     batch: BatchOpt = 1,
     refit: Annotated[int, typer.Option("--refit", help="Refit the correction on this many fresh architectures "
                                                        "first (0: keep the table's).")] = 0,
-    graph_optimization: GraphOptOpt = "all",
+    graph_optimization: GraphOptOpt = None,
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
     basis: BasisOpt = "auto",
     remeasure: RemeasureOpt = None,
+    backend_option: BackendOptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure N sampled architectures not used for the correction; print MAPE, share within +-10 %, ranks.
@@ -185,12 +192,12 @@ def validate_command(
     says which of the two it stands behind (``answer``) and why, and the FLOPs-linear,
     params-linear and scaled-roofline baselines fitted on the table's correction networks.
     """
-    from vidnas.latency_models import LatencyTable, fit_correction, get_backend, validate_table
+    from vidnas.latency_models import LatencyTable, fit_correction, validate_table
     from vidnas.search_space import get_space
 
     table = LatencyTable.load(lut)
-    options = {"graph_optimization": graph_optimization} if table.meta.backend == "onnxruntime" else {}
-    be = get_backend(table.meta.backend, device=table.meta.device, threads=table.meta.threads, **options)
+    be = make_backend(table.meta.backend, table.meta.device, table.meta.threads, backend_option,
+                      graph_optimization_alias(graph_optimization), field="--lut backend")
     fp = be.fingerprint()
     table.check_compatible(backend=be.name, device_name=fp["device_name"], threads=fp.get("threads"))
     searched = get_space(space or table.meta.space or "tiny", **(table.meta.space_shape or {}))
@@ -312,6 +319,7 @@ def scaling_command(
     threads: ThreadsOpt = None,
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
+    backend_option: BackendOptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """How each temporal op's latency grows with the number of frames (long videos)."""
@@ -327,7 +335,8 @@ def scaling_command(
         raise SpecError("--frames/--size", f"{frames} / {size}", "must be integers like 8,16,32 and 8x8") from None
     defaults = {"attn1d_window": {"window": min(lengths), "window_stride": max(1, min(lengths) // 4)},
                 "attn3d_blockcausal": {"chunk": 2}}
-    rows = measure_frame_scaling([(o, defaults.get(o, {})) for o in names], make_backend(backend, device, threads),
+    be = make_backend(backend, device, threads, backend_option)
+    rows = measure_frame_scaling([(o, defaults.get(o, {})) for o in names], be,
                                  frames=lengths, channels=channels, height=height, width=width,
                                  config=harness_config(quick, max_seconds))
     if as_json:

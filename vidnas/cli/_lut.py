@@ -24,9 +24,11 @@ from vidnas.cli._options import (
     ThreadsOpt,
     WidthMultOpt,
     WidthOpt,
+    backend_options,
+    checked_backend_options,
+    graph_optimization_alias,
     harness_config,
     make_backend,
-    parse_backend_options,
     progress_bar,
 )
 
@@ -49,7 +51,7 @@ def build_command(
     fit: Annotated[int, typer.Option("--fit", help="Architectures measured end to end to fit the correction "
                                                    "(0: none).")] = 8,
     fit_seed: Annotated[int, typer.Option("--fit-seed", help="Seed of the architectures for the fit.")] = 1000,
-    graph_optimization: GraphOptOpt = "all",
+    graph_optimization: GraphOptOpt = None,
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
     basis: BasisOpt = "auto",
@@ -64,7 +66,7 @@ def build_command(
     from vidnas.search_space import get_space
 
     searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
-    be = make_backend(backend, device, threads, graph_optimization, parse_backend_options(backend_option))
+    be = make_backend(backend, device, threads, backend_option, graph_optimization_alias(graph_optimization))
     config = harness_config(quick, max_seconds, basis, remeasure)
     start = time.perf_counter()
     with progress_bar(f"lut build {space} on {backend}/{device}") as bar:
@@ -143,21 +145,21 @@ def adapt_command(
                                                              "validate the map (not fitted on; 0: none).")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sampled networks.")] = 0,
     batch: BatchOpt = 1,
-    graph_optimization: GraphOptOpt = "all",
+    graph_optimization: GraphOptOpt = None,
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
     basis: BasisOpt = "auto",
+    backend_option: BackendOptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Map a table onto a new target from K networks measured there (per-op scales or a global map)."""
     from vidnas._errors import SpecError
-    from vidnas.latency_models import LatencyTable, adapt_table, table_summary
-    from vidnas.latency_models._adapt import check_adaptation
+    from vidnas.latency_models import LatencyTable, adapt_table, check_adaptation, table_summary
 
     if out.resolve() == source.resolve():
         raise SpecError("--out", str(out), "is the source table; write the adapted table elsewhere")
+    be = make_backend(backend, device, threads, backend_option, graph_optimization_alias(graph_optimization))
     tab = LatencyTable.load(source)
-    be = make_backend(backend, device, threads, graph_optimization)
     check_adaptation(tab, be, k=n, validate=validate, batch=batch, source_path=source)  # refuse before measuring
     config = harness_config(quick, max_seconds, basis)
     with progress_bar(f"lut adapt to {backend}/{device}") as bar:
@@ -192,27 +194,29 @@ def adapt_command(
 @handle_errors
 def backends_command(as_json: JsonOpt = False) -> None:
     """The registered latency backends (built-in and plugins): devices, options, where they come from."""
-    from vidnas._plugins import origin
-    from vidnas.latency_models import get_backend_def, list_backends
+    from vidnas.latency_models import BACKENDS
 
-    rows = []
-    for name in list_backends():
-        d = get_backend_def(name)
-        rows.append({"name": name, "summary": d.summary, "devices": list(d.devices),
-                     "options": list(d.options) if d.options is not None else None,
-                     "measures_here": d.measures_here, "source": origin("vidnas.backends", name)})
+    rows = [d.describe(BACKENDS.origin(name)) for name, d in BACKENDS.items()]
     if as_json:
         emit_json({"backends": rows})
         return
     from rich.table import Table
 
-    table = Table(title="Latency backends")
+    table = Table(title="Latency backends (options: -O KEY=VALUE)")
     for col in ("backend", "devices", "times here", "options", "summary", "from"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], ", ".join(r["devices"]), "yes" if r["measures_here"] else "no",
-                      ", ".join(r["options"]) if r["options"] is not None else "any", r["summary"], r["source"])
+                      _options_text(r["options"]), r["summary"], r["source"])
     stdout_console().print(table)
+
+
+def _options_text(options: list[dict[str, Any]] | None) -> str:
+    if options is None:
+        return "any (not declared)"
+    return "\n".join(f"{o['name']}={o.get('default')}" + (f" ({'|'.join(map(str, o['choices']))})"
+                                                          if o.get("choices") else f" ({o['type']})")
+                     for o in options) or "-"
 
 
 @lut_app.command("show")
@@ -272,49 +276,38 @@ def import_command(
 @lut_app.command("export")
 @handle_errors
 def export_command(
-    out: Annotated[Path, typer.Option("--out", help="CSV file, or the bundle directory for --backend coreml.")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file, or the bundle directory for --backend.")],
     table: Annotated[Path | None, typer.Argument(help="A table to export as CSV.")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="coreml: write Core ML models to time on a Mac."
-                                                )] = None,
-    space: Annotated[str, typer.Option("--space", help="The space whose units are exported (coreml).")] = "tiny",
+    backend: Annotated[str | None, typer.Option("--backend", help="A backend that times elsewhere (coreml): write "
+                                                                  "the space's units as its models, with a timing "
+                                                                  "script, to time there.")] = None,
+    space: Annotated[str, typer.Option("--space", help="The space whose units are exported (--backend).")] = "tiny",
     batch: BatchOpt = 1,
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
-    compute_units: Annotated[str, typer.Option("--compute-units", help="ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE."
-                                               )] = "ALL",
-    precision: Annotated[str, typer.Option("--precision", help="float16 or float32.")] = "float16",
+    compute_units: Annotated[str | None, typer.Option("--compute-units", help="Deprecated: use -O compute_units=... "
+                                                                              "(Core ML: ALL, CPU_ONLY, CPU_AND_GPU, "
+                                                                              "CPU_AND_NE).")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="Deprecated: use -O precision=... (Core ML: "
+                                                                      "float16 or float32).")] = None,
+    backend_option: BackendOptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a table as CSV, or (--backend coreml) a space's units as Core ML models with a timing script."""
+    """Export a table as CSV, or (--backend coreml) a space's units as models with a timing script."""
     from vidnas._errors import SpecError
 
-    if backend == "coreml":
-        from vidnas.latency_models import export_coreml_bundle
+    if backend is not None:
         from vidnas.search_space import get_space
 
-        searched = get_space(space, frames=frames, height=height, width=width)
-        with progress_bar(f"Core ML bundle of {space}") as bar:
-            task = bar.add_task("units", total=None, item="")
-            manifest = export_coreml_bundle(searched, out, batch=batch, compute_units=compute_units,
-                                            precision=precision,
-                                            progress=lambda i, n, name: bar.update(task, total=n, completed=i,
-                                                                                    item=name))
-        failed = [u for u in manifest["units"] if u.get("error")]
-        result = {"bundle": str(out), "units": len(manifest["units"]), "failed": failed,
-                  "next": f"on macOS: python {out}/time_coreml.py --out results.csv; then "
-                          f"vidnas lut import results.csv --out TABLE.parquet"}
-        if as_json:
-            emit_json(result)
-            return
-        console = stdout_console()
-        console.print(f"wrote {result['units']} Core ML models to {out} ({len(failed)} failed to convert)")
-        for u in failed:
-            console.print(f"  [red]failed[/] {u['signature_id']} {u['op']}: {u['error']}")
-        console.print(result["next"])
+        definition, options = _bundle_backend(backend, backend_option, {
+            "compute_units": ("--compute-units", compute_units), "precision": ("--precision", precision)})
+        _write_bundle(definition, options, get_space(space, frames=frames, height=height, width=width), out, batch,
+                      as_json)
         return
-    if backend is not None:
-        raise SpecError("--backend", backend, "is not an export target", "use coreml, or no --backend for CSV")
+    if backend_option:
+        raise SpecError("-O", backend_option[0], "needs --backend", "options go to the backend whose models are "
+                                                                    "exported")
     if table is None:
         raise SpecError("TABLE", None, "is missing", "give a table to export as CSV")
     from vidnas.latency_models import LatencyTable
@@ -324,3 +317,36 @@ def export_command(
         emit_json({"csv": str(path)})
     else:
         stdout_console().print(f"wrote {path}")
+
+
+def _bundle_backend(backend: str, items: list[str] | None, deprecated: dict) -> tuple[Any, dict[str, Any]]:
+    """A backend that writes bundles to time elsewhere (its ``BackendDef.bundle``), and its checked options."""
+    from vidnas._errors import SpecError
+    from vidnas.latency_models import get_backend_def, list_backends
+
+    definition = get_backend_def(backend, "--backend")
+    if definition.bundle is None:
+        targets = [n for n in list_backends() if get_backend_def(n).bundle is not None]
+        raise SpecError("--backend", backend, "is not an export target",
+                        f"use one of {targets}, or no --backend for CSV")
+    return definition, checked_backend_options(definition, backend_options(definition, items, deprecated))
+
+
+def _write_bundle(definition, options: dict[str, Any], searched, out: Path, batch: int, as_json: bool) -> None:
+    """Write the space's units as the backend's models, with what to do next."""
+    with progress_bar(f"{definition.name} bundle of {searched.name}") as bar:
+        task = bar.add_task("units", total=None, item="")
+        manifest = definition.bundle.write(searched, out, batch=batch, **options,
+                                           progress=lambda i, n, name: bar.update(task, total=n, completed=i,
+                                                                                   item=name))
+    failed = [u for u in manifest["units"] if u.get("error")]
+    result = {"bundle": str(out), "backend": definition.name, "options": options, "units": len(manifest["units"]),
+              "failed": failed, "next": definition.bundle.next_steps.format(out=out)}
+    if as_json:
+        emit_json(result)
+        return
+    console = stdout_console()
+    console.print(f"wrote {result['units']} {definition.name} models to {out} ({len(failed)} failed to convert)")
+    for u in failed:
+        console.print(f"  [red]failed[/] {u['signature_id']} {u['op']}: {u['error']}")
+    console.print(result["next"])

@@ -9,7 +9,19 @@ import typer
 from vidnas.cli._common import JSON_HELP
 
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
-SpecArg = Annotated[str, typer.Argument(help="A spec JSON file or a preset name (tiny, svd, snapgen-v, mobilevd).")]
+
+
+def _registered(kind: str) -> str:
+    """The names registered as presets or spaces, for ``--help`` (plugins' included)."""
+    from vidnas.search_space import list_presets, list_spaces
+
+    return ", ".join(list_presets() if kind == "presets" else list_spaces())
+
+
+SpecArg = Annotated[str, typer.Argument(help=f"A spec JSON file or a preset name ({_registered('presets')}; "
+                                             "`vidnas space list` describes them).")]
+SpaceArg = Annotated[str, typer.Argument(help=f"A search space ({_registered('spaces')}; `vidnas space list` "
+                                              "describes them).")]
 FramesOpt = Annotated[int | None, typer.Option("--frames", help="Frames per clip (default: the spec's).")]
 HeightOpt = Annotated[int | None, typer.Option("--height", help="Video height in pixels (default: the spec's).")]
 WidthOpt = Annotated[int | None, typer.Option("--width", help="Video width in pixels (default: the spec's).")]
@@ -19,12 +31,13 @@ BackendOpt = Annotated[str, typer.Option("--backend", help="torch, onnxruntime, 
                                                            "(`vidnas lut backends` lists them).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: the library's).")]
-BatchOpt = Annotated[int, typer.Option("--batch", help="Clips per UNet call (2 for batched CFG).")]
+BatchOpt = Annotated[int, typer.Option("--batch", help="Clips per network call (2 for batched CFG).")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="Fewer samples and looser targets (smoke runs).")]
 MaxSecondsOpt = Annotated[float | None, typer.Option("--max-seconds",
                                                      help="Sampling budget per measured item, seconds.")]
-GraphOptOpt = Annotated[str, typer.Option("--graph-optimization",
-                                          help="ONNX Runtime level: disable, basic, extended, all.")]
+GraphOptOpt = Annotated[str | None, typer.Option("--graph-optimization",
+                                                 help="Deprecated: use -O graph_optimization=LEVEL (ONNX Runtime: "
+                                                      "disable, basic, extended, all).")]
 BasisOpt = Annotated[str, typer.Option("--basis", help="Figures to stand behind: auto (decided per measurement "
                                                        "group from the data), paired (per-round ratio to the "
                                                        "reference workload), level (rescaled by the reference's "
@@ -34,8 +47,9 @@ RemeasureOpt = Annotated[int | None, typer.Option("--remeasure", help="Extra pas
 
 
 BackendOptionOpt = Annotated[list[str] | None, typer.Option(
-    "--backend-option", "-O", help="KEY=VALUE passed to the backend's constructor (repeatable; values are YAML "
-                                   "scalars), e.g. -O sleep_ms=50 for the debug backend.")]
+    "--backend-option", "-O", help="KEY=VALUE: an option of the backend, checked against its schema (repeatable; "
+                                   "values are YAML scalars; `vidnas lut backends` lists each backend's), e.g. "
+                                   "-O graph_optimization=basic for onnxruntime, -O sleep_ms=50 for debug.")]
 
 
 def parse_backend_options(items: list[str] | None) -> dict:
@@ -48,15 +62,61 @@ def parse_backend_options(items: list[str] | None) -> dict:
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise SpecError("--backend-option", item, "is not KEY=VALUE")
+            raise SpecError("-O", item, "is not KEY=VALUE", "e.g. -O graph_optimization=basic")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         if isinstance(value, (dict, list)):
-            raise SpecError(f"--backend-option {key.strip()}", raw, "must be a scalar")
+            raise SpecError(f"-O {key.strip()}", raw, "must be a scalar")
         out[key.strip()] = value
     return out
+
+
+def backend_options(definition, items: list[str] | None, deprecated: dict | None = None) -> dict:
+    """``-O KEY=VALUE`` options for a backend, with deprecated flags mapped onto them.
+
+    ``deprecated`` maps an option to ``(flag, value)``, the value None when the flag was not
+    given. A given flag warns; it sets the option where the backend declares it (a different
+    ``-O`` value for it is refused) and is ignored otherwise, as it always was."""
+    from vidnas._errors import SpecError
+
+    given = parse_backend_options(items)
+    names = definition.option_names() or []
+    for key, (flag, value) in (deprecated or {}).items():
+        if value is None:
+            continue
+        if key not in names:
+            warn(f"{flag} is deprecated, and backend `{definition.name}` has no option {key}: ignored")
+            continue
+        warn(f"{flag} is deprecated; use -O {key}={value}")
+        if key in given and given[key] != value:
+            raise SpecError(flag, value, f"contradicts -O {key}={given[key]}", "give the option once, with -O")
+        given[key] = value
+    return given
+
+
+def graph_optimization_alias(value: str | None) -> dict:
+    """The deprecated ``--graph-optimization`` flag: an alias of ``-O graph_optimization`` (see make_backend)."""
+    return {"graph_optimization": ("--graph-optimization", value)}
+
+
+def checked_backend_options(definition, given: dict) -> dict:
+    """``given`` checked against the backend's schema, errors naming ``-O KEY`` and the value."""
+    from vidnas._errors import SpecError
+
+    try:
+        return definition.check_options(given, "-O")
+    except SpecError as exc:
+        field = f"-O {exc.field[3:]}" if exc.field.startswith("-O.") else exc.field
+        raise SpecError(field, exc.value, exc.problem, exc.hint) from None
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (deprecated flags), as plugin failures are shown."""
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
 
 
 def harness_config(quick: bool, max_seconds: float | None, basis: str = "auto", remeasure: int | None = None):
@@ -74,13 +134,15 @@ def harness_config(quick: bool, max_seconds: float | None, basis: str = "auto", 
     return config
 
 
-def make_backend(name: str, device: str, threads: int | None, graph_optimization: str = "all",
-                 options: dict | None = None):
-    from vidnas.latency_models import get_backend
+def make_backend(name: str, device: str, threads: int | None, options: list[str] | None = None,
+                 deprecated: dict | None = None, field: str = "--backend"):
+    """Backend ``name`` with its ``-O`` options (and deprecated flags, see :func:`backend_options`) checked."""
+    from vidnas.latency_models import get_backend_def
 
-    given = {"graph_optimization": graph_optimization} if name == "onnxruntime" else {}
-    given.update(options or {})
-    return get_backend(name, device=device, threads=threads, field="--backend", **given)
+    definition = get_backend_def(name, field)
+    given = backend_options(definition, options, deprecated)
+    checked_backend_options(definition, given)
+    return definition.create(device=device, threads=threads, options=given, options_field="-O")
 
 
 def progress_bar(description: str):

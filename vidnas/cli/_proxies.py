@@ -332,7 +332,7 @@ def fit_command(
 ) -> None:
     """Fit a learned quality model on calibration truths; judged out of fold (never on what it was fitted on)."""
     from vidnas._errors import SpecError
-    from vidnas.proxies._fit import FEATURE_GROUPS, fit_and_judge, load_calibration_rows
+    from vidnas.proxies import FEATURE_GROUPS, fit_and_judge, load_calibration_rows
 
     rows, setting, shared = load_calibration_rows(truth)
     groups: Any = [g.strip() for g in features.split(",") if g.strip()] if features != "auto" else "auto"

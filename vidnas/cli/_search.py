@@ -119,14 +119,13 @@ def _print_config(cfg, as_json: bool) -> None:
 
 
 def _print_samplers(as_json: bool) -> None:
-    from vidnas._plugins import origin
-    from vidnas.runners import get_sampler, list_samplers
+    from vidnas.runners import SAMPLERS, get_sampler, list_samplers
 
     rows = []
     for name in list_samplers():
         d = get_sampler(name)
         rows.append({"name": name, "summary": d.summary, "exhaustive": d.exhaustive,
-                     "source": origin("vidnas.samplers", name),
+                     "source": SAMPLERS.origin(name),
                      "options": [{"name": o.name, "type": o.kind.__name__, "default": o.default, "doc": o.doc,
                                   "minimum": o.minimum, "maximum": o.maximum,
                                   "choices": list(o.choices) if o.choices else None} for o in d.options]})

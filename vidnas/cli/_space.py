@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from vidnas.cli._common import emit_json, handle_errors, human_bytes, human_count, stdout_console
-from vidnas.cli._options import FramesOpt, HeightOpt, JsonOpt, SpecArg, WidthMultOpt, WidthOpt
+from vidnas.cli._options import FramesOpt, HeightOpt, JsonOpt, SpaceArg, SpecArg, WidthMultOpt, WidthOpt
 
-space_app = typer.Typer(help="Inspect the search space: ops, one architecture's counts, random samples.",
+space_app = typer.Typer(help="Inspect the search space: ops, families, presets and spaces, one architecture's "
+                             "counts, random samples.",
                         no_args_is_help=True)
 
 
@@ -75,6 +76,39 @@ def ops_command(as_json: JsonOpt = False) -> None:
     stdout_console().print(table)
 
 
+def registry_rows() -> dict[str, list[dict[str, Any]]]:
+    """Every backbone family, preset and search space, with where it came from (``vidnas`` or a plugin)."""
+    from vidnas.search_space import FAMILIES, PRESETS, SPACES
+
+    families = [{"name": n, "backbone": f.backbone_type.__name__, "source": FAMILIES.origin(n)}
+                for n, f in FAMILIES.items()]
+    presets = [{"name": n, "family": p.backbone.family, "summary": p.summary, "source": PRESETS.origin(n)}
+               for n, p in PRESETS.items()]
+    spaces = [{"name": n, "source": SPACES.origin(n)} for n in SPACES.names()]
+    return {"families": families, "presets": presets, "spaces": spaces}
+
+
+@space_app.command("list")
+@handle_errors
+def list_command(as_json: JsonOpt = False) -> None:
+    """List the backbone families, presets and search spaces (built-in and plugins')."""
+    rows = registry_rows()
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    console = stdout_console()
+    for title, columns in (("families", ("name", "backbone", "source")),
+                           ("presets", ("name", "family", "summary", "source")), ("spaces", ("name", "source"))):
+        table = Table(title=title.capitalize())
+        for col in columns:
+            table.add_column("from" if col == "source" else col, overflow="fold")
+        for r in rows[title]:
+            table.add_row(*(str(r[c]) for c in columns))
+        console.print(table)
+
+
 def show_payload(spec, report, unit_rows: bool = True) -> dict[str, Any]:
     bb = spec.backbone
     payload: dict[str, Any] = {
@@ -106,13 +140,13 @@ def show_command(
     frames: FramesOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
-    batch: Annotated[int, typer.Option(help="Clips per UNet call (2 for batched classifier-free guidance).")] = 1,
+    batch: Annotated[int, typer.Option(help="Clips per network call (2 for batched classifier-free guidance).")] = 1,
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 (sets activation bytes).")] = "float32",
     method: Annotated[str, typer.Option(help="analytic (closed form) or trace (fake-tensor run, slower).")] =
     "analytic",
     as_json: JsonOpt = False,
 ) -> None:
-    """Count one architecture: params, FLOPs and peak activation memory per UNet call, per slot."""
+    """Count one architecture: params, FLOPs and peak activation memory per network call, per slot."""
     from vidnas.search_space import count_spec
 
     arch = load_spec_arg(spec, frames=frames, height=height, width=width)
@@ -146,7 +180,7 @@ def _print_show(p: dict[str, Any]) -> None:
 @space_app.command("sample")
 @handle_errors
 def sample_command(
-    space: Annotated[str, typer.Argument(help="A search space: tiny, tiny-enum, snapgen-v, mobilevd, svd.")],
+    space: SpaceArg,
     n: Annotated[int, typer.Option("--n", help="Number of distinct specs.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory to write the spec files into.")] = Path("specs"),

@@ -31,7 +31,7 @@ def verify_command(
     """Train K architectures of RUN_DIR with the ground truth's protocol and judge its quality objective
     against them (resumable: finished runs are recorded in RUN_DIR/verify/truth)."""
     from vidnas.cli._common import stderr_console
-    from vidnas.runners._verify import verify
+    from vidnas.runners import verify
 
     shape = {key: v for key, v in (("frames", frames), ("height", height), ("width", width)) if v is not None}
     with progress_bar("verify") as bar:

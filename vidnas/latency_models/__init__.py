@@ -1,16 +1,14 @@
 """Latency: the measurement harness, backends, lookup tables, the predictor and its validation."""
 
 from vidnas.latency_models._accuracy import AccuracyReport
-from vidnas.latency_models._adapt import ADAPT_MODELS, Adaptation, adapt_table, fit_adaptation
+from vidnas.latency_models._adapt import ADAPT_MODELS, Adaptation, adapt_table, check_adaptation, fit_adaptation
 from vidnas.latency_models._backends import (
     BACKENDS,
     Backend,
     BackendDef,
+    BackendOption,
     BackendUnavailableError,
-    CoreMLBackend,
-    DebugBackend,
-    OnnxRuntimeBackend,
-    TorchBackend,
+    BundleExporter,
     fingerprint_id,
     get_backend,
     get_backend_def,
@@ -63,6 +61,7 @@ from vidnas.latency_models._stats import Measurement, median_interval, quantile
 from vidnas.latency_models._table import LatencyTable, TableMeta, TableMismatchError, table_summary
 
 __all__ = [
+    "check_adaptation",
     "ADAPT_MODELS",
     "BACKENDS",
     "BASELINES",
@@ -72,7 +71,9 @@ __all__ = [
     "Adaptation",
     "Backend",
     "BackendDef",
+    "BackendOption",
     "BackendUnavailableError",
+    "BundleExporter",
     "Baseline",
     "Basis",
     "CoreMLBackend",
@@ -137,3 +138,19 @@ __all__ = [
     "validate_table",
     "video_cost",
 ]
+
+# The built-in backends' classes, imported on first use: their modules register the backends and are
+# loaded through vidnas's entry points (group ``vidnas.backends``), like any plugin's.
+_BACKEND_CLASSES = {"TorchBackend": "torch_eager", "OnnxRuntimeBackend": "onnx_runtime",
+                    "CoreMLBackend": "coreml", "DebugBackend": "debug"}
+
+
+def __getattr__(name: str):
+    """``TorchBackend``, ``OnnxRuntimeBackend``, ``CoreMLBackend``, ``DebugBackend``: from their modules."""
+    module = _BACKEND_CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    BACKENDS.load()  # the built-in backends first, in their declared order
+    return getattr(import_module(f"vidnas.latency_models.backends.{module}"), name)

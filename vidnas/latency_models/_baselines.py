@@ -15,9 +15,10 @@ parameters make a network faster), and judged on the same held-out networks with
 same figures (:class:`AccuracyReport`).
 
 The closest datasheet device (:func:`closest_datasheet`): the datasheet GPU whose name
-the CUDA device's name contains (A100, H100, H200), ``laptop-cpu`` for any CPU (an x86
-AVX2/FMA part: its ratio of compute to bandwidth is what shapes the estimate, and the
-fit absorbs the absolute speed), ``phone-npu`` for Core ML.
+the CUDA device's name contains (A100, H100, H200); else the device the table's backend
+names for its hardware (``BackendDef.datasheet``: ``phone-npu`` for Core ML); else
+``laptop-cpu`` for any CPU (an x86 AVX2/FMA part: its ratio of compute to bandwidth is
+what shapes the estimate, and the fit absorbs the absolute speed).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.latency_models._accuracy import AccuracyReport
+from vidnas.latency_models._backends import find_backend_def
 from vidnas.latency_models._table import TableMeta
 from vidnas.search_space import ArchSpec, count_spec
 
@@ -40,10 +42,11 @@ def closest_datasheet(meta: TableMeta) -> tuple[str, str]:
     from vidnas.latency_models._roofline import load_devices
 
     devices = load_devices()
+    definition = find_backend_def(meta.backend)
     if meta.device.startswith("cuda"):
         name = next((d for d in ("h200", "h100", "a100") if d in meta.device_name.lower()), "h100")
-    elif meta.backend == "coreml":
-        name = "phone-npu"
+    elif definition is not None and definition.datasheet in devices:
+        name = definition.datasheet
     else:
         name = "laptop-cpu"
     peaks = devices[name].peak_flops

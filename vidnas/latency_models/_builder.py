@@ -20,6 +20,7 @@ from vidnas.latency_models._backends import Backend, fingerprint_id
 from vidnas.latency_models._harness import HarnessConfig, measure_group
 from vidnas.latency_models._pairing import Series, Timing
 from vidnas.latency_models._table import LatencyTable, TableMeta, TableMismatchError
+from vidnas.latency_models._units import unit_runner
 from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
 
 ProgressCallback = Callable[[int, int, UnitPlan, dict[str, Any] | None], None]
@@ -48,21 +49,6 @@ def spec_units(spec: ArchSpec) -> list[UnitPlan]:
         if not plan.is_identity:
             seen.setdefault(plan.signature_id, plan)
     return list(seen.values())
-
-
-def unit_runner(plan: UnitPlan, backend: Backend, batch: int, backbone, *, seed: int = 0,
-                artefacts: Path | None = None):
-    """A prepared runner timing one unit on ``backend``."""
-    import torch
-
-    from vidnas.search_space import UnitHarness, randomize_zero_layers_, unit_example_inputs
-
-    torch.manual_seed(seed)
-    harness = randomize_zero_layers_(UnitHarness(plan).eval(), seed)
-    inputs = unit_example_inputs(plan, backbone, batch, seed=seed)
-    if artefacts is not None and hasattr(backend, "cache_dir"):
-        backend.cache_dir = artefacts
-    return backend.prepare(harness, inputs, key=f"{plan.signature_id}-b{batch}")
 
 
 def timing_row(plan: UnitPlan, batch: int, timing: Timing, fp_id: str, source: str = "measured", *,

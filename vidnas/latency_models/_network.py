@@ -490,7 +490,7 @@ def measure_frame_scaling(ops: Sequence[tuple[str, dict]], backend: Backend, *, 
             canonical = get_temporal_op(op).canonical_params(params, shape, f"ops[{op}]")
             plan = UnitPlan(f"{op}@{t}", "temporal", slot_config(op, canonical, shape), (channels, height, width),
                             (channels, height, width), t, slot="sweep")
-            from vidnas.latency_models._builder import unit_runner
+            from vidnas.latency_models._units import unit_runner
             from vidnas.search_space import BackboneSpec
 
             backbone = dc.replace(BackboneSpec(), channels=(channels,), layers_per_block=(1,), attention=(True,))

@@ -34,7 +34,7 @@ def reference_plan() -> UnitPlan:
 
 def reference_runner(backend, artefacts=None) -> Any:
     """A runner of the reference workload on ``backend``."""
-    from vidnas.latency_models._builder import unit_runner
+    from vidnas.latency_models._units import unit_runner
     from vidnas.search_space import BackboneSpec
 
     backbone = BackboneSpec(channels=(64,), layers_per_block=(1,), attention=(False,), cross_attention_dim=0)

@@ -116,13 +116,17 @@ def _check_reference(reference: dict[str, Any] | None) -> None:
         raise SpecError("table.reference.median_ms", reference["median_ms"], "must be a finite number")
 
 
+# the fields of ``_predictor.Correction`` (a table stores a correction as a plain dict; a test keeps
+# this list and the dataclass equal)
+CORRECTION_FIELDS = ("intercept_ms", "slope", "n", "arch_ids", "rmse_ms", "mape_naive", "mape_fit", "per_unit_ms",
+                     "model", "loo_error", "basis")
+
+
 def _check_correction(correction: dict[str, Any] | None) -> None:
     """The stored correction has the fields :class:`Correction` needs, with numbers where numbers belong."""
     if correction is None:
         return
-    from vidnas.latency_models._predictor import Correction
-
-    known = {f.name for f in dataclasses.fields(Correction)}
+    known = set(CORRECTION_FIELDS)
     for key, value in correction.items():
         if key not in known:
             raise SpecError(f"table.correction.{key}", value, "is not a field of a correction")

@@ -7,12 +7,14 @@ from vidnas.proxies._calibration import (
     calibrate,
     dominant_op,
     kendall,
+    packaged_calibrations,
     partial_kendall,
     precision_at_top,
     spearman,
     stratified_sample,
     train_truths,
     truth_reliability,
+    upgrade_summary,
     within_bins_kendall,
 )
 from vidnas.proxies._data import (
@@ -38,8 +40,18 @@ from vidnas.proxies._denoise import (
     short_train,
     train_candidate,
 )
-from vidnas.proxies._pretrain import PretrainConfig, PretrainedBackbone, image_spec, pretrain_backbone
+from vidnas.proxies._fit import (
+    FEATURE_GROUPS,
+    QualityModel,
+    fit_and_judge,
+    load_calibration_rows,
+    packaged_models,
+    resolve_model,
+)
+from vidnas.proxies._pretrain import PretrainConfig, PretrainedBackbone, backbone_path, image_spec, pretrain_backbone
 from vidnas.proxies._registry import KINDS, ProxyBatch, ProxyDef, get_proxy, list_proxies, register_proxy, score
+from vidnas.proxies._scale import ProxyScale, choose_scale, evaluation_bytes, scale_summary, training_step_seconds
+from vidnas.proxies._setting import calibration_setting, supernet_setting
 from vidnas.proxies._supernet import (
     SAMPLINGS,
     Supernet,
@@ -49,8 +61,27 @@ from vidnas.proxies._supernet import (
     supernet_dir,
     train_supernet,
 )
+from vidnas.proxies._truth import TruthStore, train_truth_runs
 
 __all__ = [
+    "backbone_path",
+    "TruthStore",
+    "train_truth_runs",
+    "ProxyScale",
+    "choose_scale",
+    "evaluation_bytes",
+    "scale_summary",
+    "training_step_seconds",
+    "FEATURE_GROUPS",
+    "QualityModel",
+    "fit_and_judge",
+    "load_calibration_rows",
+    "packaged_models",
+    "resolve_model",
+    "calibration_setting",
+    "packaged_calibrations",
+    "supernet_setting",
+    "upgrade_summary",
     "DATA_SOURCES",
     "DEFAULT_PROXIES",
     "DEFAULT_SIGNALS",

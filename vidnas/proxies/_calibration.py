@@ -37,6 +37,7 @@ from vidnas._errors import SpecError
 from vidnas._stats import bootstrap_interval, kendall, spearman
 from vidnas.proxies._denoise import TrainConfig
 from vidnas.proxies._registry import ProxyBatch, get_proxy
+from vidnas.proxies._setting import calibration_setting
 from vidnas.search_space import ArchSpec, SearchSpace, count_spec
 
 DEFAULT_PROXIES = ("params", "flops", "temporal_flops_share", "grad_norm", "snip", "synflow", "zico", "naswot_silu",
@@ -438,22 +439,6 @@ def learned_out_of_fold(rows: Sequence[dict[str, Any]], signals: Sequence[str], 
         out["best_single_signal"] = {"chosen_per_fold": best["chosen_per_fold"],
                                      **proxy_statistics(best["scores"], truth, flops, bins, seed)}
     return out
-
-
-def calibration_setting(summary: dict[str, Any]) -> dict[str, Any]:
-    """What a calibration's figures hold for: space and shape, data, backbone pretraining, supernet."""
-    config = summary.get("config", {})
-    supernet = config.get("supernet") or {}
-    return {"space": config.get("space"), "space_shape": config.get("space_shape") or {},
-            "data": (config.get("train") or {}).get("data", "shapes"), "pretrain": config.get("pretrain"),
-            "supernet": _supernet_setting(supernet.get("config")) if supernet else None}
-
-
-def _supernet_setting(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not config:
-        return None
-    keep = ("steps", "batch_size", "lr", "sampling", "data", "objects", "data_seed", "seed", "train_clips")
-    return {k: config.get(k) for k in keep}
 
 
 def packaged_calibrations() -> list[dict[str, Any]]:

@@ -338,7 +338,7 @@ def load_calibration_rows(paths: Sequence[str | Path]) -> tuple[list[dict[str, A
     each architecture once; ``(rows, setting, signals present in every calibration)``."""
     import pandas as pd
 
-    from vidnas.proxies._calibration import calibration_setting
+    from vidnas.proxies._setting import calibration_setting
 
     rows: dict[str, dict[str, Any]] = {}
     setting: dict[str, Any] | None = None

@@ -51,7 +51,7 @@ def _task_inputs(spec: ArchSpec, batch: ProxyBatch, seed: int, *, timestep: int 
     bb = spec.backbone
     n = batch.clips["pixels"].shape[0]
     gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(n, bb.frames, bb.out_channels, bb.latent_height, bb.latent_width, generator=gen)
+    noise = torch.randn(n, bb.frames, bb.latent_channels, bb.latent_height, bb.latent_width, generator=gen)
     return task, task.model_inputs(batch.clips, torch.full((n,), timestep), noise)
 
 
@@ -73,7 +73,7 @@ def params_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     return float(count_spec(spec).params)
 
 
-@register_proxy("flops", kind="count", higher_is_better=True, summary="FLOPs per UNet call", cost="free")
+@register_proxy("flops", kind="count", higher_is_better=True, summary="FLOPs per network call", cost="free")
 def flops_proxy(spec: ArchSpec, batch: ProxyBatch, seed: int) -> float:
     return float(count_spec(spec).flops)
 

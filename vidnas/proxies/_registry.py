@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from vidnas._errors import SpecError
-from vidnas._plugins import load_plugins, note_registration
+from vidnas._registry import Registry
 from vidnas.proxies._data import FixedLatentEncoder  # noqa: F401  (re-exported for proxies)
 from vidnas.proxies._denoise import DenoisingTask, TrainConfig, iterate_batches
 from vidnas.search_space import ArchSpec
@@ -75,7 +74,7 @@ class ProxyDef:
         return float(self.fn(spec, batch, seed))
 
 
-_PROXIES: dict[str, ProxyDef] = {}
+PROXIES: Registry[ProxyDef] = Registry("vidnas.proxies", "proxy", field="proxy")
 
 
 def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str,
@@ -93,33 +92,21 @@ def register_proxy(name: str, *, kind: str, higher_is_better: bool, summary: str
                             f"choose from {list(REQUIREMENTS)}")
 
     def decorate(fn: ProxyFn) -> ProxyFn:
-        if name in _PROXIES:
-            warnings.warn(f"proxy `{name}` is registered again; the new definition replaces it", stacklevel=2)
         uses = (kind in ("training", "one_shot") or bool(set(requires) & {"backbone", "supernet"})
                 if uses_backbone is None else uses_backbone)
-        _PROXIES[name] = ProxyDef(name, fn, kind, higher_is_better, summary, cost, tuple(requires), uses)
-        note_registration("vidnas.proxies", name, getattr(fn, "__module__", None))
+        PROXIES.register(name, ProxyDef(name, fn, kind, higher_is_better, summary, cost, tuple(requires), uses),
+                         module=getattr(fn, "__module__", None))
         return fn
 
     return decorate
 
 
-def _ensure_builtin() -> None:
-    from vidnas.proxies import _proxies  # noqa: F401
-
-    load_plugins("vidnas.proxies")  # third-party proxies (entry point group ``vidnas.proxies``)
-
-
 def get_proxy(name: str, field: str = "proxy") -> ProxyDef:
-    _ensure_builtin()
-    if name not in _PROXIES:
-        raise SpecError(field, name, "is not a registered proxy", f"known proxies: {list(_PROXIES)}")
-    return _PROXIES[name]
+    return PROXIES.get(name, field)
 
 
 def list_proxies(pattern: str = "*", kind: str | None = None) -> list[str]:
-    _ensure_builtin()
-    return [n for n, p in _PROXIES.items() if fnmatch.fnmatch(n, pattern) and (kind is None or p.kind == kind)]
+    return [n for n, p in PROXIES.items() if fnmatch.fnmatch(n, pattern) and (kind is None or p.kind == kind)]
 
 
 def score(spec: ArchSpec, names: list[str], batch: ProxyBatch | None = None, *, seed: int = 0

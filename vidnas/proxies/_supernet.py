@@ -50,11 +50,13 @@ from vidnas.search_space import (
     build_network,
     build_plan,
     build_unit,
+    get_sharing_rule,
     get_temporal_op,
     module_key,
+    no_sharing_key,
+    prefix_slice,
     slot_unit,
 )
-from vidnas.search_space._sharing import get_sharing_rule, no_sharing_key, prefix_slice
 
 __all__ = ["SAMPLINGS", "SuperSlot", "Supernet", "SupernetConfig", "supernet_dir", "train_supernet"]
 
@@ -170,9 +172,6 @@ class SuperSlot(nn.Module):
                 self.shared[name] = big
                 self.sharing[name] = uses
         self.active: str | None = None
-
-    def choice_keys(self) -> list[str]:
-        return list(self.routes)
 
     def weights(self, key: str) -> dict[str, torch.Tensor]:
         """The choice's parameters, cut from the shared module (differentiable views of it)."""

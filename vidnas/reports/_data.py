@@ -73,7 +73,7 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
     if cal is None:
         cal = _packaged_calibration(campaign)
     if cal is not None:
-        from vidnas.proxies._calibration import upgrade_summary
+        from vidnas.proxies import upgrade_summary
 
         cal = upgrade_summary(cal)
     data = RunData(run_dir, campaign, trials, pareto_doc["pareto"], pareto_doc["objectives"], table_meta, table_rows,
@@ -85,7 +85,7 @@ def load_run(run_dir: str | Path, calibration: str | Path | None = None) -> RunD
 
 def _verification(run_dir: Path) -> dict[str, Any] | None:
     """``verify/verify.json`` (written by ``vidnas verify``) with what the report shows, or a note why not."""
-    from vidnas.runners._verify import VERIFY_FILE
+    from vidnas.runners import VERIFY_FILE
 
     path = run_dir / VERIFY_FILE
     if not path.exists():
@@ -104,7 +104,7 @@ def _verification(run_dir: Path) -> dict[str, Any] | None:
 
 def campaign_setting(campaign: dict[str, Any]) -> dict[str, Any] | None:
     """The quality setting of a campaign, in the terms of ``calibration_setting``."""
-    from vidnas.runners._quality import quality_setting
+    from vidnas.runners import quality_setting
 
     quality = campaign.get("quality")
     return quality_setting(quality) if quality else None
@@ -112,7 +112,7 @@ def campaign_setting(campaign: dict[str, Any]) -> dict[str, Any] | None:
 
 def _packaged_calibration(campaign: dict[str, Any]) -> dict[str, Any] | None:
     """A calibration shipped with vidnas for exactly this campaign's quality setting, if there is one."""
-    from vidnas.proxies._calibration import calibration_setting, packaged_calibrations
+    from vidnas.proxies import calibration_setting, packaged_calibrations
 
     setting = campaign_setting(campaign)
     if setting is None:
@@ -130,7 +130,7 @@ def _packaged_calibration(campaign: dict[str, Any]) -> dict[str, Any] | None:
 def quality_calibration(data: RunData) -> list[dict[str, Any]]:
     """Per quality objective of the campaign: its calibration (tau with its interval, the truth's
     reliability, how far the calibration's setting matches the campaign's), or why there is none."""
-    from vidnas.proxies._calibration import calibration_setting
+    from vidnas.proxies import calibration_setting
 
     rows = []
     setting = campaign_setting(data.campaign)
@@ -168,7 +168,7 @@ def quality_calibration(data: RunData) -> list[dict[str, Any]]:
 
 def _model_calibration(metric: str, path: str, setting: dict[str, Any] | None) -> dict[str, Any]:
     """A learned quality model's own out-of-fold judgement, as a quality-calibration row."""
-    from vidnas.proxies._fit import QualityModel
+    from vidnas.proxies import QualityModel
 
     try:
         model = QualityModel.load(path)
@@ -199,7 +199,7 @@ def _calibration(path: Path) -> dict[str, Any] | None:
     """A calibration summary with what the report draws, or a note saying why it is left out."""
     import math
 
-    from vidnas.proxies._calibration import upgrade_summary
+    from vidnas.proxies import upgrade_summary
 
     def number(value: Any, *, nan: bool = False) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -14,15 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from vidnas._pareto import hypervolume, non_dominated  # noqa: E402
 from vidnas.reports._data import RunData, completed, objective_columns  # noqa: E402
 
-OP_COLOURS = {
-    "none": "#e8e8e8", "conv1d": "#4e79a7", "conv3d": "#1f4e79", "conv2plus1d": "#76b7b2", "shift": "#bab0ac",
-    "attn1d": "#f28e2b", "attn1d_causal": "#e15759", "attn1d_window": "#ff9da7", "attn3d": "#b07aa1",
-    "attn3d_blockcausal": "#9c755f", "xattn1d": "#edc948", "xattn3d": "#59a14f",
-}
-
 
 def op_colour(op: str) -> str:
-    return OP_COLOURS.get(op, "#7f7f7f")
+    """The colour an op registered for figures (a grey for an op that gave none, or an unknown name)."""
+    from vidnas.search_space import TEMPORAL_OPS
+
+    colour = TEMPORAL_OPS.get(op).colour if op in TEMPORAL_OPS else None
+    return colour or "#7f7f7f"
 
 
 def placeholder(message: str, size: tuple[float, float] = (6.4, 1.6)):
@@ -180,7 +178,7 @@ def draw_schematic(slots, ax=None):
     ax.set_ylim(len(ranks), 0)
     ax.set_yticks([i + 0.45 for i in range(len(ranks))], [f"#{r}" for r in ranks], fontsize=8)
     ax.set_xticks([j + 0.47 for j in range(len(order))], levels, fontsize=6)
-    ax.set_xlabel("slots in execution order (d/m/u = down/mid/up, digit = level)")
+    ax.set_xlabel("slots in execution order (first letter of a slot name, then its index: d1 = down.1, b3 = block.3)")
     used = sorted(set(slots["op"]))
     handles = [plt.Rectangle((0, 0), 1, 1, color=op_colour(op)) for op in used]
     ax.legend(handles, used, fontsize=7, ncol=min(6, len(used)), loc="upper center", bbox_to_anchor=(0.5, -0.25))

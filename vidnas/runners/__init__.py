@@ -1,5 +1,6 @@
 """Search campaigns: Optuna ask/tell in the driver, evaluations as Ray tasks, resumable storage."""
 
+from vidnas.runners._campaign import Campaign
 from vidnas.runners._config import (
     CampaignConfig,
     Objective,
@@ -17,11 +18,13 @@ from vidnas.runners._driver import (
     pareto_trials,
     run_campaign,
 )
-from vidnas.runners._evaluate import EvalSettings, evaluate
-from vidnas.runners._export import export_run
+from vidnas.runners._evaluate import EvalCache, EvalSettings, evaluate
+from vidnas.runners._export import ExportOptions, export_run
 from vidnas.runners._metrics import CHEAP_METRICS, Metric, parse_metric
+from vidnas.runners._quality import quality_setting
 from vidnas.runners._ray import RaySession, kill_recorded
 from vidnas.runners._samplers import (
+    SAMPLERS,
     SamplerContext,
     SamplerDef,
     SamplerOption,
@@ -29,8 +32,17 @@ from vidnas.runners._samplers import (
     list_samplers,
     register_sampler,
 )
+from vidnas.runners._verify import VERIFY_FILE, VerifyOptions, verify
 
 __all__ = [
+    "SAMPLERS",
+    "Campaign",
+    "EvalCache",
+    "ExportOptions",
+    "VerifyOptions",
+    "quality_setting",
+    "VERIFY_FILE",
+    "verify",
     "CHEAP_METRICS",
     "CONFIG_FILE",
     "STUDY_FILE",

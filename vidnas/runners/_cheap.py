@@ -28,6 +28,7 @@ classifier-free guidance is batched, else at the campaign's batch (as the evalua
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,7 +38,19 @@ from vidnas._errors import SpecError
 from vidnas.runners._metrics import CHEAP_METRICS, parse_metric
 from vidnas.search_space import ArchSpec, SearchSpace, TemporalChoice
 
-__all__ = ["CheapModel"]
+__all__ = ["CheapModel", "CheapSettings"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheapSettings:
+    """What the cheap metrics depend on besides the space and the table (the fields of the same names of
+    :class:`~vidnas.runners.EvalSettings`)."""
+
+    roofline: str | None = None  # a datasheet device name for roofline latency when there is no table
+    roofline_dtype: str = "float16"  # the roofline's dtype
+    batch: int = 1  # the campaign's batch (latency per call at this batch)
+    steps: int = 25  # denoising steps (``video_ms``)
+    cfg: str = "none"  # classifier-free guidance mode (``video_ms``, and the batch counts are taken at)
 
 
 def _choice_key(op: str, params: Mapping[str, Any]) -> tuple:
@@ -50,24 +63,24 @@ class CheapModel:
     Args:
         space: The search space.
         predictor: A ``LatencyPredictor`` (table latency), or ``None``.
-        roofline: A datasheet device name for roofline latency when there is no table.
-        roofline_dtype: The roofline's dtype.
-        batch: The campaign's batch (latency per call at this batch).
-        steps, cfg: Denoising steps and classifier-free guidance mode (``video_ms``).
+        settings: The roofline (when there is no table), the batch and the video (:class:`CheapSettings`).
+        fields: :class:`CheapSettings` fields given one by one (they replace those of ``settings``),
+            e.g. ``CheapModel(space, roofline="laptop-cpu", batch=2)``.
     """
 
-    def __init__(self, space: SearchSpace, *, predictor: Any = None, roofline: str | None = None,
-                 roofline_dtype: str = "float16", batch: int = 1, steps: int = 25, cfg: str = "none") -> None:
+    def __init__(self, space: SearchSpace, *, predictor: Any = None, settings: CheapSettings | None = None,
+                 **fields: Any) -> None:
+        settings = dataclasses.replace(settings or CheapSettings(), **fields)
         self.space = space
         self.predictor = predictor
-        self.roofline = roofline
-        self.roofline_dtype = roofline_dtype
-        self.batch = batch
-        self.steps = steps
-        self.cfg = cfg
-        self.call_batch = 2 if cfg == "batched" else batch  # counts and memory (as the evaluation)
-        self.video_batch = 2 if cfg == "batched" else 1  # the latency video_ms multiplies
-        self.calls_per_step = 2 if cfg == "sequential" else 1
+        self.roofline = settings.roofline
+        self.roofline_dtype = settings.roofline_dtype
+        self.batch = settings.batch
+        self.steps = settings.steps
+        self.cfg = settings.cfg
+        self.call_batch = 2 if self.cfg == "batched" else self.batch  # counts and memory (as the evaluation)
+        self.video_batch = 2 if self.cfg == "batched" else 1  # the latency video_ms multiplies
+        self.calls_per_step = 2 if self.cfg == "sequential" else 1
         self.groups = space.groups
         self.choices: list[list[TemporalChoice]] = [[c for o in g.options for c in o.choices()] for g in space.groups]
         self.sizes = np.asarray([len(c) for c in self.choices], dtype=np.int64)
@@ -78,12 +91,11 @@ class CheapModel:
 
     @classmethod
     def for_settings(cls, space: SearchSpace, settings: Any) -> CheapModel:
-        """The model for a campaign's evaluation settings (:class:`~vidnas.runners.EvalSettings`)."""
-        from vidnas.runners._evaluate import _predictor
-
-        predictor = _predictor(settings) if settings.table is not None else None
-        return cls(space, predictor=predictor, roofline=settings.roofline, roofline_dtype=settings.roofline_dtype,
-                   batch=settings.batch, steps=settings.steps, cfg=settings.cfg)
+        """The model for a campaign's evaluation settings (:class:`~vidnas.runners.EvalSettings`), sharing the
+        latency predictor their cache keeps."""
+        predictor = settings.cache.predictor(settings) if settings.table is not None else None
+        cheap = CheapSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(CheapSettings)})
+        return cls(space, predictor=predictor, settings=cheap)
 
     # Encoding --------------------------------------------------------------------------------
 

@@ -47,10 +47,15 @@ class BuildConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TargetConfig:
+    """Where latency comes from: a backend (its ``options`` checked against its schema, defaults filled
+    in), a table measured with it, or a datasheet roofline.
+
+    ``graph_optimization`` (vidnas 0.1) is still read, as ``options.graph_optimization``, with a warning."""
+
     backend: str = "onnxruntime"
     device: str = "cpu"
     threads: int | None = 1
-    graph_optimization: str = "all"
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the backend's own (`vidnas lut backends`)
     batch: int = 1
     lut: str | None = None  # an existing table; None: build (see ``build``)
     roofline: str | None = None  # a datasheet device instead of a table (an estimate)
@@ -246,6 +251,52 @@ def _sampler(raw: Any, field: str = "config.sampler") -> SamplerConfig:
     return SamplerConfig(name, seed, definition.canonical_options(options, field))
 
 
+def _target(raw: Any, field: str = "config.target") -> TargetConfig:
+    """The target section, its ``options`` checked against the backend's schema (defaults filled in)."""
+    from vidnas.latency_models import get_backend_def
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(field, raw, "must be a mapping", "e.g. `target: {backend: onnxruntime, options: {}}`")
+    raw = dict(raw)
+    options = raw.pop("options", None)
+    legacy = {key: raw.pop(key) for key in _LEGACY_TARGET if key in raw}
+    target = _section(TargetConfig, raw, field)
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise SpecError(f"{field}.options", options, "must be a mapping of option -> value",
+                        "`vidnas lut backends` lists each backend's options")
+    definition = get_backend_def(target.backend, f"{field}.backend")
+    options = _legacy_options(dict(options), legacy, definition, field)
+    return dataclasses.replace(target, options=definition.check_options(options, f"{field}.options"))
+
+
+# Target fields of vidnas 0.1 that are now backend options (read with a warning).
+_LEGACY_TARGET = ("graph_optimization",)
+
+
+def _legacy_options(options: dict[str, Any], legacy: Mapping[str, Any], definition, field: str) -> dict[str, Any]:
+    """``options`` with the old target fields mapped onto them; a field the backend lacks is ignored, as before."""
+    import warnings
+
+    for key, value in legacy.items():
+        value = coerce_scalar(str, value, f"{field}.{key}")
+        declared = key in (definition.option_names() or [])
+        warnings.warn(f"`{field}.{key}` is deprecated; write `{field}.options.{key}`"
+                      + ("" if declared else f" (backend `{definition.name}` has no such option: ignored)"),
+                      DeprecationWarning, stacklevel=4)
+        if not declared:
+            continue
+        if key in options and options[key] != value:
+            raise SpecError(f"{field}.{key}", value, f"contradicts {field}.options.{key} = {options[key]!r}",
+                            f"give only {field}.options.{key}")
+        definition.check_options({key: value}, field)  # a bad value named as written: `{field}.{key}`
+        options[key] = value
+    return options
+
+
 def parse_config(data: Mapping[str, Any] | None, source: str = "config") -> CampaignConfig:
     """A validated :class:`CampaignConfig` from a mapping (e.g. parsed YAML); ``None`` is the default campaign."""
     if data is None:
@@ -254,11 +305,12 @@ def parse_config(data: Mapping[str, Any] | None, source: str = "config") -> Camp
         raise SpecError(source, data, "must be a mapping of campaign fields",
                         "e.g. `trials: 48` and `space: {name: tiny}` at the top level")
     data = dict(data)
+    target_raw = data.pop("target", None)
     objectives_raw = data.pop("objectives", None)
     constraints_raw = data.pop("constraints", None)
     sampler_raw = data.pop("sampler", None)
     config = _section(CampaignConfig, data, "config")
-    config = dataclasses.replace(config, sampler=_sampler(sampler_raw))
+    config = dataclasses.replace(config, sampler=_sampler(sampler_raw), target=_target(target_raw))
     if objectives_raw is not None:
         config = dataclasses.replace(config, objectives=_objectives(objectives_raw))
     if constraints_raw is not None:
@@ -307,7 +359,8 @@ def validate_config(config: CampaignConfig) -> None:
     if config.space.name not in list_spaces():
         raise SpecError("config.space.name", config.space.name, "is not a search space",
                         f"choose one of {list_spaces()}")
-    get_backend_def(config.target.backend, "config.target.backend")
+    get_backend_def(config.target.backend, "config.target.backend").check_options(config.target.options,
+                                                                                  "config.target.options")
     if config.target.lut is not None and config.target.roofline is not None:
         raise SpecError("config.target.roofline", config.target.roofline, "cannot be combined with target.lut")
     if config.target.lut is not None:
@@ -339,7 +392,7 @@ def validate_config(config: CampaignConfig) -> None:
 
             load_ensemble(metric.ensemble_path)  # both files, checked now rather than when the campaign starts
         if metric.model_path is not None:
-            from vidnas.proxies._fit import QualityModel
+            from vidnas.proxies import QualityModel
 
             QualityModel.load(metric.model_path)  # checked now; its setting is checked against the campaign's
             #                                       proxy setting once that is known (runners._driver)
@@ -460,7 +513,7 @@ def _validate_proxy(config: CampaignConfig) -> None:
     if s.auto and any(v is not None for v in (s.frames, s.height, s.width, s.width_mult)):
         raise SpecError("config.proxy.scale.auto", True, "cannot be combined with explicit sizes")
     if not s.auto:
-        from vidnas.proxies._scale import ProxyScale
+        from vidnas.proxies import ProxyScale
 
         real = {k: getattr(config.space, k) for k in ("frames", "height", "width", "width_mult")}
         try:

@@ -9,6 +9,10 @@ the run directory by default, so a killed campaign resumes where it stopped (tri
 dead driver left RUNNING are marked stale and, when they had been sampled, re-queued with
 the same parameters) and ``optuna-dashboard RUN_DIR/journal.log`` opens it. On an RDB
 storage (PostgreSQL) several drivers share one study; see :mod:`vidnas.runners._trials`.
+
+What a run is made of (config, space, latency source, evaluation settings with the quality
+context, storage) is prepared once as a :class:`~vidnas.runners._campaign.Campaign`; the loop
+over the study keeps its own state (study, budget, progress, stop flag, screen) in a ``_Loop``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,8 @@ from typing import Any
 from vidnas._cache import cache_dir
 from vidnas._errors import SpecError, VidnasError
 from vidnas._pareto import non_dominated
+from vidnas.runners._campaign import Campaign, LatencySource, eval_settings
 from vidnas.runners._config import CampaignConfig, load_config
-from vidnas.runners._evaluate import EvalSettings, load_ensemble
-from vidnas.runners._metrics import proxies_of
 from vidnas.runners._trials import (
     HeartbeatKeeper,
     claim,
@@ -153,8 +156,8 @@ def resolve_table(config: CampaignConfig, space: SearchSpace, run_dir: Path,
         return None, None
     if t.lut is not None:
         return LatencyTable.load(t.lut), Path(t.lut)
-    options = {"graph_optimization": t.graph_optimization} if t.backend == "onnxruntime" else {}
-    backend = get_backend(t.backend, device=t.device, threads=t.threads, **options)
+    backend = get_backend(t.backend, device=t.device, threads=t.threads, field="config.target.backend",
+                          options_field="config.target.options", **t.options)
     harness = HarnessConfig.quick() if t.build.quick else HarnessConfig()
     harness = dataclasses.replace(harness, max_seconds=t.build.max_seconds)
     key = "-".join([space.name, *(f"{k}{v}" for k, v in sorted(space.shape.items())), t.backend, t.device,
@@ -189,52 +192,14 @@ class CampaignResult:
     stopped: str | None = None  # why the campaign stopped before its budget (other than SIGINT)
 
 
-def _settings(config: CampaignConfig, table, log: Callable[[str], None] = lambda m: None) -> EvalSettings:
-    from vidnas.runners._quality import prepare_quality
-
-    metrics = config.metrics()
-    ensembles, ensemble_rows = {}, {}
-    for m in metrics:
-        if m.ensemble_path is not None:
-            ensembles[m.ensemble_path], ensemble_rows[m.ensemble_path] = load_ensemble(m.ensemble_path)
-    from vidnas.proxies._fit import QualityModel
-
-    loaded = {m.model_path: QualityModel.load(m.model_path) for m in metrics if m.model_path is not None}
-    models = {path: model.to_dict() for path, model in loaded.items()}
-    quality = prepare_quality(config, proxies_of(metrics, ensembles, models), log)
-    if models:
-        from vidnas.runners._quality import quality_setting
-
-        if quality is not None:
-            setting = quality_setting(quality.describe())
-        else:  # the model needs no signal: its features are the choices, at the campaign's proxy scale
-            from vidnas.proxies._scale import ProxyScale
-
-            real = {k: getattr(config.space, k) for k in ("frames", "height", "width", "width_mult")}
-            s = config.proxy.scale
-            scaled = ProxyScale(s.frames, s.height, s.width, s.width_mult).space(config.space.name, real)
-            setting = {"space": config.space.name, "space_shape": dict(scaled.shape), "data": config.proxy.data}
-        for path, model in loaded.items():
-            model.check_setting(setting, where=f"quality:{path}")
-    return EvalSettings(
-        metrics=tuple(m.name for m in metrics),
-        table=(table.meta.to_dict(), table.rows()) if table is not None else None,
-        roofline=config.target.roofline, roofline_dtype=config.target.roofline_dtype, batch=config.target.batch,
-        steps=config.video.steps, cfg=config.video.cfg, proxy_clips=config.proxy.clips, proxy_seed=config.proxy.seed,
-        proxy_train_steps=config.proxy.train_steps, threads=max(1, int(config.ray.cpus_per_trial)),
-        ensembles=ensembles, ensemble_rows=ensemble_rows, quality=quality, proxy_data=config.proxy.data,
-        models=models,
-    )
-
-
-def _tell(study, trial, config: CampaignConfig, result: dict[str, Any] | None, reason: str | None,
-          turnaround: float) -> bool:
-    """Record one evaluation in the study; return whether the trial is feasible."""
+def _tell(study, trial, config: CampaignConfig, outcome) -> bool:
+    """Record one evaluation's outcome in the study; return whether the trial is feasible."""
     from optuna.trial import TrialState
 
-    trial.set_user_attr("turnaround_seconds", turnaround)
+    result = outcome.result
+    trial.set_user_attr("turnaround_seconds", outcome.seconds)
     if result is None:
-        trial.set_user_attr("fail_reason", reason or "unknown failure")
+        trial.set_user_attr("fail_reason", outcome.reason or "unknown failure")
         study.tell(trial, state=TrialState.FAIL)
         return False
     for key, value in result.items():
@@ -271,11 +236,41 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
     """
     import optuna
 
-    from vidnas.runners._samplers import get_sampler
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir = Path(run_dir)
     started = time.perf_counter()
+    config, previous = _open_run_dir(config, run_dir, resume)
+    campaign = prepare_campaign(config, run_dir, log)
+    study = _create_study(campaign)
+    loop = _Loop(campaign, study, _budget(campaign, study), driver_id(), on_progress, started)
+    _write_driver(run_dir, loop.me, config, running=True)
+    try:
+        stale = _recover(study, resume, previous)
+        if stale:
+            log(f"{len(stale)} trials left running by a stopped driver marked stale (sampled ones re-queued): {stale}")
+        result = _run(loop, local)
+    finally:  # whatever happened, this driver no longer runs the campaign (a kill -9 leaves `running`)
+        _write_driver(run_dir, loop.me, config, running=False)
+    if config.proxy.verify and not result.interrupted:
+        _verify(campaign)
+    return result
+
+
+def prepare_campaign(config: CampaignConfig, run_dir: Path, log: Callable[[str], None] = lambda m: None
+                     ) -> Campaign:
+    """The campaign's run, built once: its space, latency source, evaluation settings (the quality context
+    prepared: proxy scale, backbone, supernet) and storage."""
+    space = campaign_space(config)
+    table, table_path = resolve_table(config, space, run_dir, log)
+    settings = eval_settings(config, table, log)
+    storage = open_storage(config, run_dir)
+    return Campaign(config, run_dir, space, LatencySource(table, table_path, config.target.roofline), settings,
+                    storage, log)
+
+
+def _open_run_dir(config: CampaignConfig | None, run_dir: Path, resume: bool) -> tuple[CampaignConfig, str | None]:
+    """The campaign's config (the run directory's own when resuming; written there otherwise) and the driver
+    that last ran the directory (None for a new campaign)."""
     if resume:
         if not (run_dir / CONFIG_FILE).exists():
             raise SpecError("RUN_DIR", str(run_dir), "holds no campaign to resume (no config.yaml)")
@@ -284,94 +279,111 @@ def run_campaign(config: CampaignConfig | None, run_dir: str | Path, *, resume: 
         if previous and running and driver_alive(previous):
             raise SpecError("RUN_DIR", str(run_dir), f"is being run by a live driver ({previous})",
                             "stop it first, or start another driver with its own run directory")
-    else:
-        config = config or load_config(None)
-        previous = None
-        if (run_dir / CONFIG_FILE).exists():
-            raise SpecError("RUN_DIR", str(run_dir), "already holds a campaign", "use --resume to continue it")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(config.to_yaml())
-    space = campaign_space(config)
-    table, table_path = resolve_table(config, space, run_dir, log)
-    settings = _settings(config, table, log)
-    storage = open_storage(config, run_dir)
-    from vidnas.runners._cheap import CheapModel
+        return config, previous
+    config = config or load_config(None)
+    if (run_dir / CONFIG_FILE).exists():
+        raise SpecError("RUN_DIR", str(run_dir), "already holds a campaign", "use --resume to continue it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(config.to_yaml())
+    return config, None
 
-    cheap = CheapModel.for_settings(space, settings)
-    study = optuna.create_study(study_name=config.name, storage=storage, directions=config.directions(),
-                                sampler=make_sampler(config, space, cheap), load_if_exists=True)
+
+def _create_study(campaign: Campaign):
+    """The campaign's Optuna study (created, or loaded from its storage), with its sampler and metric names."""
+    import optuna
+
+    config = campaign.config
+    study = optuna.create_study(study_name=config.name, storage=campaign.storage, directions=config.directions(),
+                                sampler=make_sampler(config, campaign.space, campaign.cheap), load_if_exists=True)
     with warnings.catch_warnings():  # experimental in Optuna, stable enough for labelling dashboards
         warnings.simplefilter("ignore")
         study.set_metric_names([o.metric for o in config.objectives])
-    total = config.trials
-    if get_sampler(config.sampler.name).exhaustive:
-        total = space.size
-        if space.size > 100_000:
-            raise SpecError("config.sampler.name", config.sampler.name, f"enumerates the space, and {space.name} "
-                                                                        f"has {space.size:.3g} architectures")
-        if not study.get_trials(deepcopy=False):  # a new study; joining drivers find it enqueued already
-            for spec in space.enumerate():
-                study.enqueue_trial(space.params_of(spec))
-        if config.constraints:  # the budget is what the cheap constraints leave; the rest is screened
-            everything = cheap.enumerate_indices()
-            total = int((cheap.violations(everything, config.constraints) <= 0).all(axis=1).sum())
-    me = driver_id()
-    _write_driver(run_dir, me, config, running=True)
-    try:
-        result = _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me,
-                           started, on_progress, log, local)
-    finally:  # whatever happened, this driver no longer runs the campaign (a kill -9 leaves `running`)
-        _write_driver(run_dir, me, config, running=False)
-    if config.proxy.verify and not result.interrupted:
-        from vidnas.runners._verify import verify
-
-        log(f"verifying the quality axis: {config.proxy.verify} architectures trained with the truth's protocol")
-        verified = verify(run_dir, k=config.proxy.verify, seconds_budget=config.proxy.verify_seconds_budget,
-                          workers=max(1, config.workers), log=log)
-        log(f"verification: Kendall tau {verified['kendall']:+.2f} [{verified['kendall_ci'][0]:+.2f}, "
-            f"{verified['kendall_ci'][1]:+.2f}] over {verified['k']} architectures at {verified['shape']}")
-    return result
+    return study
 
 
-def _campaign(study, space, config, table, table_path, settings, total, run_dir, resume, previous, me, started,
-              on_progress, log, local) -> CampaignResult:
-    stale = _recover(study, resume, previous)
-    if stale:
-        log(f"{len(stale)} trials left running by a stopped driver marked stale (sampled ones re-queued): {stale}")
+def _budget(campaign: Campaign, study) -> int:
+    """The trials to evaluate: ``config.trials``; for an exhaustive sampler, every architecture of the space
+    the cheap constraints leave (enqueued in a new study)."""
+    from vidnas.runners._samplers import get_sampler
+
+    config, space = campaign.config, campaign.space
+    if not get_sampler(config.sampler.name).exhaustive:
+        return config.trials
+    if space.size > 100_000:
+        raise SpecError("config.sampler.name", config.sampler.name, f"enumerates the space, and {space.name} "
+                                                                    f"has {space.size:.3g} architectures")
+    if not study.get_trials(deepcopy=False):  # a new study; joining drivers find it enqueued already
+        for spec in space.enumerate():
+            study.enqueue_trial(space.params_of(spec))
+    if not config.constraints:
+        return space.size
+    everything = campaign.cheap.enumerate_indices()  # the budget is what the cheap constraints leave
+    return int((campaign.cheap.violations(everything, config.constraints) <= 0).all(axis=1).sum())
+
+
+def _verify(campaign: Campaign) -> None:
+    """After the trials: train ``proxy.verify`` of the run's architectures with the truth (``vidnas verify``)."""
+    from vidnas.runners._verify import verify
+
+    config, log = campaign.config, campaign.log
+    log(f"verifying the quality axis: {config.proxy.verify} architectures trained with the truth's protocol")
+    verified = verify(campaign.run_dir, k=config.proxy.verify, seconds_budget=config.proxy.verify_seconds_budget,
+                      workers=max(1, config.workers), log=log)
+    log(f"verification: Kendall tau {verified['kendall']:+.2f} [{verified['kendall_ci'][0]:+.2f}, "
+        f"{verified['kendall_ci'][1]:+.2f}] over {verified['k']} architectures at {verified['shape']}")
+
+
+@dataclasses.dataclass
+class _Loop:
+    """One driver's loop over the campaign's study: the budget, its identity, progress, stop flag, screen."""
+
+    campaign: Campaign
+    study: Any
+    total: int  # trials that count against the budget
+    me: str  # this driver (``_trials.driver_id``)
+    on_progress: Callable[[Progress], None] | None = None
+    started: float = 0.0  # perf_counter when the campaign started
+    progress: Progress = dataclasses.field(init=False)
+    stop: _StopFlag = dataclasses.field(init=False)
+    screen: Any = dataclasses.field(init=False)  # the campaign's cheap constraints (runners._screen.Screen)
+
+    def __post_init__(self) -> None:
+        self.progress = Progress(total=self.total)
+        self.stop = _StopFlag(self.campaign.log)
+        self.screen = self.campaign.screen()
+
+    def report(self) -> None:
+        """Refresh the progress from the study and show it."""
+        _refresh_progress(self.study, self.campaign.config, self.progress)
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+
+def _run(loop: _Loop, local: bool) -> CampaignResult:
+    """Evaluate until the budget is spent or SIGINT; then the Pareto set, trials.parquet and campaign.json."""
+    campaign, study = loop.campaign, loop.study
     ray_info: dict[str, Any] = {}
-    _write_campaign_json(run_dir, config, space, table, table_path, status="running", quality=settings.quality)
-    progress = Progress(total=total)
-    _refresh_progress(study, config, progress)
-    if on_progress:
-        on_progress(progress)
-    stop = _StopFlag(log)
-    from vidnas.runners._screen import Screen
+    _write_campaign_json(campaign, "running")
+    loop.report()
+    with loop.stop:
+        evaluated = _drive(loop, campaign.local_executor()) if local else _drive_on_ray(loop, ray_info)
+    pareto = export_pareto(study, campaign.config, campaign.run_dir)
+    write_trials(study, campaign.config, campaign.run_dir)
+    _write_campaign_json(campaign, "interrupted" if loop.stop.requested else "finished", ray_info)
+    _refresh_progress(study, campaign.config, loop.progress)
+    return _result(loop, evaluated, pareto)
 
-    screen = Screen(config.constraints, settings)
-    with stop:
-        if local:
-            from vidnas.runners._executors import LocalExecutor
 
-            evaluated = _drive(study, space, config, LocalExecutor(settings), total, progress, on_progress, log,
-                               me, stop, screen=screen)
-        else:
-            evaluated = _drive_on_ray(study, space, config, settings, total, progress, on_progress, log, me, stop,
-                                      run_dir, ray_info, screen=screen)
-    pareto = export_pareto(study, config, run_dir)
-    write_trials(study, config, run_dir)
-    status = "interrupted" if stop.requested else "finished"
-    _write_campaign_json(run_dir, config, space, table, table_path, status=status, ray_info=ray_info,
-                         quality=settings.quality)
-    _refresh_progress(study, config, progress)
-    stopped = None
-    if screen.exhausted:
-        stopped = (f"the sampler proposed {screen.in_a_row} architectures in a row that break the constraints; "
+def _result(loop: _Loop, evaluated: int, pareto: list[dict[str, Any]]) -> CampaignResult:
+    progress, stopped = loop.progress, None
+    if loop.screen.exhausted:
+        stopped = (f"the sampler proposed {loop.screen.in_a_row} architectures in a row that break the constraints; "
                    "loosen them, or use a sampler that screens its candidates (screened-ehvi)")
-        log(f"stopped: {stopped}")
-    return CampaignResult(run_dir, config.name, progress.done, progress.done - progress.failed, progress.failed,
-                          progress.feasible, pareto, time.perf_counter() - started, stale=progress.stale,
-                          evaluated_here=evaluated, interrupted=stop.requested, screened=progress.screened,
-                          stopped=stopped)
+        loop.campaign.log(f"stopped: {stopped}")
+    return CampaignResult(loop.campaign.run_dir, loop.campaign.config.name, progress.done,
+                          progress.done - progress.failed, progress.failed, progress.feasible, pareto,
+                          time.perf_counter() - loop.started, stale=progress.stale, evaluated_here=evaluated,
+                          interrupted=loop.stop.requested, screened=progress.screened, stopped=stopped)
 
 
 DRIVER_FILE = "driver.json"
@@ -436,20 +448,13 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _drive_on_ray(study, space, config, settings, total, progress, on_progress, log, me, stop, run_dir: Path,
-                  ray_info: dict[str, Any], screen=None) -> int:
-    from vidnas.runners._executors import RayExecutor
-    from vidnas.runners._ray import RaySession
-
-    r = config.ray
-    session = RaySession(run_dir, address=r.address, num_cpus=config.workers * r.cpus_per_trial,
-                         num_gpus=config.workers * r.gpus_per_trial if r.gpus_per_trial else None,
-                         resources={k: config.workers * v for k, v in r.resources.items()} or None)
+def _drive_on_ray(loop: _Loop, ray_info: dict[str, Any]) -> int:
+    """:func:`_drive` with evaluations as Ray tasks; ``ray_info`` receives the session's description."""
+    session = loop.campaign.ray_session()
     with session:
-        executor = RayExecutor(settings, workers=config.workers, cpus=r.cpus_per_trial, gpus=r.gpus_per_trial,
-                               resources=dict(r.resources), timeout_s=config.trial_timeout_s)
+        executor = loop.campaign.ray_executor()
         try:
-            return _drive(study, space, config, executor, total, progress, on_progress, log, me, stop, screen=screen)
+            return _drive(loop, executor)
         finally:
             ray_info.update(session.describe())
             executor.cancel_all()
@@ -461,13 +466,12 @@ MAX_REQUEUES = 2
 INTERRUPTED = "campaign interrupted (SIGINT) while the trial ran; re-queued"
 
 
-def _drive(study, space, config: CampaignConfig, executor, total: int, progress: Progress,
-           on_progress: Callable[[Progress], None] | None, log: Callable[[str], None], me: str, stop,
-           screen=None) -> int:
+def _drive(loop: _Loop, executor) -> int:
     """Ask, evaluate and tell until the budget is spent; return the evaluations this driver told.
 
-    ``screen`` (a :class:`~vidnas.runners._screen.Screen`) records architectures that break a cheap
-    constraint without evaluating them; they do not count against the budget."""
+    The loop's ``screen`` (a :class:`~vidnas.runners._screen.Screen`) records architectures that break a
+    cheap constraint without evaluating them; they do not count against the budget."""
+    study, config, stop = loop.study, loop.campaign.config, loop.stop
     keeper = HeartbeatKeeper(study._storage, config.heartbeat_s)
     inflight: dict[Any, Any] = {}  # executor key -> trial
     evaluated, last_check = 0, 0.0
@@ -478,24 +482,8 @@ def _drive(study, space, config: CampaignConfig, executor, total: int, progress:
                 last_check = time.monotonic()
                 stale = fail_heartbeat_stale(study)
                 if stale:
-                    log(f"trials {stale} lost their driver's heartbeat: marked stale and re-queued")
-            while (len(inflight) < executor.slots and not stop.requested and open_budget(study, total)
-                   and not (screen is not None and screen.exhausted)):
-                trial = study.ask()
-                keeper.add(trial._trial_id)
-                trial.set_user_attr("driver", me)
-                spec = None
-                if screen is not None and screen.active:  # screened first: a screened trial claims no budget
-                    spec = space.sample(trial)
-                    if screen.screen(study, trial, spec):
-                        keeper.discard(trial._trial_id)
-                        continue
-                if not claim(study, trial, total):
-                    keeper.discard(trial._trial_id)
-                    break
-                spec = spec or space.sample(trial)
-                mark_sampled(trial)
-                inflight[executor.submit(spec.to_json())] = trial
+                    loop.campaign.log(f"trials {stale} lost their driver's heartbeat: marked stale and re-queued")
+            _submit(loop, executor, keeper, inflight)
             if not inflight:
                 if keeper.enabled and _foreign_running(study):  # others' trials may still be re-queued
                     time.sleep(1.0)
@@ -507,18 +495,44 @@ def _drive(study, space, config: CampaignConfig, executor, total: int, progress:
                 if stop.requested and outcome.result is None:  # Ctrl-C reached the worker too: not the trial's fault
                     mark_stale(study, trial._trial_id, trial.number, dict(trial.params), INTERRUPTED)
                     continue
-                evaluated += _record(study, trial, config, outcome, log)
-                _refresh_progress(study, config, progress)
-                if on_progress:
-                    on_progress(progress)
+                evaluated += _record(loop, trial, outcome)
+                loop.report()
         if stop.requested:
-            for trial in inflight.values():
-                mark_stale(study, trial._trial_id, trial.number, dict(trial.params), INTERRUPTED)
-            if inflight:
-                log(f"{len(inflight)} trials in flight marked stale and re-queued: "
-                    f"{sorted(t.number for t in inflight.values())}")
-            inflight.clear()
+            _requeue_inflight(loop, inflight)
     return evaluated
+
+
+def _submit(loop: _Loop, executor, keeper: HeartbeatKeeper, inflight: dict[Any, Any]) -> None:
+    """Ask for trials and submit their architectures while the executor has free slots and the budget room;
+    a trial whose architecture breaks a cheap constraint is screened instead (and claims no budget)."""
+    study, space, screen = loop.study, loop.campaign.space, loop.screen
+    while (len(inflight) < executor.slots and not loop.stop.requested and open_budget(study, loop.total)
+           and not screen.exhausted):
+        trial = study.ask()
+        keeper.add(trial._trial_id)
+        trial.set_user_attr("driver", loop.me)
+        spec = None
+        if screen.active:  # screened first: a screened trial claims no budget
+            spec = space.sample(trial)
+            if screen.screen(study, trial, spec):
+                keeper.discard(trial._trial_id)
+                continue
+        if not claim(study, trial, loop.total):
+            keeper.discard(trial._trial_id)
+            break
+        spec = spec or space.sample(trial)
+        mark_sampled(trial)
+        inflight[executor.submit(spec.to_json())] = trial
+
+
+def _requeue_inflight(loop: _Loop, inflight: dict[Any, Any]) -> None:
+    """The trials in flight when the campaign stopped: marked stale and re-queued."""
+    for trial in inflight.values():
+        mark_stale(loop.study, trial._trial_id, trial.number, dict(trial.params), INTERRUPTED)
+    if inflight:
+        loop.campaign.log(f"{len(inflight)} trials in flight marked stale and re-queued: "
+                          f"{sorted(t.number for t in inflight.values())}")
+    inflight.clear()
 
 
 def _foreign_running(study) -> bool:
@@ -528,10 +542,11 @@ def _foreign_running(study) -> bool:
     return any("driver" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def _record(study, trial, config: CampaignConfig, outcome, log: Callable[[str], None]) -> int:
+def _record(loop: _Loop, trial, outcome) -> int:
     """Tell one outcome; infrastructure failures are re-queued instead. Returns 1 if told here."""
     from optuna.exceptions import UpdateFinishedTrialError
 
+    study = loop.study
     if outcome.infrastructure:
         count = int(trial.user_attrs.get("requeue_count", 0))
         if count < MAX_REQUEUES:
@@ -540,9 +555,10 @@ def _record(study, trial, config: CampaignConfig, outcome, log: Callable[[str], 
             return 0
         outcome = dataclasses.replace(outcome, reason=f"{outcome.reason} ({count + 1} times; not re-queued again)")
     try:
-        _tell(study, trial, config, outcome.result, outcome.reason, outcome.seconds)
+        _tell(study, trial, loop.campaign.config, outcome)
     except UpdateFinishedTrialError:  # another driver declared it stale (its heartbeat was late): it is re-queued
-        log(f"trial {trial.number} was declared stale by another driver while it ran; its result is discarded")
+        loop.campaign.log(f"trial {trial.number} was declared stale by another driver while it ran; "
+                          "its result is discarded")
         return 0
     return 1
 
@@ -639,18 +655,17 @@ def write_trials(study, config: CampaignConfig, run_dir: Path) -> Path:
     return path
 
 
-def _write_campaign_json(run_dir: Path, config: CampaignConfig, space: SearchSpace, table, table_path,
-                         status: str, ray_info: dict[str, Any] | None = None, quality=None) -> None:
+def _write_campaign_json(campaign: Campaign, status: str, ray_info: dict[str, Any] | None = None) -> None:
+    """``campaign.json``: the campaign as run (config, space, latency source, quality context, environment, Ray)."""
     from vidnas._env import fingerprint
 
+    config, run_dir = campaign.config, campaign.run_dir
     data = {
         "format": "vidnas.campaign", "version": 1, "status": status,
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": config.to_dict(), "space": space.describe(),
-        "latency": ({"source": "table", "path": str(table_path), "meta": {k: v for k, v in table.meta.to_dict().items()
-                                                                           if k != "end_to_end"}}
-                    if table is not None else {"source": "roofline estimate", "device": config.target.roofline}),
-        "quality": _quality_record(quality),
+        "config": config.to_dict(), "space": campaign.space.describe(),
+        "latency": campaign.latency.describe(),
+        "quality": _quality_record(campaign.quality),
         "environment": fingerprint(),
         "ray": ray_info or {},
         "reproduce": f"vidnas search {run_dir / CONFIG_FILE}",

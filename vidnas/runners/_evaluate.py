@@ -2,7 +2,10 @@
 
 ``evaluate`` is a plain function of picklable inputs, run inside Ray tasks (or in the
 driver for tests). It fixes its own torch thread count: Ray reuses worker processes,
-which keep the count of whatever task ran before.
+which keep the count of whatever task ran before. What it builds from its settings (the
+latency predictor, the quality context, learned quality models) it keeps in an
+:class:`EvalCache`, one per process, so later trials reuse it: the settings' own (the
+driver's) unless the caller passes the process's.
 """
 
 from __future__ import annotations
@@ -10,11 +13,53 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vidnas._stats import percentile
 from vidnas.search_space import ArchSpec
+
+
+class EvalCache:
+    """What one process builds from :class:`EvalSettings` and reuses for every trial it evaluates.
+
+    The latency predictor (from the table's rows), the quality context (the space at the proxy
+    scale, the pretrained backbone and the supernet, loaded from their files) and the learned
+    quality models, each built on first use and kept while the settings it came from stay the
+    same (compared by content: a Ray task receives its settings unpickled anew). A cache pickles
+    empty: each process that receives one (with :class:`EvalSettings`, or as a Ray task function's
+    own, see ``runners._executors``) fills its own.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Any, Any]] = {}  # kind -> (key, value)
+
+    def __reduce__(self):
+        return (EvalCache, ())
+
+    def get(self, kind: str, key: Any, build: Callable[[], Any]) -> Any:
+        """The value of ``kind`` built for ``key`` (``build()`` when it is not the one kept)."""
+        entry = self._entries.get(kind)
+        if entry is None or entry[0] != key:
+            entry = self._entries[kind] = (key, build())
+        return entry[1]
+
+    def predictor(self, settings: EvalSettings):
+        """The latency predictor of the settings' table."""
+        meta, rows = settings.table
+        return self.get("predictor", (repr(meta), len(rows)), lambda: _load_predictor(meta, rows))
+
+    def quality_model(self, path: str, data: dict[str, Any]):
+        """The learned quality model stored at ``path`` (``data``: its stored dict)."""
+        return self.get(f"model:{path}", repr(data), lambda: _load_model(data))
+
+    def proxy_context(self, quality: Any) -> tuple[Any, Any, Any]:
+        """``(space at the proxy scale, pretrained backbone, supernet or None)`` of ``quality``
+        (:class:`~vidnas.runners._quality.QualitySettings`)."""
+        from vidnas.runners._quality import load_proxy_context
+
+        return self.get("proxy", repr(quality), lambda: load_proxy_context(quality))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,29 +82,32 @@ class EvalSettings:
     quality: Any = None  # QualitySettings: proxy scale, pretrained backbone, supernet (see _quality)
     proxy_data: str = "shapes"
     models: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # path -> learned quality model
+    # what this process built from these settings (the driver's, for local evaluations); pickles empty
+    cache: EvalCache = dataclasses.field(default_factory=EvalCache, compare=False, repr=False)
 
 
-_PREDICTORS: dict[int, Any] = {}
+def _load_predictor(meta: dict[str, Any], rows: list[dict[str, Any]]):
+    from vidnas.latency_models import LatencyPredictor, LatencyTable, TableMeta
+
+    return LatencyPredictor(LatencyTable(TableMeta(**{k: v for k, v in meta.items()
+                                                      if k not in ("format", "version")}), rows))
 
 
-def _predictor(settings: EvalSettings):
-    from vidnas.latency_models import LatencyPredictor, LatencyTable
-    from vidnas.latency_models._table import TableMeta
+def _load_model(data: dict[str, Any]):
+    """A learned quality model from its stored dict."""
+    from vidnas.proxies import QualityModel
 
-    key = id(settings.table)
-    if key not in _PREDICTORS:
-        meta, rows = settings.table
-        _PREDICTORS.clear()
-        _PREDICTORS[key] = LatencyPredictor(LatencyTable(TableMeta(**{k: v for k, v in meta.items()
-                                                                       if k not in ("format", "version")}), rows))
-    return _PREDICTORS[key]
+    fields = {f.name for f in dataclasses.fields(QualityModel)}
+    return QualityModel(**{k: v for k, v in data.items() if k in fields})
 
 
-def latency_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
+def latency_metrics(spec: ArchSpec, settings: EvalSettings, cache: EvalCache | None = None) -> dict[str, Any]:
+    """Latency of ``spec`` per call and per video, and per slot: from the table, else the roofline.
+    ``cache``: where the table's predictor is kept (default: the settings' own)."""
     from vidnas.latency_models import roofline_estimate, video_cost
 
     if settings.table is not None:
-        predictor = _predictor(settings)
+        predictor = (cache if cache is not None else settings.cache).predictor(settings)
         prediction = predictor.predict(spec, batch=settings.batch)
         video = video_cost(lambda b: prediction.ms if b == settings.batch else predictor.predict(spec, batch=b).ms,
                            steps=settings.steps, cfg=settings.cfg)
@@ -80,7 +128,7 @@ def latency_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
             "latency_source": f"roofline estimate ({settings.roofline})"}
 
 
-def cheap_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
+def cheap_metrics(spec: ArchSpec, settings: EvalSettings, cache: EvalCache | None = None) -> dict[str, Any]:
     """The cheap metrics of one architecture (see :mod:`vidnas.runners._metrics`): latency from the
     table or the roofline (with ``video_ms`` and the per-slot breakdown), params, FLOPs and memory.
 
@@ -90,7 +138,7 @@ def cheap_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     if settings.table is not None or settings.roofline is not None:
-        out.update(latency_metrics(spec, settings))
+        out.update(latency_metrics(spec, settings, cache))
     call_batch = 2 if settings.cfg == "batched" else settings.batch
     report = count_spec(spec, batch=call_batch)
     # memory_bytes: weights plus peak activations, as latency_models.memory_bytes (float32)
@@ -99,20 +147,23 @@ def cheap_metrics(spec: ArchSpec, settings: EvalSettings) -> dict[str, Any]:
     return out
 
 
-def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
-    """All metrics of one architecture, with the seconds each part took: the cheap ones first."""
+def evaluate(spec_json: str, settings: EvalSettings, cache: EvalCache | None = None) -> dict[str, Any]:
+    """All metrics of one architecture, with the seconds each part took: the cheap ones first.
+
+    ``cache``: the process's :class:`EvalCache` (default: the settings' own)."""
     import torch
 
     from vidnas.proxies import ProxyBatch, TrainConfig, get_proxy
     from vidnas.runners._metrics import ENSEMBLE_PREFIX, PROXY_PREFIX, QUALITY_PREFIX, parse_metric, proxies_of
 
     torch.set_num_threads(settings.threads)
+    cache = cache if cache is not None else settings.cache
     start = time.perf_counter()
     spec = ArchSpec.from_json(spec_json)
     out: dict[str, Any] = {"arch_id": spec.arch_id, "op_counts": spec.op_counts()}
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    out.update(cheap_metrics(spec, settings))
+    out.update(cheap_metrics(spec, settings, cache))
     seconds["latency_and_counts"] = time.perf_counter() - t0
     metrics = [parse_metric(m, check=False) for m in settings.metrics]
     proxy_names = proxies_of(metrics, settings.ensembles, settings.models)
@@ -121,10 +172,10 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
     batch = None
     values: dict[str, float] = {}
     if proxy_names and settings.quality is not None:
-        from vidnas.runners._quality import check_memory, proxy_context, proxy_spec
+        from vidnas.runners._quality import check_memory, proxy_spec
 
         t0 = time.perf_counter()
-        proxy_space, backbone, supernet = proxy_context(settings.quality)
+        proxy_space, backbone, supernet = cache.proxy_context(settings.quality)
         quality_spec = proxy_spec(spec, settings.quality, proxy_space)
         out["proxy_arch_id"] = quality_spec.arch_id
         seconds["proxy_setup"] = time.perf_counter() - t0
@@ -150,26 +201,11 @@ def evaluate(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
             score += member["sign"] * percentile(values[member["proxy"]], population)
         out[ENSEMBLE_PREFIX + path] = score
     for path in model_paths:
-        model = _model(path, settings.models[path])
+        model = cache.quality_model(path, settings.models[path])
         out[QUALITY_PREFIX + path] = model.predict(quality_spec.to_json(), values)
     seconds["total"] = time.perf_counter() - start
     out["seconds"] = seconds
     return out
-
-
-_MODELS: dict[str, Any] = {}
-
-
-def _model(path: str, data: dict[str, Any]):
-    """A learned quality model from its stored dict, built once per process."""
-    from vidnas.proxies._fit import QualityModel
-
-    key = f"{path}:{id(data)}"
-    if key not in _MODELS:
-        fields = {f.name for f in dataclasses.fields(QualityModel)}
-        _MODELS.clear()
-        _MODELS[key] = QualityModel(**{k: v for k, v in data.items() if k in fields})
-    return _MODELS[key]
 
 
 def load_ensemble(path: str) -> tuple[dict[str, Any], dict[str, list[float]]]:

@@ -9,6 +9,11 @@ re-queued).
 
 Ray tasks record where they ran (``ray_node_id``, ``host``, ``worker_pid``) and the
 resources Ray assigned them (``ray_resources``), so that placement can be checked.
+
+Each process that evaluates keeps one :class:`~vidnas.runners._evaluate.EvalCache` across its
+trials: :class:`LocalExecutor` uses the settings' own (the driver's); for Ray, the task function
+is a closure over an (empty) cache, and Ray unpickles a task function once per worker process,
+so each worker fills its own and reuses it for the trials it runs.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import socket
 import time
 from typing import Any
 
-from vidnas.runners._evaluate import EvalSettings, evaluate
+from vidnas.runners._evaluate import EvalCache, EvalSettings, evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,15 +68,28 @@ class LocalExecutor:
         self._jobs.clear()
 
 
-def evaluate_on_node(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
+def evaluate_in_task(spec_json: str, settings: EvalSettings, cache: EvalCache | None = None) -> dict[str, Any]:
     """:func:`evaluate` inside a Ray task, plus where it ran and the resources Ray assigned it."""
     import ray
 
     context = ray.get_runtime_context()
-    out = evaluate(spec_json, settings)
+    out = evaluate(spec_json, settings, cache)
     out.update(ray_node_id=context.get_node_id(), host=socket.gethostname(), worker_pid=os.getpid(),
                ray_resources={k: float(v) for k, v in context.get_assigned_resources().items()})
     return out
+
+
+def worker_task(cache: EvalCache):
+    """The function a Ray task runs: :func:`evaluate_in_task` with ``cache``, which it closes over.
+
+    Ray pickles the function once and each worker process unpickles it once, with its own
+    (empty) copy of ``cache``: every trial that worker runs then shares it. Ray names the worker
+    process after it: ``ray::evaluate_on_node``."""
+
+    def evaluate_on_node(spec_json: str, settings: EvalSettings) -> dict[str, Any]:
+        return evaluate_in_task(spec_json, settings, cache)
+
+    return evaluate_on_node
 
 
 # Ray's errors that say the machine failed, not the evaluation (looked up by name: they vary across releases).
@@ -106,7 +124,7 @@ class RayExecutor:
         self.slots = workers
         self.timeout_s = timeout_s
         self.task = ray.remote(num_cpus=cpus, num_gpus=gpus, resources=resources or None,
-                               max_retries=0)(evaluate_on_node)
+                               max_retries=0)(worker_task(EvalCache()))
         self.settings_ref = ray.put(settings)
         self.pending: dict[Any, float] = {}  # ref -> submission time
 

@@ -10,6 +10,7 @@ weights under ``build_network(spec)``'s parameter names, with the spec in the fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,16 +22,28 @@ from vidnas.search_space import ArchSpec
 FORMATS = ("onnx", "coreml", "safetensors")
 
 
-def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out: str | Path | None = None,
-               batch: int = 1, init_from: str | Path | None = None, reference: str = "diffusers",
-               progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """Where and how :func:`export_run` writes the models."""
+
+    out: str | Path | None = None  # the directory (default: RUN_DIR/export)
+    batch: int = 1  # the example inputs' batch (traced into ONNX and Core ML)
+    init_from: str | Path | None = None  # a reference model's checkpoint whose weights the models take
+    reference: str = "diffusers"  # whose parameter names the checkpoint uses
+
+
+def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), options: ExportOptions | None = None, *,
+               progress: Callable[[int, int, str], None] | None = None, **fields: Any) -> list[dict[str, Any]]:
     """Write ``export/<rank>-<arch_id>.{onnx,mlpackage,safetensors}`` for every Pareto spec of a run.
 
-    Returns one record per model (paths written, and with ``init_from`` the weight report's
-    summary and path); the list is also written to ``exports.json``.
+    ``fields``: :class:`ExportOptions` fields given one by one (they replace those of ``options``), e.g.
+    ``export_run(run_dir, ("safetensors",), init_from=checkpoint)``. Returns one record per model (paths
+    written, and with ``init_from`` the weight report's summary and path); the list is also written to
+    ``exports.json``.
     """
     from vidnas.search_space import NetworkHarness, build_network, convert_coreml, export_onnx, read_checkpoint
 
+    options = dataclasses.replace(options or ExportOptions(), **fields)
     run_dir = Path(run_dir)
     for f in formats:
         if f not in FORMATS:
@@ -40,8 +53,8 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out
         raise SpecError("RUN_DIR", str(run_dir), "has no Pareto set (pareto/pareto.json)",
                         "run `vidnas search` (or --resume) to completion first")
     entries = json.loads(index.read_text())["pareto"]
-    checkpoint = read_checkpoint(init_from) if init_from is not None else None
-    out = Path(out) if out else run_dir / "export"
+    checkpoint = read_checkpoint(options.init_from) if options.init_from is not None else None
+    out = Path(options.out) if options.out else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i, entry in enumerate(entries, 1):
@@ -50,11 +63,11 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("onnx",), *, out
         record: dict[str, Any] = {"rank": entry["rank"], "arch_id": spec.arch_id}
         network = build_network(spec)
         if checkpoint is not None:
-            record["init"] = _initialise(network, spec, checkpoint, reference, out / f"{stem}.weights.json")
+            record["init"] = _initialise(network, spec, checkpoint, options.reference, out / f"{stem}.weights.json")
         if "safetensors" in formats:
             record["safetensors"] = str(_save_weights(network, spec, out / f"{stem}.safetensors", record.get("init")))
         harness = NetworkHarness(network).eval()
-        inputs = harness.example_inputs(batch)
+        inputs = harness.example_inputs(options.batch)
         if "onnx" in formats:
             record["onnx"] = str(export_onnx(harness, inputs, out / f"{stem}.onnx"))
         if "coreml" in formats:

@@ -110,7 +110,7 @@ def parse_metric(text: str, field: str = "metric", *, check: bool = True) -> Met
     if text.startswith(QUALITY_PREFIX):
         path = text[len(QUALITY_PREFIX):]
         if check:
-            from vidnas.proxies._fit import packaged_models, resolve_model
+            from vidnas.proxies import packaged_models, resolve_model
 
             if not resolve_model(path).is_file():
                 raise SpecError(field, text, "names no quality model file nor a model shipped with vidnas",

@@ -2,10 +2,11 @@
 
 Before its trials, a campaign whose objectives or constraints name proxies prepares, in the
 driver: the proxy scale (stated in the config, or chosen to fit ``proxy.memory_budget_bytes``
-and ``proxy.seconds_budget``; see ``proxies._scale``), the space's pretrained spatial backbone
+and ``proxy.seconds_budget``; see ``vidnas.proxies.choose_scale``), the space's pretrained spatial backbone
 at that scale, and, for ``proxy:supernet`` / ``proxy:supernet_ft``, the space's trained
 supernet (both cached, so a second campaign reuses them). Trials receive file paths
-(:class:`QualitySettings`, picklable) and each worker process loads them once.
+(:class:`QualitySettings`, picklable) and each worker process loads them once (its
+:class:`~vidnas.runners._evaluate.EvalCache` keeps what :func:`load_proxy_context` loaded).
 
 A trial's architecture is evaluated for latency at its real shape; its quality at the proxy
 scale: the same op and searched parameters at every slot group, on the space rebuilt at that
@@ -22,7 +23,7 @@ from typing import Any
 from vidnas._errors import SpecError
 from vidnas.search_space import ArchSpec, SearchSpace, get_space
 
-__all__ = ["QualitySettings", "prepare_quality", "proxy_context", "proxy_spec", "quality_setting"]
+__all__ = ["QualitySettings", "load_proxy_context", "prepare_quality", "proxy_spec", "quality_setting"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +59,17 @@ def prepare_quality(config, proxies: list[str], log: Callable[[str], None] = lam
     """Choose the proxy scale, pretrain the backbone and train the supernet (cached) for ``config``.
 
     ``proxies``: the registered proxies the campaign computes (``runners._metrics.proxies_of``)."""
-    from vidnas.proxies import PretrainConfig, SupernetConfig, pretrain_backbone, train_supernet
-    from vidnas.proxies._pretrain import backbone_path
-    from vidnas.proxies._scale import ProxyScale, choose_scale, scale_summary
-    from vidnas.proxies._supernet import supernet_dir
+    from vidnas.proxies import (
+        PretrainConfig,
+        ProxyScale,
+        SupernetConfig,
+        backbone_path,
+        choose_scale,
+        pretrain_backbone,
+        scale_summary,
+        supernet_dir,
+        train_supernet,
+    )
 
     if not proxies:
         return None
@@ -105,37 +113,28 @@ def prepare_quality(config, proxies: list[str], log: Callable[[str], None] = lam
 
 def quality_setting(record: dict[str, Any]) -> dict[str, Any]:
     """The setting quality is computed in (``QualitySettings.describe()``, as campaign.json stores it), in the
-    terms of ``proxies._calibration.calibration_setting``: space and shape at the proxy scale, data,
+    terms of ``vidnas.proxies.calibration_setting``: space and shape at the proxy scale, data,
     backbone pretraining, supernet."""
-    from vidnas.proxies._calibration import _supernet_setting
-    from vidnas.proxies._scale import ProxyScale
+    from vidnas.proxies import ProxyScale, supernet_setting
 
     space = ProxyScale(**record["scale"]).space(record["space"], record["real_shape"])
     return {"space": record["space"], "space_shape": dict(space.shape), "data": record["data"],
-            "pretrain": record["pretrain"], "supernet": _supernet_setting(record.get("supernet"))}
+            "pretrain": record["pretrain"], "supernet": supernet_setting(record.get("supernet"))}
 
 
-_CONTEXT: dict[str, Any] = {}
+def load_proxy_context(settings: QualitySettings) -> tuple[SearchSpace, Any, Any]:
+    """``(space at the proxy scale, pretrained backbone, supernet or None)``, loaded from their files
+    (a process keeps them in its :class:`~vidnas.runners._evaluate.EvalCache`)."""
+    from pathlib import Path
 
+    from vidnas.proxies import PretrainedBackbone, ProxyScale, SupernetConfig, load_supernet
 
-def proxy_context(settings: QualitySettings) -> tuple[SearchSpace, Any, Any]:
-    """``(space at the proxy scale, pretrained backbone, supernet or None)``, loaded once per process."""
-    key = repr(settings)
-    if _CONTEXT.get("key") != key:
-        from pathlib import Path
-
-        from vidnas.proxies import PretrainedBackbone, SupernetConfig, load_supernet
-        from vidnas.proxies._scale import ProxyScale
-
-        space = ProxyScale(**settings.scale).space(settings.space, settings.real_shape)
-        backbone = PretrainedBackbone.load(Path(settings.backbone_path)) if settings.backbone_path else None
-        supernet = None
-        if settings.supernet_path is not None:
-            supernet = load_supernet(settings.supernet_path, space, backbone,
-                                     SupernetConfig.from_dict(settings.supernet))
-        _CONTEXT.clear()
-        _CONTEXT.update(key=key, value=(space, backbone, supernet))
-    return _CONTEXT["value"]
+    space = ProxyScale(**settings.scale).space(settings.space, settings.real_shape)
+    backbone = PretrainedBackbone.load(Path(settings.backbone_path)) if settings.backbone_path else None
+    supernet = None
+    if settings.supernet_path is not None:
+        supernet = load_supernet(settings.supernet_path, space, backbone, SupernetConfig.from_dict(settings.supernet))
+    return space, backbone, supernet
 
 
 def proxy_spec(spec: ArchSpec, settings: QualitySettings, proxy_space: SearchSpace) -> ArchSpec:
@@ -156,8 +155,7 @@ def proxy_spec(spec: ArchSpec, settings: QualitySettings, proxy_space: SearchSpa
 
 def check_memory(spec: ArchSpec, proxy: str, *, clips: int, train_batch: int, budget: float) -> int:
     """Predicted bytes of ``proxy`` on ``spec``; a :class:`SpecError` naming the budget if over it."""
-    from vidnas.proxies import get_proxy
-    from vidnas.proxies._scale import evaluation_bytes
+    from vidnas.proxies import evaluation_bytes, get_proxy
 
     kind = get_proxy(proxy).kind
     if kind == "count":

@@ -53,10 +53,10 @@ the choice took (the pool's one-time screening included in the first trial's).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -64,7 +64,7 @@ from vidnas._errors import SpecError
 from vidnas.runners._cheap import CheapModel
 from vidnas.runners._metrics import parse_metric
 
-__all__ = ["ScreenedEHVISampler"]
+__all__ = ["EHVIOptions", "ScreenedEHVISampler"]
 
 ATTR = "screened_ehvi"
 REF = 1.1  # the reference point, in objective units normalised to [0, 1] over the pool (cheap) or trials
@@ -80,24 +80,37 @@ def _base_sampler():
     return optuna.samplers.BaseSampler
 
 
-class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
-    """See the module docstring. Keyword-only; built by the sampler registry from a campaign."""
+@dataclasses.dataclass(frozen=True)
+class EHVIOptions:
+    """The sampler's own options (the registry's ``screened-ehvi`` options; see the module docstring)."""
 
-    def __init__(self, *, space, cheap: CheapModel | None, metrics: Sequence[str], directions: Sequence[str],
-                 constraints: Mapping[str, float] | None = None, seed: int = 0, pool_size: int = 100_000,
-                 n_startup_trials: int | None = None, surrogate: str = "ard", warp: str = "log",
-                 exploration: float = 0.5, neighbours: bool = True) -> None:
-        self.space = space
-        self.cheap = cheap if cheap is not None else CheapModel(space)
-        self.metrics = list(metrics)
-        self.signs = np.asarray([1.0 if d == "minimize" else -1.0 for d in directions])
-        self.constraints = dict(constraints or {})
-        self.seed = int(seed)
-        self.pool_size = int(pool_size)
-        self.surrogate_kind = surrogate
-        self.warp = warp
-        self.exploration = float(exploration)
-        self.neighbours = bool(neighbours)
+    pool_size: int = 100_000
+    n_startup_trials: int | None = None  # None: enough to try every option once, at least 5
+    surrogate: str = "ard"  # ard | ridge
+    warp: str = "log"  # log | none
+    exploration: float = 0.5
+    neighbours: bool = True
+
+
+class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
+    """See the module docstring. Built by the sampler registry from a campaign.
+
+    ``context``: the campaign (a :class:`~vidnas.runners.SamplerContext`: seed, space, directions,
+    metrics, constraints and, when it has one, its :class:`CheapModel`)."""
+
+    def __init__(self, context: Any, options: EHVIOptions | None = None) -> None:
+        options = options or EHVIOptions()
+        space = self.space = context.space
+        self.cheap = context.cheap if context.cheap is not None else CheapModel(space)
+        self.metrics = list(context.metrics)
+        self.signs = np.asarray([1.0 if d == "minimize" else -1.0 for d in context.directions])
+        self.constraints = dict(context.constraints or {})
+        self.seed = int(context.seed)
+        self.pool_size = int(options.pool_size)
+        self.surrogate_kind = options.surrogate
+        self.warp = options.warp
+        self.exploration = float(options.exploration)
+        self.neighbours = bool(options.neighbours)
         info = [parse_metric(m, check=False) for m in self.metrics]
         expensive = [j for j, m in enumerate(info) if not (m.is_cheap and self.cheap.available(m.name))]
         if len(expensive) > 1:
@@ -109,9 +122,9 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
         self.q_exact = not expensive
         self.c_index = [j for j in range(len(self.metrics)) if j != self.q_index]
         groups = len(space.groups)
-        options = int(self.cheap.sizes.sum())
-        self.n_startup = (n_startup_trials if n_startup_trials is not None
-                          else max(5, math.ceil(options / max(1, groups)) + 2))
+        choices = int(self.cheap.sizes.sum())
+        self.n_startup = (options.n_startup_trials if options.n_startup_trials is not None
+                          else max(5, math.ceil(choices / max(1, groups)) + 2))
         self._pool: dict[str, Any] | None = None
         self._picks: dict[int, dict[str, Any]] = {}
         self._encoded: dict[int, tuple[np.ndarray, int] | None] = {}
@@ -368,14 +381,13 @@ class ScreenedEHVISampler(_base_sampler()):  # type: ignore[misc]
         if len(front_q):
             nd = _front_mask(np.concatenate([front_c, front_q[:, None]], axis=1))
             front_c, front_q = front_c[nd], front_q[nd]
-        ref_c = np.full(k, REF)
-        bound = _ehvi_bound(cand_c, mean, np.maximum(sd_bound, 1e-12), front_c, front_q, ref_c, REF,
-                            sorted_rows=cands.n_pool)
+        front = _Front(front_c, front_q, np.full(k, REF), REF)
+        bound = _ehvi_bound(cand_c, mean, np.maximum(sd_bound, 1e-12), front, sorted_rows=cands.n_pool)
         bound[~available] = -np.inf
 
         def exact(rows: np.ndarray) -> np.ndarray:
             sd = np.zeros(len(rows)) if model is None else np.sqrt(model.variance(cands.flat(rows))) * self.exploration
-            return _ehvi(cand_c[rows], mean[rows], np.maximum(sd, 1e-12), front_c, front_q, ref_c, REF)
+            return _ehvi(cand_c[rows], mean[rows], np.maximum(sd, 1e-12), front)
 
         # branch and bound: exact values in bound order until no bound beats the best exact value, over the
         # MAX_EXACT candidates of highest bound (when the surrogate is unsure everywhere, bounds stay high)
@@ -577,11 +589,6 @@ class _Surrogate:
         pairs = self.cov[flat[:, :, None], flat[:, None, :]].sum(axis=(1, 2))
         return np.clip(pairs - 2.0 * self._row_centre[flat].sum(axis=1) + self._centre_quad, 0.0, None)
 
-    def variance_bound(self, flat: np.ndarray) -> np.ndarray:
-        """An upper bound of :meth:`variance`: ``(sum over groups of each group term's sd)^2``
-        (Cauchy-Schwarz on the posterior covariance's blocks)."""
-        return self.block_sd[flat].sum(axis=1) ** 2
-
 
 # Expected hypervolume improvement --------------------------------------------------------------
 
@@ -602,6 +609,16 @@ def _psi_upper(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=float)
     phi = np.exp(-0.5 * z * z) / _SQRT_2PI
     return np.where(z < 0, phi / (1.0 + z * z), z + phi)
+
+
+class _Front(NamedTuple):
+    """The front the improvement is measured against, in normalised minimisation units: its points' cheap
+    objectives ``c`` (N, k) and modelled objective ``q`` (N,), and the reference point ``(ref_c, ref_q)``."""
+
+    c: np.ndarray
+    q: np.ndarray
+    ref_c: np.ndarray
+    ref_q: float
 
 
 def _below(level, mean, sd) -> np.ndarray:
@@ -639,12 +656,13 @@ def _steps(x: np.ndarray, fc: np.ndarray, sorted_rows: int) -> np.ndarray:
     return out
 
 
-def _ehvi_bound(c, mean, sd, front_c, front_q, ref_c, ref_q, sorted_rows: int = 0) -> np.ndarray:
+def _ehvi_bound(c, mean, sd, front: _Front, sorted_rows: int = 0) -> np.ndarray:
     """Upper bound of the EHVI. One cheap objective: the candidate's own step exactly, the rest of its box at
     the next step's level. Otherwise: the candidate's whole box at the level of its own point.
 
     Candidates whose mean lies more than ``FAR`` standard deviations above their level get 0 (their bound
     is below 1e-15 of their box) without evaluating the normal distribution."""
+    front_c, front_q, ref_c, ref_q = front
     if c.shape[1] == 1 and len(front_q):
         order = np.argsort(front_c[:, 0], kind="stable")
         fc = front_c[order, 0]
@@ -665,15 +683,16 @@ def _ehvi_bound(c, mean, sd, front_c, front_q, ref_c, ref_q, sorted_rows: int = 
     return box * sd * _psi_upper((_level_at(c, front_c, front_q, ref_q) - mean) / sd)
 
 
-def _ehvi(c, mean, sd, front_c, front_q, ref_c, ref_q) -> np.ndarray:
+def _ehvi(c, mean, sd, front: _Front) -> np.ndarray:
     """Exact EHVI (minimisation) of candidates with cheap objectives ``c`` and ``q ~ N(mean, sd^2)``."""
     if c.shape[1] <= 1:
-        return _ehvi_steps(c, mean, sd, front_c, front_q, ref_c, ref_q)
-    return np.asarray([_ehvi_prefixes(c[i], mean[i], sd[i], front_c, front_q, ref_c, ref_q) for i in range(len(c))])
+        return _ehvi_steps(c, mean, sd, front)
+    return np.asarray([_ehvi_prefixes(c[i], mean[i], sd[i], front) for i in range(len(c))])
 
 
-def _ehvi_steps(c, mean, sd, front_c, front_q, ref_c, ref_q) -> np.ndarray:
+def _ehvi_steps(c, mean, sd, front: _Front) -> np.ndarray:
     """One cheap objective (or none): the front is a staircase; the improvement a sum over its steps."""
+    front_c, front_q, ref_c, ref_q = front
     if c.shape[1] == 0:
         return _below(_level_at(c, front_c, front_q, ref_q), mean, sd)
     order = np.argsort(front_c[:, 0], kind="stable")
@@ -686,10 +705,11 @@ def _ehvi_steps(c, mean, sd, front_c, front_q, ref_c, ref_q) -> np.ndarray:
     return (widths * _below(levels[None, :], mean[:, None], sd[:, None])).sum(axis=1)
 
 
-def _ehvi_prefixes(c, mean, sd, front_c, front_q, ref_c, ref_q) -> float:
+def _ehvi_prefixes(c, mean, sd, front: _Front) -> float:
     """Several cheap objectives: the integral over q of the box's volume not yet dominated, per front prefix."""
     from vidnas._pareto import hypervolume
 
+    front_c, front_q, ref_c, ref_q = front
     box = float(np.prod(np.clip(ref_c - c, 0.0, None)))
     if box <= 0:
         return 0.0

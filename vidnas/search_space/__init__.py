@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from vidnas._errors import SpecError
 from vidnas.search_space._backbone import Backbone, SlotInfo
 from vidnas.search_space._cost import Cost
 from vidnas.search_space._counting import COUNT_METHODS, ITEMSIZE, CountReport, UnitCount, count_spec
-from vidnas.search_space._dit_spec import DIT_POSITIONS, STYLES, DiTBackbone
 from vidnas.search_space._family import (
+    FAMILIES,
     BackboneFamily,
     build_network,
     build_plan,
@@ -26,6 +27,7 @@ from vidnas.search_space._family import (
 from vidnas.search_space._plan import PlanWalk, UnitPlan, signature_id, slot_config, slot_cost, slot_shape, slot_unit
 from vidnas.search_space._presets import PRESETS, Preset, get_preset, list_presets, preset_spec, register_preset
 from vidnas.search_space._registry import (
+    TEMPORAL_OPS,
     OpParam,
     SlotShape,
     TemporalOpDef,
@@ -34,16 +36,26 @@ from vidnas.search_space._registry import (
     register_temporal_op,
 )
 from vidnas.search_space._sampling import (
+    SPACES,
     OpOption,
     SearchSpace,
     SlotGroup,
     TrialLike,
     get_space,
     list_spaces,
+    option,
     random_specs,
+    register_space,
+)
+from vidnas.search_space._sharing import (
+    SHARING_RULES,
+    SharingRule,
+    get_sharing_rule,
+    no_sharing_key,
+    prefix_slice,
+    register_sharing,
 )
 from vidnas.search_space._spec import SPEC_FORMAT, SPEC_VERSION, ArchSpec, TemporalChoice
-from vidnas.search_space._unet_spec import BackboneSpec
 from vidnas.search_space._weights import (
     PICKLE_SUFFIXES,
     Checkpoint,
@@ -51,13 +63,15 @@ from vidnas.search_space._weights import (
     load_reference_weights,
     read_checkpoint,
 )
+from vidnas.search_space.families.dit.spec import DIT_POSITIONS, STYLES, DiTBackbone
+from vidnas.search_space.families.unet.spec import BackboneSpec
 
 _TORCH_NAMES = {
-    "Conditioning": "vidnas.search_space._unet",
-    "VideoUNet": "vidnas.search_space._unet",
-    "VideoDiT": "vidnas.search_space._dit",
-    "TokenConditioning": "vidnas.search_space._token_branches",
-    "TokenSlot": "vidnas.search_space._token_branches",
+    "Conditioning": "vidnas.search_space.families.unet.network",
+    "VideoUNet": "vidnas.search_space.families.unet.network",
+    "VideoDiT": "vidnas.search_space.families.dit.network",
+    "TokenConditioning": "vidnas.search_space.ops.token_branches",
+    "TokenSlot": "vidnas.search_space.ops.token_branches",
     "UnitHarness": "vidnas.search_space._modules",
     "NetworkHarness": "vidnas.search_space._modules",
     "randomize_zero_layers_": "vidnas.search_space._modules",
@@ -81,6 +95,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FAMILIES",
+    "SHARING_RULES",
+    "SPACES",
+    "SharingRule",
+    "TEMPORAL_OPS",
+    "get_sharing_rule",
+    "no_sharing_key",
+    "option",
+    "prefix_slice",
+    "register_sharing",
+    "register_space",
     "COREML_COMPUTE_UNITS",
     "COREML_PRECISIONS",
     "COUNT_METHODS",
@@ -109,6 +134,7 @@ __all__ = [
     "SlotGroup",
     "SlotInfo",
     "SlotShape",
+    "SpecError",
     "TemporalChoice",
     "TemporalOpDef",
     "TemporalSlot",

@@ -1,4 +1,4 @@
-"""Parameters, FLOPs and peak activation memory per UNet call, without real compute.
+"""Parameters, FLOPs and peak activation memory per network call, without real compute.
 
 Two methods give the same numbers:
 
@@ -38,7 +38,7 @@ ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 @dataclasses.dataclass(frozen=True)
 class UnitCount:
-    """Cost of one unit per UNet call."""
+    """Cost of one unit per network call."""
 
     name: str
     kind: str

@@ -14,12 +14,11 @@ Describing, planning and counting need no torch; a family imports torch only in
 from __future__ import annotations
 
 import abc
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vidnas._errors import SpecError
-from vidnas._plugins import load_plugins, note_registration
+from vidnas._registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -30,8 +29,8 @@ if TYPE_CHECKING:
     from vidnas.search_space._plan import UnitPlan
     from vidnas.search_space._spec import ArchSpec
 
-__all__ = ["BackboneFamily", "build_network", "build_plan", "get_family", "list_families", "register_family",
-           "unit_cost"]
+__all__ = ["FAMILIES", "BackboneFamily", "build_network", "build_plan", "get_family", "list_families",
+           "register_family", "unit_cost"]
 
 
 class BackboneFamily(abc.ABC):
@@ -97,35 +96,20 @@ class BackboneFamily(abc.ABC):
         return 0
 
 
-_FAMILIES: dict[str, BackboneFamily] = {}
+FAMILIES: Registry[BackboneFamily] = Registry("vidnas.families", "backbone family", field="family")
 
 
 def register_family(family: BackboneFamily) -> BackboneFamily:
     """Register ``family`` under ``family.name``; registering a name twice replaces it and warns."""
-    if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
-        warnings.warn(f"backbone family `{family.name}` is registered again; the new one replaces it", stacklevel=2)
-    _FAMILIES[family.name] = family
-    note_registration("vidnas.families", family.name, type(family).__module__)
-    return family
-
-
-def _ensure_builtin() -> None:
-    from vidnas.search_space import _dit_plan, _unet_plan  # noqa: F401  (register on import)
-
-    load_plugins("vidnas.families")  # third-party families (entry point group ``vidnas.families``)
+    return FAMILIES.register(family.name, family, module=type(family).__module__)
 
 
 def get_family(name: str, field: str = "family") -> BackboneFamily:
-    _ensure_builtin()
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise SpecError(field, name, "is not a backbone family", f"known families: {sorted(_FAMILIES)}") from None
+    return FAMILIES.get(name, field)
 
 
 def list_families() -> list[str]:
-    _ensure_builtin()
-    return list(_FAMILIES)
+    return FAMILIES.names()
 
 
 def module_key(name: str) -> str:

@@ -69,12 +69,6 @@ def frames_to_video(x: torch.Tensor, num_frames: int) -> torch.Tensor:
     return x.reshape(b, num_frames, c, h, w).permute(0, 2, 1, 3, 4)
 
 
-def video_to_frames(v: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`frames_to_video`."""
-    b, c, t, h, w = v.shape
-    return v.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-
-
 def first_frame_context(context: torch.Tensor, num_frames: int) -> torch.Tensor:
     """``(B*T, L, D)`` per-frame conditioning -> ``(B, L, D)`` taken from each clip's first frame."""
     bt, length, dim = context.shape
@@ -243,11 +237,3 @@ class FeedForward(nn.Module):
         value, gate = self.proj(x).chunk(2, dim=-1)
         return self.out(value * F.gelu(gate))
 
-
-def causal_block_mask(num_tokens: int, block: int, device: torch.device | None = None) -> torch.Tensor:
-    """Boolean mask, True where token i may attend token j: block(j) <= block(i).
-
-    ``block=1`` gives the ordinary causal mask.
-    """
-    idx = torch.arange(num_tokens, device=device) // block
-    return idx[None, :] <= idx[:, None]

@@ -36,14 +36,13 @@ group (see :mod:`vidnas._plugins`).
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vidnas._errors import SpecError
-from vidnas._plugins import load_plugins, note_registration
+from vidnas._registry import Option, Registry
 from vidnas.search_space._cost import Cost
+from vidnas.search_space._sharing import SHARING_RULES, SharingRule
 
 if TYPE_CHECKING:  # torch is imported only where modules are built
     import torch
@@ -51,6 +50,8 @@ if TYPE_CHECKING:  # torch is imported only where modules are built
 
 __all__ = [
     "OpParam",
+    "Option",
+    "TEMPORAL_OPS",
     "SlotShape",
     "TemporalBranch",
     "TemporalOpDef",
@@ -97,38 +98,7 @@ class TemporalBranch(Protocol):
     ) -> torch.Tensor: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class OpParam:
-    """One hyper-parameter of a temporal op.
-
-    ``default`` may be a value or a function of the slot's :class:`SlotShape`
-    (e.g. ``heads = C // 64``). ``choices`` lists the allowed values when the set is
-    closed; ``minimum``/``maximum`` bound numeric values otherwise.
-    """
-
-    name: str
-    kind: type
-    default: Any
-    doc: str
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def default_for(self, shape: SlotShape) -> Any:
-        return self.default(shape) if callable(self.default) else self.default
-
-    def check(self, value: Any, field: str) -> Any:
-        """Return ``value`` coerced to :attr:`kind`, or raise :class:`SpecError` naming ``field``."""
-        from vidnas._coerce import coerce_scalar
-
-        value = coerce_scalar(self.kind, value, field)
-        if self.choices is not None and value not in self.choices:
-            raise SpecError(field, value, "is not allowed", f"choose one of {list(self.choices)}")
-        if self.minimum is not None and value < self.minimum:
-            raise SpecError(field, value, f"must be >= {self.minimum}")
-        if self.maximum is not None and value > self.maximum:
-            raise SpecError(field, value, f"must be <= {self.maximum}")
-        return value
+OpParam = Option  # one hyper-parameter of a temporal op; its default may be a function of the SlotShape
 
 
 BranchBuilder = Callable[[SlotShape, Mapping[str, Any]], "nn.Module | None"]
@@ -154,6 +124,7 @@ class TemporalOpDef:
     cost: BranchCost | None = None  # closed-form cost of the branch at (shape, params, batch)
     causal_block: Callable[[Mapping[str, Any]], int] | None = None  # frames per causal block (default 1)
     layouts: tuple[str, ...] = ("frames",)  # slot layouts (tensor contracts) the op accepts; "*": any
+    colour: str | None = None  # the op's colour in reports' figures
 
     def causal_block_frames(self, params: Mapping[str, Any]) -> int:
         """For a causal op: output frame t may see input frames up to the end of its block of
@@ -216,7 +187,7 @@ class TemporalOpDef:
         return sig
 
 
-_REGISTRY: dict[str, TemporalOpDef] = {}
+TEMPORAL_OPS: Registry[TemporalOpDef] = Registry("vidnas.temporal_ops", "temporal op", field="op")
 
 
 def _never(params: Mapping[str, Any]) -> bool:
@@ -237,19 +208,21 @@ def register_temporal_op(
     causal_block: Callable[[Mapping[str, Any]], int] | None = None,
     layouts: tuple[str, ...] = ("frames",),
     reference: str = "",
+    colour: str | None = None,
+    sharing: SharingRule | None = None,
 ) -> Callable[[BranchBuilder], BranchBuilder]:
     """Decorator registering ``builder(shape, params) -> branch module`` under ``name``.
 
     ``cost(shape, params, batch)`` gives the branch's :class:`~vidnas.search_space.Cost`
     in closed form (``shape.frames`` is what the branch sees, after ``temporal_stride``);
-    without it, counting traces the branch under fake tensors instead (slower).
+    without it, counting traces the branch under fake tensors instead (slower). ``colour``
+    is the op's colour in reports' figures (a grey when not given); ``sharing`` says how its
+    variants share weights in a supernet (none when not given).
     Registering a name twice replaces the op and warns.
     """
 
     def decorate(builder: BranchBuilder) -> BranchBuilder:
-        if name in _REGISTRY:
-            warnings.warn(f"temporal op `{name}` is registered again; the new definition replaces it", stacklevel=2)
-        _REGISTRY[name] = TemporalOpDef(
+        TEMPORAL_OPS.register(name, TemporalOpDef(
             name=name,
             summary=summary,
             build=builder,
@@ -263,8 +236,10 @@ def register_temporal_op(
             cost=cost,
             causal_block=causal_block,
             layouts=tuple(layouts),
-        )
-        note_registration("vidnas.temporal_ops", name, getattr(builder, "__module__", None))
+            colour=colour,
+        ), module=getattr(builder, "__module__", None))
+        if sharing is not None:
+            SHARING_RULES.register(name, sharing, module=getattr(builder, "__module__", None))
         return builder
 
     return decorate
@@ -272,23 +247,9 @@ def register_temporal_op(
 
 def get_temporal_op(name: str, field: str = "op") -> TemporalOpDef:
     """The registered op ``name``, or a :class:`SpecError` listing the known ones."""
-    _ensure_builtin_ops()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise SpecError(field, name, "is not a registered temporal op", f"known ops: {sorted(_REGISTRY)}") from None
+    return TEMPORAL_OPS.get(name, field)
 
 
 def list_temporal_ops(pattern: str = "*") -> list[str]:
     """Names of registered ops matching a shell-style ``pattern``, in registration order."""
-    _ensure_builtin_ops()
-    return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
-
-
-def _ensure_builtin_ops() -> None:
-    # The built-in ops register themselves on import; importing here keeps the
-    # registry complete however the package was entered. Plugins (entry point group
-    # ``vidnas.temporal_ops``) come after, so that they may replace a built-in op.
-    from vidnas.search_space import _ops_attention, _ops_conv, _ops_tokens  # noqa: F401
-
-    load_plugins("vidnas.temporal_ops")
+    return TEMPORAL_OPS.names(pattern)

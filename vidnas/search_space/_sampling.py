@@ -14,22 +14,25 @@ import fnmatch
 import itertools
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from vidnas._errors import SpecError
+from vidnas._registry import Registry
 from vidnas.search_space._backbone import SlotInfo
 from vidnas.search_space._plan import UnitPlan
-from vidnas.search_space._presets import SVD_TEMPORAL_ATTN, SVD_TEMPORAL_RES, get_preset
 from vidnas.search_space._spec import ArchSpec, TemporalChoice
 
 __all__ = [
+    "SPACES",
     "OpOption",
     "SearchSpace",
     "SlotGroup",
     "TrialLike",
     "get_space",
     "list_spaces",
+    "option",
+    "register_space",
     "random_specs",
 ]
 
@@ -273,139 +276,30 @@ def random_specs(space: str | SearchSpace, n: int, seed: int = 0, **shape: int |
 
 # Named spaces -------------------------------------------------------------------------------
 
-
-def _opt(op: str, **params: Any) -> OpOption:
-    return OpOption(op, {k: v if isinstance(v, tuple) else (v,) for k, v in params.items()})
-
-
-def _tiny(**shape: int | None) -> SearchSpace:
-    base = get_preset("tiny").spec(**shape)
-    t = base.backbone.frames
-    res = [_opt("none"), _opt("conv1d", kernel=(3, 5), causal=(False, True)), _opt("conv2plus1d"),
-           _opt("conv3d"), _opt("shift")]
-    attn = [_opt("none"), _opt("attn1d"), _opt("attn1d_causal"), _opt("attn3d"), _opt("xattn1d"), _opt("xattn3d")]
-    if t >= 4:
-        attn.append(_opt("attn1d_window", window=(t // 2,), window_stride=(max(1, t // 4),)))
-    if t % 2 == 0:
-        attn.append(_opt("attn3d_blockcausal", chunk=(2,)))
-    return SearchSpace.from_rules("tiny", base, [("*.res", res), ("*.attn", attn)],
-                                  summary="every op at every slot of the tiny UNet")
+SpaceFactory = Callable[..., SearchSpace]  # factory(frames=, height=, width=, width_mult=) -> SearchSpace
+SPACES: Registry[SpaceFactory] = Registry("vidnas.spaces", "search space", unknown="is not a search space",
+                                          field="space")
 
 
-def _tiny_enum(**shape: int | None) -> SearchSpace:
-    base = get_preset("tiny").spec(**shape)
-    res = [_opt("none"), _opt("conv1d", kernel=(3, 5)), _opt("shift"), _opt("conv2plus1d")]
-    attn = [_opt("none"), _opt("attn1d"), _opt("attn1d_causal"), _opt("attn3d"), _opt("xattn1d")]
-    return SearchSpace.from_rules("tiny-enum", base, [("*.res", res), ("*.attn", attn)], tie="level_position",
-                                  summary="tiny UNet, one choice per level and position: small enough to enumerate")
-
-
-def _tiny_enum_groups(name: str, attention: Sequence[tuple[str, str, Sequence[OpOption]]], summary: str,
-                     **shape: int | None) -> SearchSpace:
-    """The tiny UNet with one choice per stage and level at its conv blocks (five groups of four options)
-    and the given attention groups ``(group name, slot pattern, options)``: enumerable benchmark spaces."""
-    base = get_preset("tiny").spec(**shape)
-    res = [_opt("none"), _opt("conv1d", kernel=(3,)), _opt("shift"), _opt("conv2plus1d")]
-    res_groups = SearchSpace.from_rules(name, base, [("*.res", res)], tie="stage_level_position").groups
-    attn_groups = []
-    for group, pattern, options in attention:
-        slots = tuple(s.name for s in base.slots() if fnmatch.fnmatchcase(s.name, pattern))
-        attn_groups.append(SlotGroup(group, slots, tuple(options)))
-    return SearchSpace(name, base, res_groups + tuple(attn_groups), summary)
-
-
-def _tiny_enum_3k(**shape: int | None) -> SearchSpace:
-    attn = [_opt("none"), _opt("attn1d"), _opt("attn3d")]
-    summary = ("tiny UNet, 3,072 architectures: a conv choice per stage and level, one attention choice for all "
-               "(a search benchmark)")
-    return _tiny_enum_groups("tiny-enum-3k", [("L1.attn", "*.attn", attn)], summary, **shape)
-
-
-def _tiny_enum_30k(**shape: int | None) -> SearchSpace:
-    down = [_opt("none"), _opt("attn1d")]
-    mid = [_opt("none"), _opt("attn1d"), _opt("attn3d")]
-    up = [_opt("none"), _opt("attn1d"), _opt("attn1d_causal"), _opt("attn3d"), _opt("xattn1d")]
-    attention = [("down.L1.attn", "down.*.attn", down), ("mid.L1.attn", "mid.*.attn", mid),
-                 ("up.L1.attn", "up.*.attn", up)]
-    summary = ("tiny UNet, 30,720 architectures: a conv choice per stage and level, an attention choice per stage "
-               "(a search benchmark)")
-    return _tiny_enum_groups("tiny-enum-30k", attention, summary, **shape)
-
-
-def _flops_mislead(**shape: int | None) -> SearchSpace:
-    """Options whose FLOPs and latency disagree: zero-FLOP and memory-bound ops beside dense ones.
-
-    Shifts (no FLOPs, only data movement), funnelled conv blocks (few FLOPs, full-width group
-    norms), windowed attention over many two-frame windows (many small products), temporal
-    multiscaling (half the frames inside, pooling and repetition around) and funnelled
-    attention, against dense conv3d and attn3d; on the tiny UNet so that it runs fast on a CPU.
-    """
-    base = get_preset("tiny").spec(**shape)
-    t = base.backbone.frames
-    strides = (1, 2) if t % 2 == 0 and t >= 4 else (1,)
-    res = [_opt("none"), _opt("shift", fold_div=(4, 8), temporal_stride=strides),
-           _opt("conv1d", funnel=(0.25, 1.0), temporal_stride=strides), _opt("conv3d")]
-    attn = [_opt("none"), _opt("attn1d", funnel=(0.25, 1.0), temporal_stride=strides), _opt("attn3d")]
-    if t >= 2:
-        attn.append(_opt("attn1d_window", window=(2,), window_stride=(1,), funnel=(0.25, 1.0)))
-    return SearchSpace.from_rules("flops-mislead", base, [("*.res", res), ("*.attn", attn)],
-                                  summary="tiny UNet with zero-FLOP and memory-bound temporal options, where FLOPs "
-                                          "mislead about latency (a benchmark of latency tables against counting)")
-
-
-SNAPGEN_V_OPS = (
-    _opt("none"), _opt("conv1d", kernel=(3, 5)), _opt("conv3d"), _opt("attn1d"), _opt("attn3d"), _opt("xattn1d"),
-    _opt("xattn3d"),
-)
-
-
-def _snapgen_v(**shape: int | None) -> SearchSpace:
-    base = get_preset("snapgen-v").spec(**shape)
-    return SearchSpace.from_rules("snapgen-v", base, [("*", SNAPGEN_V_OPS)],
-                                  summary="SnapGen-V's six temporal layers (or none) at every slot")
-
-
-def _svd_pruning(preset: str, **shape: int | None) -> SearchSpace:
-    base = get_preset(preset).spec(**shape)
-    funnels = (0.25, 0.5, 0.75, 1.0)
-    res = [_opt("none"), _opt(SVD_TEMPORAL_RES["op"], **SVD_TEMPORAL_RES["params"], funnel=funnels,
-                              temporal_stride=(1, 2))]
-    attn = [_opt("none"), _opt(SVD_TEMPORAL_ATTN["op"], **SVD_TEMPORAL_ATTN["params"], funnel=funnels,
-                               temporal_stride=(1, 2))]
-    if base.backbone.frames % 2:
-        res[1] = _opt(SVD_TEMPORAL_RES["op"], **SVD_TEMPORAL_RES["params"], funnel=funnels)
-        attn[1] = _opt(SVD_TEMPORAL_ATTN["op"], **SVD_TEMPORAL_ATTN["params"], funnel=funnels)
-    return SearchSpace.from_rules(preset, base, [("*.res", res), ("*.attn", attn)],
-                                  summary="MobileVD: prune each SVD temporal block, funnel its width, halve its frames")
-
-
-_SPACES = {
-    "tiny": _tiny,
-    "tiny-enum": _tiny_enum,
-    "tiny-enum-3k": _tiny_enum_3k,
-    "tiny-enum-30k": _tiny_enum_30k,
-    "flops-mislead": _flops_mislead,
-    "snapgen-v": _snapgen_v,
-    "mobilevd": lambda **shape: _svd_pruning("mobilevd", **shape),
-    "svd": lambda **shape: _svd_pruning("svd", **shape),
-}
-
-from vidnas.search_space._dit_spaces import DIT_SPACES  # noqa: E402  (transformer spaces, in their own module)
-
-_SPACES.update(DIT_SPACES)
+def register_space(name: str, factory: SpaceFactory) -> SpaceFactory:
+    """Add the named search space ``factory(**shape)`` (``shape``: any of frames, height, width,
+    width_mult); its families' modules register theirs, a plugin through ``vidnas.spaces``."""
+    return SPACES.register(name, factory)
 
 
 def list_spaces() -> list[str]:
-    return list(_SPACES)
+    return SPACES.names()
 
 
 def get_space(name: str, *, frames: int | None = None, height: int | None = None, width: int | None = None,
               width_mult: float | None = None, field: str = "space") -> SearchSpace:
     """A named search space, optionally at another clip length, pixel size or channel width."""
-    try:
-        factory = _SPACES[name]
-    except KeyError:
-        raise SpecError(field, name, "is not a search space", f"choose one of {list(_SPACES)}") from None
+    factory = SPACES.get(name, field)
     shape = {k: v for k, v in (("frames", frames), ("height", height), ("width", width),
                                ("width_mult", width_mult)) if v is not None}
     return dataclasses.replace(factory(**shape), shape=shape)
+
+
+def option(op: str, **params: Any) -> OpOption:
+    """An :class:`OpOption`; a single value fixes a parameter, a tuple lists the values searched."""
+    return OpOption(op, {k: v if isinstance(v, tuple) else (v,) for k, v in params.items()})

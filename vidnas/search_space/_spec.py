@@ -2,8 +2,8 @@
 
 An ArchSpec is a backbone of some *family* (``unet``: a latent video UNet; ``dit``: a
 video diffusion transformer; see ``_family``) plus the op chosen at every *slot* the
-backbone offers (``vidnas space show PRESET`` lists them; ``_unet_spec`` and
-``_dit_spec`` name them).
+backbone offers (``vidnas space show PRESET`` lists them; ``families/unet/spec`` and
+``families/dit/spec`` name them).
 
 Format: version 2 records the family (``"family": "unet"``); version 1 files, written
 before there was more than one family, are UNets and still load. The canonical JSON

@@ -2,7 +2,7 @@
 
 attn1d, attn1d_causal, attn1d_window, attn3d, attn3d_blockcausal, xattn1d, xattn3d.
 Registrations, parameter checks and closed-form costs; the module is in
-``_attention_branches`` and imported only when an op is built.
+``ops/attention_branches`` and imported only when an op is built.
 """
 
 from __future__ import annotations
@@ -21,8 +21,18 @@ from vidnas.search_space._cost import (
     mlp_params,
     sdpa_flops,
 )
-from vidnas.search_space._params import FF_IN, FUNNEL, HEADS, MERGE, POS, TEMPORAL_STRIDE, funnel_heads, window_starts
 from vidnas.search_space._registry import OpParam, SlotShape, register_temporal_op
+from vidnas.search_space._sharing import SharingRule, prefix_slice
+from vidnas.search_space.ops.params import (
+    FF_IN,
+    FUNNEL,
+    HEADS,
+    MERGE,
+    POS,
+    TEMPORAL_STRIDE,
+    funnel_heads,
+    window_starts,
+)
 
 # Costs ---------------------------------------------------------------------------------
 
@@ -159,7 +169,7 @@ CHUNK = OpParam("chunk", int, 1, "frames per causal block: bidirectional inside,
 
 def _transformer_builder(layout: str, pattern: str, *, cross: bool):
     def build(shape: SlotShape, params: Mapping[str, Any]):
-        from vidnas.search_space._attention_branches import TemporalTransformerBranch
+        from vidnas.search_space.ops.attention_branches import TemporalTransformerBranch
 
         heads = params["heads"]
         return TemporalTransformerBranch(
@@ -181,6 +191,32 @@ def _transformer_builder(layout: str, pattern: str, *, cross: bool):
     return build
 
 
+# Weight sharing: a funnel keeps the first heads (head width kept) and the first hidden units of each
+# feed-forward half; temporal multiscaling changes no weight; another head count shares nothing.
+
+
+def _largest_attention(variants: list[Mapping[str, Any]]) -> dict[str, Any]:
+    out = dict(variants[0])
+    out["funnel"] = max(v["funnel"] for v in variants)
+    out["temporal_stride"] = 1
+    return out
+
+
+def _cut_attention(name: str, tensor: Any, shape: tuple[int, ...], full: Mapping[str, Any],
+                   sub: Mapping[str, Any]) -> Any:
+    if name.endswith("proj.weight") or name.endswith("proj.bias"):  # GEGLU: [value | gate] halves
+        import torch
+
+        half, keep = tensor.shape[0] // 2, shape[0] // 2
+        rows = torch.cat([tensor[:keep], tensor[half : half + keep]])
+        return rows[(slice(None), *(slice(0, n) for n in shape[1:]))] if len(shape) > 1 else rows
+    return prefix_slice(name, tensor, shape, full, sub)
+
+
+ATTENTION_RULE = SharingRule(shared=("funnel", "temporal_stride"), largest=_largest_attention,
+                             cut=_cut_attention)
+
+
 def _transformer_cost(layout: str, pattern: str, *, cross: bool):
     def cost(shape: SlotShape, params: Mapping[str, Any], batch: int) -> Cost:
         return transformer_branch_cost(layout, pattern, cross, shape, params, batch)
@@ -190,6 +226,8 @@ def _transformer_cost(layout: str, pattern: str, *, cross: bool):
 
 register_temporal_op(
     "attn1d",
+    sharing=ATTENTION_RULE,
+    colour="#f28e2b",
     summary="temporal self-attention over the frames at each location (AnimateDiff motion module, SVD)",
     params=_ATTN_PARAMS,
     check_shape=_check_heads,
@@ -199,6 +237,8 @@ register_temporal_op(
 
 register_temporal_op(
     "attn1d_causal",
+    sharing=ATTENTION_RULE,
+    colour="#e15759",
     summary="causal temporal self-attention: frame t attends frames <= t (CausVid, Phenaki C-ViViT); KV cache",
     params=_ATTN_PARAMS,
     is_causal=_always,
@@ -210,6 +250,8 @@ register_temporal_op(
 
 register_temporal_op(
     "attn1d_window",
+    sharing=ATTENTION_RULE,
+    colour="#ff9da7",
     summary="windowed temporal self-attention fused with pyramid weights (FreeNoise: window 16, stride 4)",
     params=(HEADS, FUNNEL, WINDOW_POS, FF_IN, WINDOW, WINDOW_STRIDE, TEMPORAL_STRIDE, MERGE),
     check_shape=_check_window,
@@ -219,6 +261,8 @@ register_temporal_op(
 
 register_temporal_op(
     "attn3d",
+    sharing=ATTENTION_RULE,
+    colour="#b07aa1",
     summary="full spatio-temporal self-attention over all T*H*W tokens (CogVideoX)",
     params=_ATTN_PARAMS,
     check_shape=_check_heads,
@@ -228,6 +272,8 @@ register_temporal_op(
 
 register_temporal_op(
     "attn3d_blockcausal",
+    sharing=ATTENTION_RULE,
+    colour="#9c755f",
     summary="3-D attention, bidirectional within a chunk of frames, causal across chunks (CausVid); KV cache",
     params=(HEADS, FUNNEL, POS, FF_IN, CHUNK, TEMPORAL_STRIDE, MERGE),
     is_causal=_always,
@@ -240,6 +286,8 @@ register_temporal_op(
 
 register_temporal_op(
     "xattn1d",
+    sharing=ATTENTION_RULE,
+    colour="#edc948",
     summary="temporal self-attention plus cross-attention to the conditioning (SnapGen-V CrossAttn1D, SVD)",
     params=_ATTN_PARAMS,
     uses_context=True,
@@ -250,6 +298,8 @@ register_temporal_op(
 
 register_temporal_op(
     "xattn3d",
+    sharing=ATTENTION_RULE,
+    colour="#59a14f",
     summary="3-D self-attention plus cross-attention to the conditioning (SnapGen-V CrossAttn3D)",
     params=_ATTN_PARAMS,
     uses_context=True,

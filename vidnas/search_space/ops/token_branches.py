@@ -1,4 +1,4 @@
-"""Modules of the token ops (registered in ``_ops_tokens``; contract there) and the styles they read.
+"""Modules of the token ops (registered in ``ops/tokens``; contract there) and the styles they read.
 
 Every self-attention op is the same sub-layer, ``delta = gate * Attn(modulate(norm(x)))``,
 with its projections, query/key norms and rotary positions here once; ops differ only in
@@ -35,7 +35,7 @@ Grid = tuple[int, int, int]
 
 @dataclasses.dataclass
 class TokenConditioning:
-    """What a token op reads besides its tokens (see the contract in ``_ops_tokens``)."""
+    """What a token op reads besides its tokens (see the contract in ``ops/tokens``)."""
 
     grid: tuple[int, int, int]  # (T, H, W) tokens of x along time, height, width
     temb: torch.Tensor | None = None  # (B, D) time embedding
@@ -425,7 +425,7 @@ class TokenAttention(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries of ``x``, keys and values of ``source`` (default ``x``), each (B, len, heads, d).
 
-        One at a time, each finished before the next is projected (memory counted in ``_ops_tokens``).
+        One at a time, each finished before the next is projected (memory counted in ``ops/tokens``).
         """
         source = x if source is None else source
         q = self._split(self.to_q(x), self.norm_q, rotary)
@@ -450,7 +450,7 @@ class TokenAttention(nn.Module):
 
 
 class SelfAttentionBranch(nn.Module):
-    """``delta = gate * to_out(pattern(q, k, v))`` on ``modulate(norm(x))``; see ``_ops_tokens``."""
+    """``delta = gate * to_out(pattern(q, k, v))`` on ``modulate(norm(x))``; see ``ops/tokens``."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, extras: dict[str, Any], pattern: Any, *,
                  zero_init: bool = True, temb_dim: int | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Modules of the convolutional and shift temporal ops (registered in ``_ops_conv``)."""
+"""Modules of the convolutional and shift temporal ops (registered in ``ops/conv``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Convolutional and zero-FLOP temporal ops: none, shift, conv1d, conv3d, conv2plus1d.
 
 Registrations, parameter checks and closed-form costs; the modules are in
-``_conv_branches`` and imported only when an op is built.
+``ops/conv_branches`` and imported only when an op is built.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.search_space._cost import Cost, conv_flops, conv_params, linear_flops, linear_params
-from vidnas.search_space._params import (
+from vidnas.search_space._registry import OpParam, SlotShape, register_temporal_op
+from vidnas.search_space._sharing import SharingRule
+from vidnas.search_space.ops.params import (
     CAUSAL,
     FUNNEL,
     KERNEL,
@@ -20,7 +22,6 @@ from vidnas.search_space._params import (
     USE_TEMB,
     conv_inner_width,
 )
-from vidnas.search_space._registry import OpParam, SlotShape, register_temporal_op
 
 # Costs ---------------------------------------------------------------------------------
 
@@ -85,7 +86,7 @@ def _check_kernel(shape: SlotShape, params: Mapping[str, Any], field: str) -> No
 
 def _conv_builder(variant: str):
     def build(shape: SlotShape, params: Mapping[str, Any]):
-        from vidnas.search_space._conv_branches import TemporalConvBranch
+        from vidnas.search_space.ops.conv_branches import TemporalConvBranch
 
         return TemporalConvBranch(
             shape.channels,
@@ -102,11 +103,38 @@ def _conv_builder(variant: str):
     return build
 
 
+# Weight sharing: kernel 3 is the centre of kernel 5 (the last taps when causal: the taps nearest
+# the present), a funnel the first ``funnel * C`` inner channels; temporal multiscaling changes no weight.
+
+
+def _largest_conv(variants: list[Mapping[str, Any]]) -> dict[str, Any]:
+    out = dict(variants[0])
+    out["kernel"] = max(v["kernel"] for v in variants)
+    out["funnel"] = max(v["funnel"] for v in variants)
+    out["temporal_stride"] = 1
+    return out
+
+
+def _cut_conv(name: str, tensor: Any, shape: tuple[int, ...], full: Mapping[str, Any], sub: Mapping[str, Any]) -> Any:
+    block = tensor[tuple(slice(0, n) for n in shape[:2])]  # output, input channels
+    if len(shape) <= 2:
+        return tensor[tuple(slice(0, n) for n in shape)]
+    k_full, k = tensor.shape[2], shape[2]
+    if k_full != k:  # the temporal taps: centred, or the most recent ones when causal
+        start = k_full - k if sub.get("causal") else (k_full - k) // 2
+        block = block[:, :, start : start + k]
+    return block[tuple(slice(0, n) for n in shape)]
+
+
+CONV_RULE = SharingRule(shared=("kernel", "funnel", "temporal_stride"), largest=_largest_conv, cut=_cut_conv)
+
+
 _CONV_PARAMS = (KERNEL, CAUSAL, USE_TEMB, FUNNEL, TEMPORAL_STRIDE, MERGE)
 
 
 @register_temporal_op(
     "none",
+    colour="#e8e8e8",
     summary="no temporal layer: the slot is the identity (temporal-block pruning)",
     cost=lambda shape, params, batch: Cost(0, 0, 0),
     layouts=("*",),
@@ -124,6 +152,8 @@ def _conv_cost(variant: str):
 
 register_temporal_op(
     "conv1d",
+    sharing=CONV_RULE,
+    colour="#4e79a7",
     summary="temporal residual block with (k,1,1) convolutions (SVD TemporalResnetBlock, ModelScope TemporalConvLayer)",
     params=_CONV_PARAMS,
     is_causal=_is_causal,
@@ -136,6 +166,8 @@ register_temporal_op(
 
 register_temporal_op(
     "conv3d",
+    sharing=CONV_RULE,
+    colour="#1f4e79",
     summary="residual block with full (k,3,3) 3-D convolutions",
     params=_CONV_PARAMS,
     is_causal=_is_causal,
@@ -148,6 +180,8 @@ register_temporal_op(
 
 register_temporal_op(
     "conv2plus1d",
+    sharing=CONV_RULE,
+    colour="#76b7b2",
     summary="(2+1)-D residual block: a spatial 3x3 conv then a temporal (k,1,1) conv",
     params=_CONV_PARAMS,
     is_causal=_is_causal,
@@ -163,6 +197,7 @@ FOLD_DIV = OpParam("fold_div", int, 8, "1/fold_div of the channels move each way
 
 @register_temporal_op(
     "shift",
+    colour="#bab0ac",
     summary="temporal shift (TSM): channels exchanged with neighbouring frames, zero multiply-accumulates",
     params=(FOLD_DIV, CAUSAL, TEMPORAL_STRIDE, MERGE),
     is_causal=_is_causal,
@@ -171,6 +206,6 @@ FOLD_DIV = OpParam("fold_div", int, 8, "1/fold_div of the channels move each way
     reference="TSM (Lin et al. 2019)",
 )
 def _build_shift(shape: SlotShape, params: Mapping[str, Any]):
-    from vidnas.search_space._conv_branches import TemporalShiftBranch
+    from vidnas.search_space.ops.conv_branches import TemporalShiftBranch
 
     return TemporalShiftBranch(shape.channels, params["fold_div"], params["causal"], params["merge"] == "residual")

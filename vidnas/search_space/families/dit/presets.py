@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from vidnas.search_space._dit_spec import DiTBackbone
 from vidnas.search_space._presets import Preset, register_preset
+from vidnas.search_space.families.dit.spec import DiTBackbone
 
 __all__ = ["COGVIDEOX_2B", "COGVIDEOX_TEMPORAL", "LATTE", "LATTE_TEMPORAL", "LTX_VIDEO", "WAN_1_3B",
            "WAN_TEMPORAL"]

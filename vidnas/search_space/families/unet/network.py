@@ -1,4 +1,4 @@
-"""The latent video UNet as PyTorch modules, built from its plan (see ``_unet_plan``)."""
+"""The latent video UNet as PyTorch modules, built from its plan (see ``families/unet/plan``)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from vidnas.search_space._layers import Attention, FeedForward, GroupNorm, Times
 from vidnas.search_space._plan import PlanWalk, UnitPlan, slot_shape
 from vidnas.search_space._slot import TemporalSlot
 from vidnas.search_space._spec import ArchSpec
-from vidnas.search_space._unet_plan import unet_plan
-from vidnas.search_space._unet_spec import BackboneSpec
+from vidnas.search_space.families.unet.plan import unet_plan
+from vidnas.search_space.families.unet.spec import BackboneSpec
 
 __all__ = ["Conditioning", "VideoUNet", "build_unet_unit", "call_unet_unit", "unet_unit_inputs"]
 

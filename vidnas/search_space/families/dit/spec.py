@@ -10,10 +10,10 @@ feed-forward width, the text conditioning and the timestep embedding; and the *s
 in which real models differ, as plain data (``modulation``, ``positions``, ``qk_norm``,
 ``norm``, ``cross_attn_norm``, ``ff_activation``, ``text_mode``, ``text_projection``, and the fields
 after ``vae_temporal_factor`` that LTX-Video, Latte and CogVideoX need). A style is one name here
-plus one small function in ``_token_branches`` (a norm, a modulation, a positional table): a
+plus one small function in ``ops/token_branches`` (a norm, a modulation, a positional table): a
 model that differs only there is new data, not a new network. With ``text_mode`` joint
 (CogVideoX) the projected text tokens lead the video tokens through every slot (the token stream is
-``(B, text_tokens + T*H*W, D)``); which ops accept that, and what the text attends, is in ``_ops_tokens``.
+``(B, text_tokens + T*H*W, D)``); which ops accept that, and what the text attends, is in ``ops/tokens``.
 
 Slots are named ``block.{i}.{position}``, in execution order inside block ``i``:
 
@@ -22,14 +22,14 @@ Slots are named ``block.{i}.{position}``, in execution order inside block ``i``:
   windowed, block-causal with a KV cache, sparse); ``none`` removes it;
 * ``temporal``: an extra temporal layer (``frames`` layout; default ``none``): any op
   of the registry's frame contract, run on the block's tokens seen as frames
-  ``(B*T, D, H, W)`` (a channels-last view; see ``_dit``);
+  ``(B*T, D, H, W)`` (a channels-last view; see ``families/dit/network``);
 * ``cross``: cross-attention to the text tokens (``tok_xattn``) or ``none``;
 * ``ff``: the feed-forward (``tok_ff``, with a ``funnel`` on its hidden width) or ``none``.
 
 A block whose four slots are all ``none`` is *dropped*: it computes nothing and holds
 no parameters (the AdaLN table rows belong to the ``attn`` and ``ff`` ops that read them),
 so pruning whole blocks, as MobileVD prunes temporal blocks, is a choice at every slot of
-the block. The token tensor contract of the ``tokens`` slots is stated once, in ``_ops_tokens``.
+the block. The token tensor contract of the ``tokens`` slots is stated once, in ``ops/tokens``.
 """
 
 from __future__ import annotations
@@ -166,11 +166,6 @@ class DiTBackbone(Backbone):
     @property
     def tokens(self) -> int:
         return math.prod(self.grid)
-
-    @property
-    def patch_channels(self) -> int:
-        """Values per token of the output head: out_channels x the patch volume."""
-        return self.out_channels * math.prod(self.patch_size)
 
     @property
     def modulation_rows(self) -> int:

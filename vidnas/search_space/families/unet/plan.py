@@ -3,7 +3,7 @@
 A unit is the time embedding, ``conv_in``, a residual block, the two halves of a spatial
 transformer, a temporal slot, a down/upsampler or ``conv_out``; the skip stack carries
 the down path's outputs to the up path and the residual stack a spatial transformer's
-input to its second half. The modules are in ``_unet`` (torch), imported only when built.
+input to its second half. The modules are in ``families/unet/network`` (torch), imported only when built.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from vidnas.search_space._cost import (
     mlp_params,
     sdpa_flops,
 )
-from vidnas.search_space._family import BackboneFamily, register_family
 from vidnas.search_space._plan import UnitPlan, slot_config, slot_cost, slot_shape
-from vidnas.search_space._unet_spec import BackboneSpec
 
 if TYPE_CHECKING:
     from vidnas.search_space._spec import ArchSpec
 
-__all__ = ["UNetFamily", "unet_plan", "unet_unit_cost"]
+__all__ = ["unet_plan", "unet_unit_cost"]
 
 
 def unet_plan(spec: ArchSpec) -> list[UnitPlan]:
@@ -188,52 +186,3 @@ def unet_unit_cost(plan: UnitPlan, batch: int) -> Cost | None:
     if plan.kind == "attn_out":
         return Cost(linear_params(cin, cin), linear_flops(n * h * w, cin, cin), 2 * f_in)
     raise ValueError(f"unknown unit kind {plan.kind!r}")
-
-
-class UNetFamily(BackboneFamily):
-    """The latent video UNet (Stable Video Diffusion's family)."""
-
-    name = "unet"
-    backbone_type = BackboneSpec
-
-    def plan(self, spec):
-        return unet_plan(spec)
-
-    def unit_cost(self, plan, batch):
-        return unet_unit_cost(plan, batch)
-
-    def build_unit(self, plan):
-        from vidnas.search_space._unet import build_unet_unit
-
-        return build_unet_unit(plan)
-
-    def build_network(self, spec):
-        from vidnas.search_space._unet import VideoUNet
-
-        return VideoUNet(spec)
-
-    def unit_inputs(self, plan, backbone, batch, *, seed=0, dtype=None):
-        from vidnas.search_space._unet import unet_unit_inputs
-
-        return unet_unit_inputs(plan, backbone, batch, seed=seed, dtype=dtype)
-
-    def call_unit(self, module, plan, tensors):
-        from vidnas.search_space._unet import call_unet_unit
-
-        return call_unet_unit(module, plan, tensors)
-
-    def reference_state_dict(self, spec, state, *, reference):
-        from vidnas.search_space._unet_weights import unet_reference_state_dict
-
-        return unet_reference_state_dict(spec, state, reference=reference)
-
-    def conditioning_elements(self, backbone, batch):
-        # The time embedding and the context are repeated per frame and live through the call.
-        n = batch * backbone.frames
-        elements = n * backbone.temb_channels
-        if backbone.cross_attention_dim:
-            elements += n * backbone.context_tokens * backbone.cross_attention_dim
-        return elements
-
-
-register_family(UNetFamily())

@@ -20,7 +20,7 @@ Units, in execution order (each timed on its own in a latency table):
 Per-frame shapes follow ``_plan``: a token unit's shape is ``(D, H', W')`` with ``T'`` frames.
 The rotary tables are computed with the conditioning (no multiply-accumulates; their memory
 is counted in :meth:`DiTFamily.conditioning_elements`), as are sine-cosine positions. Modules are in
-``_dit`` (torch).
+``families/dit/network`` (torch).
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ import math
 from typing import TYPE_CHECKING
 
 from vidnas.search_space._cost import Cost, conv_flops, conv_params, linear_flops, linear_params
-from vidnas.search_space._dit_spec import DiTBackbone
-from vidnas.search_space._family import BackboneFamily, register_family
 from vidnas.search_space._plan import UnitPlan, slot_config, slot_cost, slot_shape
+from vidnas.search_space.families.dit.spec import DiTBackbone
 
 if TYPE_CHECKING:
     from vidnas.search_space._spec import ArchSpec
 
-__all__ = ["DiTFamily", "dit_plan", "dit_unit_cost"]
+__all__ = ["dit_plan", "dit_unit_cost"]
 
 
 def dit_plan(spec: ArchSpec) -> list[UnitPlan]:
@@ -184,58 +183,3 @@ def head_cost(plan: UnitPlan, batch: int) -> Cost:
         return Cost(params, flops, peak)
     peak = 2 * batch * d + max(2 * f + batch * d, f + fo, 2 * fo)  # norm + modulation; projection; unpatchify
     return Cost(2 * d + affine + linear_params(d, patch), linear_flops(rows, d, patch), peak)
-
-
-class DiTFamily(BackboneFamily):
-    """The video diffusion transformer (Wan 2.1's family; CogVideoX, LTX-Video, Latte as styles)."""
-
-    name = "dit"
-    backbone_type = DiTBackbone
-
-    def plan(self, spec):
-        return dit_plan(spec)
-
-    def unit_cost(self, plan, batch):
-        return dit_unit_cost(plan, batch)
-
-    def build_unit(self, plan):
-        from vidnas.search_space._dit import build_dit_unit
-
-        return build_dit_unit(plan)
-
-    def build_network(self, spec):
-        from vidnas.search_space._dit import VideoDiT
-
-        return VideoDiT(spec)
-
-    def unit_inputs(self, plan, backbone, batch, *, seed=0, dtype=None):
-        from vidnas.search_space._dit import dit_unit_inputs
-
-        return dit_unit_inputs(plan, backbone, batch, seed=seed, dtype=dtype)
-
-    def call_unit(self, module, plan, tensors):
-        from vidnas.search_space._dit import call_dit_unit
-
-        return call_dit_unit(module, plan, tensors)
-
-    def batch_of(self, plan, tensors):
-        rows = tensors[0].shape[0] if tensors else 1  # clips for the conditioning and every token unit
-        return max(1, rows // plan.frames) if plan.kind == "patch_embed" else rows
-
-    def conditioning_elements(self, backbone, batch):
-        # The time embedding, the AdaLN rows, the projected text and the rotary tables live through a call.
-        d = backbone.dim
-        elements = batch * (backbone.temb_dim + d * backbone.modulation_rows) + batch * backbone.context_tokens * d
-        if backbone.rotary:  # cosines and sines of every token
-            elements += backbone.tokens * 2 * backbone.rotary_width
-        elif backbone.positions == "sincos3d":  # the table added to the video tokens
-            elements += backbone.tokens * d
-        return elements
-
-    def reference_state_dict(self, spec, state, *, reference):
-        from vidnas.search_space._dit import map_reference_state
-
-        return map_reference_state(spec, state, reference=reference)
-
-
-register_family(DiTFamily())

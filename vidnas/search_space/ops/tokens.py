@@ -2,14 +2,14 @@
 
 Tensor contract (one for every op that accepts the ``tokens`` layout)
 ----------------------------------------------------------------------
-An op at a ``tokens`` slot is wrapped by :class:`~vidnas.search_space._token_branches.TokenSlot`
+An op at a ``tokens`` slot is wrapped by :class:`~vidnas.search_space.ops.token_branches.TokenSlot`
 and called as::
 
     y = slot(x, cond)
 
 * ``x``: ``(B, T*H*W, D)``: the tokens of ``B`` clips, raster order (frame, row, column),
   ``D`` = ``SlotShape.channels``, the grid ``(T, H, W)`` = ``SlotShape.frames/height/width``;
-* ``cond``: a :class:`~vidnas.search_space._token_branches.TokenConditioning` with
+* ``cond``: a :class:`~vidnas.search_space.ops.token_branches.TokenConditioning` with
   ``grid`` ``(T, H, W)``; ``modulation`` ``(B, rows, D)``: the shared time projection whose rows
   ``[modulation_row, modulation_row + 3)`` (a slot fact) are this op's shift, scale and gate;
   ``rotary``: cosines and sines ``(T*H*W, head_dim/2)`` of each token's 3-D position;
@@ -29,7 +29,7 @@ text tokens attend and what attends them, per op:
 * ``none``: nothing changes;
 * every other token op (windowed, factorised, causal, sparse, cross-attention) refuses a joint
   slot at validation with a :class:`SpecError` naming the slot, the op and why;
-* a ``frames`` op at the ``temporal`` slot (``_dit``) sees the grid alone: the text tokens pass it
+* a ``frames`` op at the ``temporal`` slot (``families/dit/network``) sees the grid alone: the text tokens pass it
   unchanged, attending nothing and attended by nothing there.
 
 The op itself is a *branch* ``delta = branch(x, cond)``; the slot returns ``x + delta``.
@@ -65,8 +65,8 @@ from typing import Any
 
 from vidnas._errors import SpecError
 from vidnas.search_space._cost import Cost, linear_flops, linear_params, sdpa_flops
-from vidnas.search_space._params import default_heads
 from vidnas.search_space._registry import OpParam, SlotShape, register_temporal_op
+from vidnas.search_space.ops.params import default_heads
 
 TOKENS = ("tokens",)
 
@@ -179,7 +179,7 @@ def window_tiles(shape: SlotShape, params: Mapping[str, Any]) -> int:
     return math.prod(min(2 * params["reach"] + 1, g // a) for g, a in zip(_grid(shape), tile))
 
 
-# Peak memory: the stages of each branch in ``_token_branches``, in elements (see ``_cost``).
+# Peak memory: the stages of each branch in ``ops/token_branches``, in elements (see ``_cost``).
 # f: tokens x D; fi: tokens x heads*head_dim; m: tokens (a norm's statistics); lse: the attention
 # kernel's log-sum-exp, one per query and head. Sub-layers hold their three AdaLN rows throughout.
 
@@ -372,7 +372,7 @@ def _extras(shape: SlotShape) -> dict[str, Any]:
 
 def _self_attention(pattern: str):
     def build(shape: SlotShape, params: Mapping[str, Any]):
-        from vidnas.search_space import _token_branches as tb
+        from vidnas.search_space.ops import token_branches as tb
 
         heads, d, _ = _attention_core(shape, params)
         extras = _extras(shape)
@@ -455,7 +455,7 @@ _register_attention(
 
 
 def _build_cross(shape: SlotShape, params: Mapping[str, Any]):
-    from vidnas.search_space._token_branches import CrossAttentionBranch
+    from vidnas.search_space.ops.token_branches import CrossAttentionBranch
 
     return CrossAttentionBranch(shape.channels, params["heads"], shape.head_dim, _extras(shape))
 
@@ -468,7 +468,7 @@ register_temporal_op(
 
 
 def _build_ff(shape: SlotShape, params: Mapping[str, Any]):
-    from vidnas.search_space._token_branches import FeedForwardBranch
+    from vidnas.search_space.ops.token_branches import FeedForwardBranch
 
     return FeedForwardBranch(shape.channels, ff_hidden(shape, params), _extras(shape), temb_dim=shape.temb_channels)
 

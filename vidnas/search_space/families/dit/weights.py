@@ -3,7 +3,7 @@
 Each reference is recognised by its keys (``LTXVideoTransformer3DModel``: ``proj_in`` and
 ``transformer_blocks``; ``LatteTransformer3DModel``: ``temporal_transformer_blocks``;
 ``CogVideoXTransformer3DModel``: ``patch_embed.text_proj``; anything else is Wan's layout,
-mapped in ``_dit``). A translator turns one reference key into
+mapped in ``families/dit/network``). A translator turns one reference key into
 ``(our key, transform)`` pairs; :func:`transform` applies the transform to the tensor.
 
 * LTX-Video's block ``i`` is our block ``i``: ``attn1`` the ``attn`` slot, ``attn2`` the

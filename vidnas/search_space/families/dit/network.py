@@ -1,9 +1,9 @@
-"""The video diffusion transformer as PyTorch modules, built from its plan (see ``_dit_plan``).
+"""The video diffusion transformer as PyTorch modules, built from its plan (see ``families/dit/plan``).
 
 The network runs every unit after the conditioning through :class:`PlanWalk` as
 ``self.units[module_key(plan.name)](h, cond, aux)``, with ``cond`` a
-:class:`~vidnas.search_space._token_branches.TokenConditioning` (the token contract of
-``_ops_tokens``), exactly as the UNet does with its own conditioning, so any unit's module
+:class:`~vidnas.search_space.ops.token_branches.TokenConditioning` (the token contract of
+``ops/tokens``), exactly as the UNet does with its own conditioning, so any unit's module
 can be swapped for another with the same call. A ``temporal`` slot's frames op sees the
 tokens as channels-last frames ``(B*T, D, H, W)`` (a view) with per-frame copies of the
 time embedding and context, as the registry's frame contract asks.
@@ -28,15 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidnas._errors import SpecError
-from vidnas.search_space._dit_plan import dit_plan, is_frames_slot
-from vidnas.search_space._dit_spec import ROTARY_POSITIONS, DiTBackbone
 from vidnas.search_space._family import module_key
 from vidnas.search_space._layers import TimestepMLP, sinusoidal_embedding
 from vidnas.search_space._plan import PlanWalk, UnitPlan, slot_shape
 from vidnas.search_space._registry import get_temporal_op
 from vidnas.search_space._slot import TemporalSlot
 from vidnas.search_space._spec import ArchSpec
-from vidnas.search_space._token_branches import (
+from vidnas.search_space.families.dit.plan import dit_plan, is_frames_slot
+from vidnas.search_space.families.dit.spec import ROTARY_POSITIONS, DiTBackbone
+from vidnas.search_space.ops.token_branches import (
     TokenConditioning,
     TokenSlot,
     grid_rotary,
@@ -556,11 +556,11 @@ def map_reference_state(spec: ArchSpec, state: Mapping[str, torch.Tensor], *, re
 
     ``reference="diffusers"``: ``WanTransformer3DModel``, ``LTXVideoTransformer3DModel``,
     ``LatteTransformer3DModel`` or ``CogVideoXTransformer3DModel`` (told apart by their keys; see
-    ``_dit_weights``). A weight lands where ``spec`` has a parameter of the same role and shape (a
+    ``families/dit/weights``). A weight lands where ``spec`` has a parameter of the same role and shape (a
     block that exists, an op with that sub-layer: every self-attention op has the reference's
     projections); the rest is reported unmapped (dropped blocks, funnelled widths, blocks beyond ``depth``).
     """
-    from vidnas.search_space import _dit_weights
+    from vidnas.search_space.families.dit import weights as _dit_weights
 
     if reference != "diffusers":
         raise SpecError("reference", reference, "has no weight mapping for the `dit` family",

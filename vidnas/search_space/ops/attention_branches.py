@@ -1,4 +1,4 @@
-"""Module of the attention temporal ops (registered in ``_ops_attention``)."""
+"""Module of the attention temporal ops (registered in ``ops/attention``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from vidnas.search_space._layers import (
     sinusoidal_embedding,
     tokens_to_frames,
 )
-from vidnas.search_space._params import window_starts
+from vidnas.search_space.ops.params import window_starts
 
 StreamState = dict[str, Any]
 
