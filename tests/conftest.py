@@ -11,6 +11,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # One cache for the session (inherited by the CLI subprocesses): tests neither read a warm user
 # cache (CI starts cold) nor leave tables and backbones in it.
 os.environ.setdefault("VIDNAS_CACHE", tempfile.mkdtemp(prefix="vidnas-test-cache-"))
+# The suite's own workers load the cores: measuring commands run under load, flagged, instead of
+# stopping (tests/test_load.py unsets it to see a busy machine stop them).
+os.environ.setdefault("VIDNAS_ALLOW_LOAD", "1")
 
 
 def _build_cli_once() -> None:

@@ -9,6 +9,7 @@ import typer
 
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
 from vidnas.cli._options import (
+    AllowLoadOpt,
     BackendOpt,
     BackendOptionOpt,
     BasisOpt,
@@ -26,6 +27,7 @@ from vidnas.cli._options import (
     WidthOpt,
     graph_optimization_alias,
     harness_config,
+    load_guard,
     make_backend,
     progress_bar,
 )
@@ -150,20 +152,25 @@ def measure_command(
     quick: QuickOpt = False,
     max_seconds: MaxSecondsOpt = None,
     backend_option: BackendOptionOpt = None,
+    allow_load: AllowLoadOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure one UNet call end to end on a backend."""
+    """Measure one network call end to end on a backend."""
     from vidnas.latency_models import measure_network, memory_bytes
 
     arch = load_spec_arg(spec, frames=frames, height=height, width=width)
     be = make_backend(backend, device, threads, backend_option, graph_optimization_alias(graph_optimization))
-    m = measure_network(arch, be, batch=batch, config=harness_config(quick, max_seconds))
+    with load_guard(be, allow_load, "latency measure") as guard:
+        m = measure_network(arch, be, batch=batch, config=harness_config(quick, max_seconds))
+        under_load = guard.item_under_load() if guard is not None else False
     payload = {"spec": str(spec), "arch_id": arch.arch_id, "batch": batch, **m.to_dict(),
-               "memory": memory_bytes(arch, batch=batch), "fingerprint": be.fingerprint()}
+               "memory": memory_bytes(arch, batch=batch), "fingerprint": be.fingerprint(),
+               "under_load": under_load, "load": guard.summary() if guard is not None else None}
     if as_json:
         emit_json(payload)
         return
     state = "" if m.trusted else f"  [yellow]NOISY: {m.reason}[/]"
+    state += "  [yellow]MEASURED UNDER LOAD[/]" if under_load else ""
     stdout_console().print(f"{arch.name or arch.arch_id} on {backend}/{device}: median {m.median_ms:.3f} ms "
                            f"(p10 {m.p10_ms:.3f}, p90 {m.p90_ms:.3f}, CV {100 * m.cv:.1f}%, {m.runs} runs){state}")
 
@@ -184,6 +191,7 @@ def validate_command(
     basis: BasisOpt = "auto",
     remeasure: RemeasureOpt = None,
     backend_option: BackendOptionOpt = None,
+    allow_load: AllowLoadOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure N sampled architectures not used for the correction; print MAPE, share within +-10 %, ranks.
@@ -203,15 +211,20 @@ def validate_command(
     searched = get_space(space or table.meta.space or "tiny", **(table.meta.space_shape or {}))
     config = harness_config(quick, max_seconds, basis, remeasure)
     artefacts = lut.with_name(lut.stem + ".artefacts")
-    with progress_bar("validate") as bar:
+    with load_guard(be, allow_load, "latency validate") as guard, progress_bar("validate") as bar:
+        under_load = False
         if refit:
             task = bar.add_task("refit", total=refit, item="")
             fit_correction(table, searched, be, n=refit, seed=seed + 1_000_003, batch=batch, config=config,
                            progress=lambda i, k: bar.update(task, total=k, completed=i), artefacts=artefacts)
+            under_load = guard.item_under_load() if guard is not None else False  # raises unless allowed
             table.save(lut)
         task = bar.add_task("held-out networks", total=n, item="")
         report = validate_table(table, searched, be, n=n, seed=seed, batch=batch, config=config,
                                 progress=lambda i, k: bar.update(task, total=k, completed=i), artefacts=artefacts)
+        under_load = (guard.item_under_load() if guard is not None else False) or under_load
+    report["under_load"] = under_load
+    report["load"] = guard.summary() if guard is not None else None
     report["table"] = str(lut)
     report["fingerprint"] = fp
     if as_json:

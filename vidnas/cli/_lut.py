@@ -9,6 +9,7 @@ import typer
 
 from vidnas.cli._common import emit_json, handle_errors, stdout_console
 from vidnas.cli._options import (
+    AllowLoadOpt,
     BackendOpt,
     BackendOptionOpt,
     BasisOpt,
@@ -28,8 +29,10 @@ from vidnas.cli._options import (
     checked_backend_options,
     graph_optimization_alias,
     harness_config,
+    load_guard,
     make_backend,
     progress_bar,
+    stage_tasks,
 )
 
 lut_app = typer.Typer(help="Latency lookup tables: build, show, import, export.", no_args_is_help=True)
@@ -57,30 +60,31 @@ def build_command(
     basis: BasisOpt = "auto",
     remeasure: RemeasureOpt = None,
     backend_option: BackendOptionOpt = None,
+    allow_load: AllowLoadOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure every distinct unit a search space can produce; resumable, saved after each entry."""
     import time
 
-    from vidnas.latency_models import build_table, fit_correction, space_units, table_summary
+    from vidnas.latency_models import BuildWatch, build_table, fit_correction, space_units, table_summary
     from vidnas.search_space import get_space
 
     searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
     be = make_backend(backend, device, threads, backend_option, graph_optimization_alias(graph_optimization))
     config = harness_config(quick, max_seconds, basis, remeasure)
     start = time.perf_counter()
-    with progress_bar(f"lut build {space} on {backend}/{device}") as bar:
-        task = bar.add_task("units", total=None, item="")
-
-        def on_entry(i: int, n: int, plan, row) -> None:
-            bar.update(task, total=n, completed=i, item="" if plan is None else plan.name)
-
-        table = build_table(searched, be, out, batch=batch, config=config, progress=on_entry)
+    with load_guard(be, allow_load, "lut build") as guard, \
+            progress_bar(f"lut build {space} on {backend}/{device}") as bar:
+        stage, on_entry = stage_tasks(bar)
+        table = build_table(searched, be, out, batch=batch, config=config,
+                            watch=BuildWatch(progress=on_entry, stage=stage, load=guard))
         if fit:
             fit_task = bar.add_task("end-to-end fit", total=fit, item="")
             fit_correction(table, searched, be, n=fit, seed=fit_seed, batch=batch, config=config,
                            progress=lambda i, n: bar.update(fit_task, total=n, completed=i),
                            artefacts=out.with_name(out.stem + ".artefacts"))
+            if guard is not None and guard.item_under_load():  # raises, before the fit is saved, unless allowed
+                table.meta.harness["load"] = guard.summary()
             table.save(out)
     summary = table_summary(table, [u.signature_id for u in space_units(searched)], batch)
     summary["path"] = str(out)

@@ -33,6 +33,10 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: the library's).")]
 BatchOpt = Annotated[int, typer.Option("--batch", help="Clips per network call (2 for batched CFG).")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="Fewer samples and looser targets (smoke runs).")]
+AllowLoadOpt = Annotated[bool, typer.Option("--allow-load", help="Measure even while other processes take the "
+                                                                 "cores the measurement needs (every figure then "
+                                                                 "flagged as measured under load); without it, a "
+                                                                 "busy machine stops the command (exit code 2).")]
 MaxSecondsOpt = Annotated[float | None, typer.Option("--max-seconds",
                                                      help="Sampling budget per measured item, seconds.")]
 GraphOptOpt = Annotated[str | None, typer.Option("--graph-optimization",
@@ -145,8 +149,15 @@ def make_backend(name: str, device: str, threads: int | None, options: list[str]
     return definition.create(device=device, threads=threads, options=given, options_field="-O")
 
 
-def progress_bar(description: str):
-    """A rich progress bar on stderr with an ETA."""
+def progress_bar(description: str, *, columns: tuple | None = None):
+    """rich's live bar with an ETA on a terminal; elsewhere (a log, a file) throttled plain lines
+    (:class:`vidnas._progress.LogProgress`: done, total, rate, ETA, at most one every few seconds)."""
+    from vidnas._progress import LogProgress
+    from vidnas.cli._common import stderr_console
+
+    console = stderr_console()
+    if not console.is_terminal:
+        return LogProgress(description)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -156,11 +167,10 @@ def progress_bar(description: str):
         TimeRemainingColumn,
     )
 
-    from vidnas.cli._common import stderr_console
-
-    return Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[item]}"),
-                    console=stderr_console(), transient=False)
+    columns = columns or (TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                          TextColumn("{task.fields[item]}"))
+    return Progress(*columns, console=console, transient=False)
 
 
 def stage_updater(bar):
@@ -173,3 +183,29 @@ def stage_updater(bar):
         bar.update(tasks[stage], completed=i)
 
     return on_progress
+
+
+def load_guard(backend, allow_load: bool, what: str):
+    """The busy-machine guard of a measuring command on ``backend`` (a no-op for a backend that does
+    not time on this machine's clock, e.g. ``debug``)."""
+    import contextlib
+
+    from vidnas.latency_models import LoadGuard
+
+    if not getattr(backend, "wall_clock", True):
+        return contextlib.nullcontext(None)
+    return LoadGuard(getattr(backend, "threads", None), allow_load=True if allow_load else None, what=what)
+
+
+def stage_tasks(bar, item_field: str = "item"):
+    """``(stage, progress)`` callbacks for a table build: one task (line) per pass, its total fixed."""
+    current: dict[str, object] = {}
+
+    def stage(name: str, total: int) -> None:
+        current["task"] = bar.add_task(name, total=total, **{item_field: ""})
+
+    def progress(i: int, n: int, plan, row) -> None:
+        if "task" in current:
+            bar.update(current["task"], completed=i, **{item_field: "" if plan is None else plan.name})
+
+    return stage, progress

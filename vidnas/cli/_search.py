@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from vidnas.cli._common import emit_json, handle_errors, stderr_console, stdout_console, stdout_to_stderr
-from vidnas.cli._options import JsonOpt
+from vidnas.cli._options import JsonOpt, progress_bar
 
 
 @handle_errors
@@ -33,7 +33,7 @@ def search_command(
     import dataclasses
     import datetime as dt
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from vidnas._errors import SpecError
     from vidnas.runners import load_config, run_campaign, validate_config
@@ -62,8 +62,9 @@ def search_command(
             return
         run_dir = out or Path("runs") / f"{cfg.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     console = stderr_console()
-    with Progress(TextColumn("[bold]search[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[status]}"), console=console) as bar:
+    columns = (TextColumn("[bold]search[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with progress_bar("search", columns=columns) as bar:
         task = bar.add_task("trials", total=None, status="")
 
         def on_progress(p) -> None:

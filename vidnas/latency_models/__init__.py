@@ -16,7 +16,7 @@ from vidnas.latency_models._backends import (
     register_backend,
 )
 from vidnas.latency_models._baselines import BASELINES, Baseline, baseline_reports, closest_datasheet, fit_baseline
-from vidnas.latency_models._builder import build_table, measure_units, open_table, space_units, spec_units
+from vidnas.latency_models._builder import BuildWatch, build_table, measure_units, open_table, space_units, spec_units
 from vidnas.latency_models._coreml_bundle import export_coreml_bundle
 from vidnas.latency_models._harness import (
     GroupTiming,
@@ -26,6 +26,7 @@ from vidnas.latency_models._harness import (
     measure_group,
     measure_interleaved,
 )
+from vidnas.latency_models._load import LoadGuard, LoadReport, MachineBusyError, check_quiet, sample_load
 from vidnas.latency_models._network import (
     NetworkMeasurement,
     answer_basis,
@@ -61,6 +62,12 @@ from vidnas.latency_models._stats import Measurement, median_interval, quantile
 from vidnas.latency_models._table import LatencyTable, TableMeta, TableMismatchError, table_summary
 
 __all__ = [
+    "BuildWatch",
+    "LoadGuard",
+    "LoadReport",
+    "MachineBusyError",
+    "check_quiet",
+    "sample_load",
     "check_adaptation",
     "ADAPT_MODELS",
     "BACKENDS",

@@ -8,6 +8,7 @@ at most the entry being measured and ``build_table`` on the same path resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import statistics
 import time
@@ -18,12 +19,43 @@ from typing import Any
 from vidnas._errors import SpecError
 from vidnas.latency_models._backends import Backend, fingerprint_id
 from vidnas.latency_models._harness import HarnessConfig, measure_group
+from vidnas.latency_models._load import LoadGuard
 from vidnas.latency_models._pairing import Series, Timing
 from vidnas.latency_models._table import LatencyTable, TableMeta, TableMismatchError
 from vidnas.latency_models._units import unit_runner
 from vidnas.search_space import ArchSpec, SearchSpace, UnitPlan, build_plan
 
 ProgressCallback = Callable[[int, int, UnitPlan, dict[str, Any] | None], None]
+
+
+@dataclasses.dataclass
+class BuildWatch:
+    """What a table build reports to, and what may stop it.
+
+    ``progress(done, total, plan, row)`` counts the entries of the current pass (its total is
+    fixed when the pass begins); ``stage(name, total)`` says a pass begins: ``measure`` (units
+    the table lacks), ``re-check`` (a second pass over every entry), ``re-measure`` (entries
+    still flagged noisy). ``load`` checks the machine after each measured item: it stops the
+    build (the table kept as it was before the item) or flags the item ``under_load``.
+    """
+
+    progress: ProgressCallback | None = None
+    stage: Callable[[str, int], None] | None = None
+    load: LoadGuard | None = None
+
+    def begin(self, name: str, total: int) -> None:
+        if self.stage:
+            self.stage(name, total)
+        if self.progress:
+            self.progress(0, total, None, None)  # type: ignore[arg-type]
+
+    def under_load(self, result=None) -> bool:
+        """Whether the item just measured (``result``: its group's timing) ran under load."""
+        if self.load is None:
+            return False
+        reference = getattr(result, "reference", None)
+        self.load.note_reference(reference.median_ms if reference is not None else None)
+        return self.load.item_under_load()
 
 
 def space_units(space: SearchSpace) -> list[UnitPlan]:
@@ -164,7 +196,8 @@ def _wants_pass(row: dict[str, Any] | None, max_passes: int) -> bool:
 
 
 def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, batch: int, backbone, path: Path,
-                  config: HarnessConfig, *, progress: ProgressCallback | None = None) -> LatencyTable:
+                  config: HarnessConfig, *, progress: ProgressCallback | None = None,
+                  watch: BuildWatch | None = None) -> LatencyTable:
     """Measure the units ``table`` lacks, re-check every entry, re-measure flagged ones; save after each step.
 
     Pass 1 times each missing unit (interleaved with the reference workload when
@@ -180,60 +213,68 @@ def measure_units(table: LatencyTable, units: list[UnitPlan], backend: Backend, 
     from vidnas.latency_models._reference import REFERENCE_DESCRIPTION, reference_runner
 
     fp_id = fingerprint_id(backend.fingerprint())
+    watch = watch or BuildWatch(progress=progress)
     todo = [u for u in units if (u.signature_id, batch) not in table]
     artefacts = path.with_name(path.stem + ".artefacts")
     reference = reference_runner(backend, artefacts) if config.paired_reference else None
     max_passes = 2 + config.remeasure_rounds
-    todo_ids = {u.signature_id for u in todo}
-    total = 2 * len(todo) + sum(_wants_pass(table.get(u.signature_id, batch), max_passes)
-                                for u in units if u.signature_id not in todo_ids)
-    done = 0
-    if progress:
-        progress(0, total, None, None)  # type: ignore[arg-type]
-    for plan in todo:
+    if todo:
+        watch.begin("measure", len(todo))
+    for done, plan in enumerate(todo, 1):
         runner = unit_runner(plan, backend, batch, backbone, artefacts=artefacts)
         result = measure_group({"unit": runner}, reference, config)
-        table.add(timing_row(plan, batch, result.timings["unit"], fp_id))
+        row = timing_row(plan, batch, result.timings["unit"], fp_id)
+        row["under_load"] = watch.under_load(result)  # raises first when load is not allowed
+        table.add(row)
         table.update_reference(REFERENCE_DESCRIPTION)
         table.save(path)
-        done += 1
-        if progress:
-            progress(done, total, plan, table.get(plan.signature_id, batch))
+        if watch.progress:
+            watch.progress(done, len(todo), plan, table.get(plan.signature_id, batch))
+    first = True
     while True:
         pending = [u for u in units if _wants_pass(table.get(u.signature_id, batch), max_passes)]
         if not pending:
             break
-        total = max(total, done + len(pending))
+        watch.begin("re-check" if first else "re-measure", len(pending))
+        first, done = False, 0
         for start in range(0, len(pending), RECHECK_GROUP):
             group = pending[start : start + RECHECK_GROUP]
             rows = {u.signature_id: table.get(u.signature_id, batch) for u in group}
             runners = {u.signature_id: unit_runner(u, backend, batch, backbone, artefacts=artefacts) for u in group}
             result = measure_group(runners, reference, config,
                                    previous={sid: row_series(row) for sid, row in rows.items()})
+            loaded = watch.under_load(result)
             for plan in group:
                 row = rows[plan.signature_id] or {}
-                table.add(timing_row(plan, batch, result.timings[plan.signature_id], fp_id,
-                                     measured_at=row.get("measured_at")))
+                new = timing_row(plan, batch, result.timings[plan.signature_id], fp_id,
+                                 measured_at=row.get("measured_at"))
+                new["under_load"] = bool(loaded or row.get("under_load"))
+                table.add(new)
                 done += 1
-                if progress:
-                    progress(done, total, plan, table.get(plan.signature_id, batch))
+                if watch.progress:
+                    watch.progress(done, len(pending), plan, table.get(plan.signature_id, batch))
             table.update_reference(REFERENCE_DESCRIPTION)
             table.save(path)
     return table
 
 
 def build_table(space: SearchSpace, backend: Backend, path: str | Path, *, batch: int = 1,
-                config: HarnessConfig | None = None, progress: ProgressCallback | None = None) -> LatencyTable:
-    """Measure every unit ``space`` can produce into the table at ``path`` (resuming it if present)."""
+                config: HarnessConfig | None = None, progress: ProgressCallback | None = None,
+                watch: BuildWatch | None = None) -> LatencyTable:
+    """Measure every unit ``space`` can produce into the table at ``path`` (resuming it if present).
+
+    ``watch`` (a :class:`BuildWatch`) receives progress per pass and guards against load."""
     if batch < 1:
         raise SpecError("batch", batch, "must be >= 1")
     config = config or HarnessConfig()
     path = Path(path)
     table = open_table(path, backend, space, config)
     started = time.perf_counter()
-    table = measure_units(table, space_units(space), backend, batch, space.base.backbone, path, config,
-                          progress=progress)
+    watch = watch or BuildWatch(progress=progress)
+    table = measure_units(table, space_units(space), backend, batch, space.base.backbone, path, config, watch=watch)
     spent = float(table.meta.harness.get("build_seconds", 0.0)) + time.perf_counter() - started
     table.meta.harness = {**config.to_dict(), "build_seconds": spent}
+    if watch.load is not None:
+        table.meta.harness["load"] = watch.load.summary()
     table.save(path)
     return table

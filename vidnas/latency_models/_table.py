@@ -31,7 +31,7 @@ COLUMNS = [
     "ci_low_ms", "ci_high_ms", "runs", "inner_loops", "warmup_runs", "trusted", "reason", "source", "measured_at",
     "fingerprint_id", "recheck_median_ms", "drift", "ratio", "ratio_ci_low", "ratio_ci_high", "reference_ms",
     "recheck_ratio", "basis", "basis_reason", "plain_rel_ci", "ratio_rel_ci", "correlation", "passes", "series",
-    "level_ratio", "reference_rel_ci",
+    "level_ratio", "reference_rel_ci", "under_load",
 ]
 CSV_EXCLUDED = ("series",)  # every round of every pass: kept in the Parquet table, not in the CSV export
 REQUIRED_CSV_COLUMNS = ("signature_id", "median_ms")
@@ -391,6 +391,10 @@ def typed_row(row: Mapping[str, Any], where: str = "row") -> dict[str, Any]:
         if full[column] is not None:
             full[column] = str(full[column])
     full["trusted"] = _flag(full["trusted"], f"{where}: trusted")
+    # measured while other processes took the cores it needed (allowed with --allow-load); missing: not known
+    load = full.get("under_load")
+    missing = load is None or (isinstance(load, float) and load != load)
+    full["under_load"] = None if missing else _flag(load, f"{where}: under_load")
     return full
 
 
@@ -439,6 +443,7 @@ def table_summary(table: LatencyTable, space_signatures: Iterable[str] | None = 
         "meta": {k: v for k, v in table.meta.to_dict().items() if k not in ("end_to_end",)},
         "entries": len(rows),
         "untrusted": sum(1 for r in rows if not r.get("trusted", True)),
+        "under_load": sum(1 for r in rows if r.get("under_load") is True),
         "cv_median": cvs[len(cvs) // 2] if cvs else None,
         "cv_p90": cvs[int(0.9 * (len(cvs) - 1))] if cvs else None,
         "by_op": by_kind,

@@ -85,6 +85,7 @@ def render(data: RunData) -> str:
         latency_source="table" if latency.get("source") == "table" else "estimate", latency=latency,
         table_entries=len(rows) if rows is not None else (latency.get("meta") or {}).get("entries", "?"),
         table_untrusted=int((~rows["trusted"].astype(bool)).sum()) if rows is not None else "?",
+        table_under_load=_under_load(rows),
         coverage=data.coverage, figures=figures, calibration=data.calibration, calibration_rows=calibration_rows,
         quality_calibration=data.quality_calibration, verification=data.verification,
         proxy_metrics=", ".join(o["metric"] for o in data.objectives
@@ -102,3 +103,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, calibrat
     path = Path(out) if out else Path(run_dir) / "report.html"
     path.write_text(render(data), encoding="utf-8")
     return path
+
+
+def _under_load(rows) -> int:
+    """Table entries measured while other processes took the cores they needed (``--allow-load``)."""
+    if rows is None or "under_load" not in rows:
+        return 0
+    return int(sum(1 for v in rows["under_load"] if v is True or v == 1))

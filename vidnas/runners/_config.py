@@ -43,6 +43,7 @@ class BuildConfig:
     max_seconds: float = 0.5  # sampling budget per entry
     fit: int = 0  # networks measured end to end to fit the correction
     cache: bool = True  # reuse a table built earlier for the same space, backend and machine
+    allow_load: bool = False  # measure even on a busy machine (figures flagged); otherwise a busy machine stops it
 
 
 @dataclasses.dataclass(frozen=True)

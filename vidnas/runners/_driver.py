@@ -17,6 +17,7 @@ over the study keeps its own state (study, budget, progress, stop flag, screen) 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -164,12 +165,39 @@ def resolve_table(config: CampaignConfig, space: SearchSpace, run_dir: Path,
                     f"b{t.batch}", fingerprint_id(backend.fingerprint()), "quick" if t.build.quick else "full"])
     path = (cache_dir() / "tables" / f"{key}.parquet") if t.build.cache else run_dir / "table.parquet"
     log(f"latency table: {path} ({'resuming' if path.exists() else 'building'})")
-    table = build_table(space, backend, path, batch=t.batch, config=harness,
-                        progress=lambda i, n, plan, row: log(f"table entry {i}/{n}") if plan else None)
-    if t.build.fit and table.meta.correction is None:
-        fit_correction(table, space, backend, n=t.build.fit, seed=1000, batch=t.batch, config=harness)
-        table.save(path)
+    with _table_watch(backend, t.build.allow_load, log) as watch:
+        table = build_table(space, backend, path, batch=t.batch, config=harness, watch=watch)
+        if t.build.fit and table.meta.correction is None:
+            fit_correction(table, space, backend, n=t.build.fit, seed=1000, batch=t.batch, config=harness)
+            if watch.load is not None and watch.load.item_under_load():  # raises unless load is allowed
+                table.meta.harness["load"] = watch.load.summary()
+            table.save(path)
     return table, path
+
+
+@contextlib.contextmanager
+def _table_watch(backend, allow_load: bool, log: Callable[[str], None]):
+    """A table build's watch: throttled progress lines in the campaign's log (one task per pass, its
+    total fixed), and the busy-machine guard (none for a backend on a virtual clock)."""
+    from vidnas._progress import LogProgress
+    from vidnas.latency_models import BuildWatch, LoadGuard
+
+    lines = LogProgress("latency table", write=log)
+    current: dict[str, int] = {}
+
+    def stage(name: str, total: int) -> None:
+        current["task"] = lines.add_task(name, total=total)
+
+    def progress(i: int, n: int, plan, row) -> None:
+        if plan is not None and "task" in current:
+            lines.update(current["task"], completed=i)
+
+    if not getattr(backend, "wall_clock", True):
+        yield BuildWatch(progress=progress, stage=stage)
+        return
+    with LoadGuard(getattr(backend, "threads", None), allow_load=True if allow_load else None,
+                   what="the campaign's table build") as guard:
+        yield BuildWatch(progress=progress, stage=stage, load=guard)
 
 
 # The campaign --------------------------------------------------------------------------------

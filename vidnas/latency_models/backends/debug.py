@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 from vidnas._env import package_versions
 from vidnas._errors import VidnasError
@@ -47,6 +47,7 @@ class DebugBackend:
     threads: int | None = 1
     dtype: str = "float32"
     name: str = "debug"
+    wall_clock: ClassVar[bool] = False  # a virtual clock: a busy machine cannot disturb it
 
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.name, "device": self.device, "device_name": "debug", "threads": self.threads,
