@@ -9,6 +9,7 @@ from vidnas.cli._lut import lut_app
 from vidnas.cli._proxies import proxies_app
 from vidnas.cli._search import export_command, report_command, search_command
 from vidnas.cli._space import space_app
+from vidnas.cli._study import study_command
 from vidnas.cli._verify import verify_command
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command("search")(search_command)
 app.command("report")(report_command)
 app.command("export")(export_command)
 app.command("verify")(verify_command)
+app.command("study")(study_command)
 
 
 def load_plugins_at_startup() -> None:
