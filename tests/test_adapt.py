@@ -68,8 +68,29 @@ def test_adapted_table_predicts_the_new_target(source_table, tmp_path):
 def test_three_networks_give_a_global_scale(source_table):
     source = LatencyTable.load(source_table)
     table, report = adapt_table(source, TARGET, k=3, validate=3, seed=2, config=QUICK)
-    assert report["method"] == "scale" and report["adaptation"]["loo_errors"] == {"scale": None}
-    assert table.meta.correction["model"] == "adapted:scale"
+    loo = report["adaptation"]["loo_errors"]
+    assert set(loo) == {"scale", "flops_linear", "params_linear"}  # judged by leave-one-out on the 3
+    assert report["method"] == "scale" and loo["scale"] <= 1.1 * min(loo.values())
+    assert table.meta.correction["model"] == "adapted:scale" and report["chosen"].startswith("scale")
+
+
+def test_the_plain_flops_fit_is_kept_when_the_table_misleads(tmp_path):
+    """A source whose units cost mostly a per-call overhead, a target that costs FLOPs alone: the
+    adapted table cannot beat a FLOPs-linear fit, so adapt stands behind the fit and says so."""
+    space = get_space("tiny")
+    overhead_bound = DebugBackend(overhead_ms=5.0)
+    flops_bound = DebugBackend(gflops=20.0, overhead_ms=0.0, network_overhead_ms=0.0, fusion=1.0)
+    source = build_table(space, overhead_bound, tmp_path / "s.parquet", config=QUICK)
+    table, report = adapt_table(source, flops_bound, k=4, validate=4, seed=3, config=QUICK)
+    assert report["method"] == "flops_linear", report["adaptation"]["loo_errors"]
+    assert "flops_linear" in report["chosen"] and "adapted table" in report["chosen"]
+    assert report["validation"]["within_10pct"] == 1.0
+    from vidnas.search_space import count_spec
+
+    a = report["adaptation"]
+    for spec in space.random_specs(3, seed=9):
+        expected = a["intercept_ms"] + a["scale"] * count_spec(spec).flops
+        assert LatencyPredictor(table).predict(spec).ms == pytest.approx(expected, rel=1e-6)
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[list[Features], list[float]]:

@@ -182,11 +182,17 @@ def adapt_command(
     a = report["adaptation"]
     console = stdout_console()
     scales = ", ".join(f"{op} x{v:.3f}" for op, v in sorted(a["op_scales"].items()))
-    console.print(f"map `{a['model']}`: intercept {a['intercept_ms']:.3f} ms, common scale x{a['scale']:.3f}, "
-                  f"per unit {a['per_unit_ms']:.4f} ms; op scales: {scales or '-'}")
+    if a["model"] in ("flops_linear", "params_linear"):  # the plain fit beat the adapted table
+        per, unit = ("GFLOP", 1e9) if a["model"] == "flops_linear" else ("M params", 1e6)
+        console.print(f"fit `{a['model']}`: {a['intercept_ms']:.3f} ms + {a['scale'] * unit:.4f} ms per {per}")
+    else:
+        console.print(f"map `{a['model']}`: intercept {a['intercept_ms']:.3f} ms, common scale x{a['scale']:.3f}, "
+                      f"per unit {a['per_unit_ms']:.4f} ms; op scales: {scales or '-'}")
     console.print("leave-one-out error of each candidate: "
                   + ", ".join(f"{m} {100 * e:.1f}%" if e is not None and e != float("inf") else f"{m} -"
                               for m, e in a["loo_errors"].items()))
+    if report.get("chosen"):
+        console.print(f"stands behind: {report['chosen']}")
     v = report["validation"]
     if v is None:
         console.print("[yellow]no held-out validation (--validate 0)[/]")

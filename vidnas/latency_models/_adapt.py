@@ -50,7 +50,8 @@ from vidnas.latency_models._predictor import Correction, LatencyPredictor
 from vidnas.latency_models._table import LatencyTable, TableMeta
 from vidnas.search_space import ArchSpec
 
-ADAPT_MODELS = ("scale", "affine", "affine+units", "per_op")
+ADAPT_MODELS = ("scale", "flops_linear", "params_linear", "affine", "affine+units", "per_op")
+COUNT_MODELS = {"flops_linear": "flops", "params_linear": "params"}  # no table: y = a + b * count
 RIDGE_GRID = (100.0, 10.0, 1.0, 0.1)  # simplest (strongest shrinkage) first
 MIN_NETWORKS = 3
 
@@ -65,6 +66,8 @@ class Features:
     backbone_ms: float  # entries outside temporal slots
     ops: Mapping[str, float]  # temporal op -> sum of its entries in the network
     units: int
+    flops: float = 0.0  # the network's FLOPs per call (closed-form count)
+    params: float = 0.0  # its parameters
 
 
 def network_features(table: LatencyTable, spec: ArchSpec, *, batch: int = 1) -> Features:
@@ -77,7 +80,11 @@ def network_features(table: LatencyTable, spec: ArchSpec, *, batch: int = 1) -> 
             backbone += unit["median_ms"]
         elif unit["op"] != "none":
             ops[unit["op"]] = ops.get(unit["op"], 0.0) + unit["median_ms"]
-    return Features(spec.arch_id, prediction.ms, prediction.naive_ms, backbone, ops, prediction.unit_count)
+    from vidnas.search_space import count_spec
+
+    counts = count_spec(spec, batch=batch)
+    return Features(spec.arch_id, prediction.ms, prediction.naive_ms, backbone, ops, prediction.unit_count,
+                    float(counts.flops), float(counts.params))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +110,8 @@ class Adaptation:
     def predict(self, f: Features) -> float:
         if self.model == "scale":
             return self.scale * f.predicted_ms
+        if self.model in COUNT_MODELS:  # the plain baselines: the table is not used
+            return self.intercept_ms + self.scale * getattr(f, COUNT_MODELS[self.model])
         temporal = sum(self.op_scales.get(op, self.scale) * ms for op, ms in f.ops.items())
         return self.intercept_ms + self.scale * f.backbone_ms + temporal - self.per_unit_ms * f.units
 
@@ -119,6 +128,9 @@ def _design(model: str, feats: Sequence[Features], ops: Sequence[str]) -> list[l
     """Columns: intercept, common scale, per-op deviations (per_op), per-unit (negated)."""
     rows = []
     for f in feats:
+        if model in COUNT_MODELS:
+            rows.append([1.0, getattr(f, COUNT_MODELS[model])])
+            continue
         temporal = sum(f.ops.values())
         row = [1.0, f.backbone_ms + temporal]
         if model == "per_op":
@@ -190,8 +202,10 @@ def fit_adaptation(features: Sequence[Features], measured_ms: Sequence[float], *
         raise SpecError("measured_ms", min(measured_ms), "must all be positive")
     ops = sorted({op for f in features for op in f.ops})
     k = len(features)
-    # (model, ridge) in order of simplicity; a model needs more networks than it has free numbers
+    # (model, ridge) in order of simplicity; a model needs more networks than it has free numbers. The
+    # plain FLOPs- and params-linear fits compete too: the adapted table must beat them or give way.
     candidates: list[tuple[str, float | None]] = [("scale", None)]
+    candidates += [(m, None) for m in COUNT_MODELS if m in models]
     if k >= 4:
         candidates += [("affine", None)] if "affine" in models else []
         candidates += [("affine+units", None)] if "affine+units" in models and k >= 5 else []
@@ -200,26 +214,26 @@ def fit_adaptation(features: Sequence[Features], measured_ms: Sequence[float], *
         candidates = candidates[1:]
     loo: dict[str, float | None] = {}
     scores: dict[tuple[str, float | None], float] = {}
-    if k >= 4:
-        for model, lam in candidates:
-            # a map that makes an op (or the backbone) take negative time is no map of a device
-            full = _make(model, features, measured_ms, ops, lam, {})
-            valid = full.scale > 0 and all(v > 0 for v in full.op_scales.values())
-            scores[(model, lam)] = _loo(model, features, measured_ms, ops, lam) if valid else math.inf
-            label = model if lam is None else f"{model}(ridge={lam:g})"
-            loo[label] = scores[(model, lam)]
-        best = min(scores.values())
-        model, lam = next(c for c in candidates if scores[c] <= 1.1 * best + 1e-6)
-    else:
-        model, lam = candidates[0]
-        loo[model] = None
+    for model, lam in candidates:
+        # a map that makes an op (or the backbone) take negative time is no map of a device
+        full = _make(model, features, measured_ms, ops, lam, {})
+        valid = full.scale > 0 and all(v > 0 for v in full.op_scales.values())
+        scores[(model, lam)] = _loo(model, features, measured_ms, ops, lam) if valid else math.inf
+        label = model if lam is None else f"{model}(ridge={lam:g})"
+        loo[label] = scores[(model, lam)]
+    best = min(scores.values())
+    model, lam = next(c for c in candidates if scores[c] <= 1.1 * best + 1e-6)
     return _make(model, features, measured_ms, ops, lam, loo)
 
 
 def adapted_table(source: LatencyTable, adaptation: Adaptation, *, fingerprint: Mapping[str, Any],
                   harness: Mapping[str, Any], reference_ms: float | None, end_to_end: Sequence[Mapping[str, Any]],
-                  provenance: Mapping[str, Any]) -> LatencyTable:
-    """The source table's entries mapped onto the target, with the correction the map implies."""
+                  provenance: Mapping[str, Any], unit_counts: Mapping[str, float] | None = None) -> LatencyTable:
+    """The source table's entries mapped onto the target, with the correction the map implies.
+
+    For a plain FLOPs- or params-linear fit (the table lost), every entry is the fit's slope times
+    the unit's count (``unit_counts``: signature id -> FLOPs or params; a unit without a closed-form
+    count is left out) and the correction carries the intercept, so the predictor gives the fit."""
     fp = dict(fingerprint)
     fp_id = fingerprint_id(fp)
     meta = TableMeta(backend=str(fp["backend"]), device=str(fp["device"]), device_name=str(fp["device_name"]),
@@ -230,6 +244,12 @@ def adapted_table(source: LatencyTable, adaptation: Adaptation, *, fingerprint: 
                          "median_ms": reference_ms},
                      end_to_end=[dict(r) for r in end_to_end], adapted=dict(provenance))
     table = LatencyTable(meta)
+    if adaptation.model in COUNT_MODELS:
+        _count_entries(table, source, adaptation, unit_counts or {}, fp_id)
+        table.meta.correction = Correction(adaptation.intercept_ms, 1.0, adaptation.k, tuple(adaptation.arch_ids),
+                                           0.0, 0.0, adaptation.fit_mape, 0.0, f"adapted:{adaptation.model}",
+                                           adaptation.loo_errors.get(adaptation.model)).to_dict()
+        return table
     for row in source.rows():
         is_slot = row.get("kind") == "temporal"
         factor = adaptation.row_scale(row.get("op") if is_slot else None)
@@ -243,6 +263,19 @@ def adapted_table(source: LatencyTable, adaptation: Adaptation, *, fingerprint: 
     correction = _implied_correction(source, adaptation)
     table.meta.correction = correction.to_dict()
     return table
+
+
+def _count_entries(table: LatencyTable, source: LatencyTable, adaptation: Adaptation, counts: Mapping[str, float],
+                   fp_id: str) -> None:
+    what = COUNT_MODELS[adaptation.model]
+    for row in source.rows():
+        count = counts.get(row["signature_id"])
+        if count is None:
+            continue
+        table.add({**{k: row.get(k) for k in ("signature_id", "batch", "kind", "op", "signature", "measured_at")},
+                   "median_ms": adaptation.scale * count, "trusted": True, "source": "adapted",
+                   "fingerprint_id": fp_id, "basis": "adapted",
+                   "basis_reason": f"{what} x {adaptation.scale:.4g} ms ({adaptation.model}: the table lost)"})
 
 
 def _implied_correction(source: LatencyTable, adaptation: Adaptation) -> Correction:
@@ -325,6 +358,7 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
     adaptation = fit_adaptation(feats[:k], figures)
     report: dict[str, Any] = {"from": None if source_path is None else str(source_path), "k": k, "seed": seed,
                               "batch": batch, "method": adaptation.model, "adaptation": adaptation.to_dict(),
+                              "chosen": _why(adaptation),
                               "measurement_basis": fit_basis,
                               "source": {key: getattr(source.meta, key) for key in
                                          ("backend", "device", "device_name", "dtype", "threads", "space",
@@ -332,7 +366,7 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
                                                              if source.meta.fingerprint else None},
                               "validation": None}
     table = adapted_table(source, adaptation, fingerprint=fp, harness=config.to_dict(), reference_ms=reference_ms,
-                          end_to_end=[], provenance=report)
+                          end_to_end=[], provenance=report, unit_counts=_unit_counts(space, adaptation, batch))
     naive = LatencyPredictor(table, correction=None)  # the measurements behind the correction, in the new table's terms
     table.meta.end_to_end = [{**_end_to_end_row(s, naive.predict(s, batch=batch), m, reference_ms, batch),
                               "measured_ms": y, "rescaled_measured_ms": None if rescaled is None else rescaled[i]}
@@ -347,3 +381,36 @@ def adapt_table(source: LatencyTable, backend: Backend, *, k: int, validate: int
                                 **AccuracyReport.from_pairs(predicted, truth, [s.arch_id for s in held]).to_dict()}
         table.meta.adapted = report
     return table, report
+
+
+def _unit_counts(space, adaptation: Adaptation, batch: int) -> dict[str, float] | None:
+    """Signature id -> the unit's FLOPs or params, for a plain count fit (None for a table model)."""
+    if adaptation.model not in COUNT_MODELS:
+        return None
+    from vidnas.latency_models._builder import space_units
+    from vidnas.search_space import unit_cost
+
+    what = COUNT_MODELS[adaptation.model]
+    counts = {}
+    for plan in space_units(space):
+        cost = unit_cost(plan, batch)
+        if cost is not None:
+            counts[plan.signature_id] = float(getattr(cost, what))
+    return counts
+
+
+def _why(adaptation: Adaptation) -> str:
+    """Which candidate the adaptation stands behind, and why (leave-one-out on the K networks)."""
+    scored = {m: e for m, e in adaptation.loo_errors.items() if e is not None and math.isfinite(e)}
+    if not scored:
+        return f"{adaptation.model}: the only candidate that could be fitted"
+    best = min(scored, key=scored.get)
+    table_models = {m: e for m, e in scored.items() if m.split("(")[0] not in COUNT_MODELS}
+    counts = {m: e for m, e in scored.items() if m in COUNT_MODELS}
+    parts = [f"{adaptation.model}, the simplest candidate within 10 % of the best leave-one-out median error "
+             f"({100 * scored[best]:.1f} %, {best})"]
+    if table_models and counts:
+        t, c = min(table_models, key=table_models.get), min(counts, key=counts.get)
+        parts.append(f"adapted table {100 * table_models[t]:.1f} % ({t}) against plain {c} "
+                     f"{100 * counts[c]:.1f} %")
+    return "; ".join(parts)
