@@ -65,7 +65,9 @@ def score(args: argparse.Namespace) -> None:
         values.append(supernet.score_finetuned(spec) if args.finetune_steps else supernet.score(spec))
         seconds.append(time.perf_counter() - t0)
     path = args.calibration / "extra.parquet"
-    extra = pd.read_parquet(path) if path.exists() else pd.DataFrame({"arch_id": rows["arch_id"]})
+    extra = pd.DataFrame({"arch_id": rows["arch_id"]})
+    if path.exists():  # earlier variants, aligned on the calibration's architectures (it may have grown)
+        extra = extra.merge(pd.read_parquet(path), on="arch_id", how="left")
     extra[f"proxy.{args.label}"] = values
     extra[f"seconds.{args.label}"] = seconds
     extra.to_parquet(path, index=False)
