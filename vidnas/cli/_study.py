@@ -134,10 +134,14 @@ def _command_line(options: list[tuple[str, Any]]) -> str:
 def _stages(bar):
     """``progress(stage, done, total)``: one line of the bar per stage (the space's table, the study's units)."""
     tasks: dict[str, Any] = {}
+    seen: dict[str, tuple[int, int]] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
+        # a table build reports each pass (measure, re-check, re-measure) from 0: each its own task
+        last = seen.get(stage)
+        if stage not in tasks or (last is not None and (done < last[0] or total != last[1])):
             tasks[stage] = bar.add_task(stage, total=total, item=stage)
+        seen[stage] = (done, total)
         bar.update(tasks[stage], total=total, completed=done)
 
     return progress
