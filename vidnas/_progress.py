@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-__all__ = ["LogProgress", "log_interval"]
+__all__ = ["LogProgress", "log_interval", "pass_tasks"]
 
 DEFAULT_INTERVAL = 5.0  # seconds between two lines of one task (VIDNAS_PROGRESS_INTERVAL overrides)
 
@@ -147,3 +147,22 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def pass_tasks(bar: Any, item_field: str | None = None):
+    """``(stage, progress)`` callbacks of a table build (``BuildWatch``) for ``bar`` (rich's Progress or
+    :class:`LogProgress`): one task (line) per pass, its total fixed; ``item_field`` names the task
+    field that shows the unit being measured, if the bar has one."""
+    current: dict[str, Any] = {}
+
+    def fields(plan: Any) -> dict[str, Any]:
+        return {} if item_field is None else {item_field: "" if plan is None else plan.name}
+
+    def stage(name: str, total: int) -> None:
+        current["task"] = bar.add_task(name, total=total, **fields(None))
+
+    def progress(i: int, n: int, plan: Any, row: Any) -> None:
+        if "task" in current:
+            bar.update(current["task"], completed=i, **fields(plan))
+
+    return stage, progress

@@ -27,7 +27,6 @@ from vidnas.cli._options import (
     WidthOpt,
     graph_optimization_alias,
     harness_config,
-    load_guard,
     make_backend,
     progress_bar,
 )
@@ -156,11 +155,11 @@ def measure_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure one network call end to end on a backend."""
-    from vidnas.latency_models import measure_network, memory_bytes
+    from vidnas.latency_models import load_guard, measure_network, memory_bytes
 
     arch = load_spec_arg(spec, frames=frames, height=height, width=width)
     be = make_backend(backend, device, threads, backend_option, graph_optimization_alias(graph_optimization))
-    with load_guard(be, allow_load, "latency measure") as guard:
+    with load_guard(be, getattr(be, "threads", None), allow_load=allow_load, what="latency measure") as guard:
         m = measure_network(arch, be, batch=batch, config=harness_config(quick, max_seconds))
         under_load = guard.item_under_load() if guard is not None else False
     payload = {"spec": str(spec), "arch_id": arch.arch_id, "batch": batch, **m.to_dict(),
@@ -200,7 +199,7 @@ def validate_command(
     says which of the two it stands behind (``answer``) and why, and the FLOPs-linear,
     params-linear and scaled-roofline baselines fitted on the table's correction networks.
     """
-    from vidnas.latency_models import LatencyTable, fit_correction, validate_table
+    from vidnas.latency_models import LatencyTable, fit_correction, load_guard, validate_table
     from vidnas.search_space import get_space
 
     table = LatencyTable.load(lut)
@@ -211,7 +210,8 @@ def validate_command(
     searched = get_space(space or table.meta.space or "tiny", **(table.meta.space_shape or {}))
     config = harness_config(quick, max_seconds, basis, remeasure)
     artefacts = lut.with_name(lut.stem + ".artefacts")
-    with load_guard(be, allow_load, "latency validate") as guard, progress_bar("validate") as bar:
+    with load_guard(be, getattr(be, "threads", None), allow_load=allow_load, what="latency validate") as guard, \
+            progress_bar("validate") as bar:
         under_load = False
         if refit:
             task = bar.add_task("refit", total=refit, item="")

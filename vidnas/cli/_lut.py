@@ -29,10 +29,8 @@ from vidnas.cli._options import (
     checked_backend_options,
     graph_optimization_alias,
     harness_config,
-    load_guard,
     make_backend,
     progress_bar,
-    stage_tasks,
 )
 
 lut_app = typer.Typer(help="Latency lookup tables: build, show, import, export.", no_args_is_help=True)
@@ -66,16 +64,17 @@ def build_command(
     """Measure every distinct unit a search space can produce; resumable, saved after each entry."""
     import time
 
-    from vidnas.latency_models import BuildWatch, build_table, fit_correction, space_units, table_summary
+    from vidnas._progress import pass_tasks
+    from vidnas.latency_models import BuildWatch, build_table, fit_correction, load_guard, space_units, table_summary
     from vidnas.search_space import get_space
 
     searched = get_space(space, frames=frames, height=height, width=width, width_mult=width_mult)
     be = make_backend(backend, device, threads, backend_option, graph_optimization_alias(graph_optimization))
     config = harness_config(quick, max_seconds, basis, remeasure)
     start = time.perf_counter()
-    with load_guard(be, allow_load, "lut build") as guard, \
+    with load_guard(be, getattr(be, "threads", None), allow_load=allow_load, what="lut build") as guard, \
             progress_bar(f"lut build {space} on {backend}/{device}") as bar:
-        stage, on_entry = stage_tasks(bar)
+        stage, on_entry = pass_tasks(bar, item_field="item")
         table = build_table(searched, be, out, batch=batch, config=config,
                             watch=BuildWatch(progress=on_entry, stage=stage, load=guard))
         if fit:

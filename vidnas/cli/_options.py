@@ -183,29 +183,3 @@ def stage_updater(bar):
         bar.update(tasks[stage], completed=i)
 
     return on_progress
-
-
-def load_guard(backend, allow_load: bool, what: str):
-    """The busy-machine guard of a measuring command on ``backend`` (a no-op for a backend that does
-    not time on this machine's clock, e.g. ``debug``)."""
-    import contextlib
-
-    from vidnas.latency_models import LoadGuard
-
-    if not getattr(backend, "wall_clock", True):
-        return contextlib.nullcontext(None)
-    return LoadGuard(getattr(backend, "threads", None), allow_load=True if allow_load else None, what=what)
-
-
-def stage_tasks(bar, item_field: str = "item"):
-    """``(stage, progress)`` callbacks for a table build: one task (line) per pass, its total fixed."""
-    current: dict[str, object] = {}
-
-    def stage(name: str, total: int) -> None:
-        current["task"] = bar.add_task(name, total=total, **{item_field: ""})
-
-    def progress(i: int, n: int, plan, row) -> None:
-        if "task" in current:
-            bar.update(current["task"], completed=i, **{item_field: "" if plan is None else plan.name})
-
-    return stage, progress

@@ -167,11 +167,12 @@ def _guard(backend: str | None, threads: int | None, allow_load: bool):
     """The busy-machine guard when the study measures on this machine (``--backend``), else none."""
     import contextlib
 
-    from vidnas.latency_models import LoadGuard, get_backend_def
+    from vidnas.latency_models import get_backend_def, load_guard
 
-    if backend is None or not getattr(get_backend_def(backend, "--backend").factory, "wall_clock", True):
+    if backend is None:
         return contextlib.nullcontext(None)
-    return LoadGuard(threads, allow_load=True if allow_load else None, what="vidnas study --backend")
+    return load_guard(get_backend_def(backend, "--backend").factory, threads, allow_load=allow_load,
+                      what="vidnas study --backend")
 
 
 def _sources(space, table, lut, roofline, backend, dtype, fallback, device, threads, backend_option, quick,

@@ -26,7 +26,7 @@ from vidnas.latency_models._harness import (
     measure_group,
     measure_interleaved,
 )
-from vidnas.latency_models._load import LoadGuard, LoadReport, MachineBusyError, check_quiet, sample_load
+from vidnas.latency_models._load import LoadGuard, LoadReport, MachineBusyError, check_quiet, load_guard, sample_load
 from vidnas.latency_models._network import (
     NetworkMeasurement,
     answer_basis,
@@ -67,6 +67,7 @@ __all__ = [
     "LoadReport",
     "MachineBusyError",
     "check_quiet",
+    "load_guard",
     "sample_load",
     "check_adaptation",
     "ADAPT_MODELS",

@@ -25,6 +25,7 @@ from typing import Any
 from vidnas._errors import VidnasError
 
 __all__ = ["LOAD_SLACK_CORES", "LoadGuard", "LoadReport", "LoadWatcher", "MachineBusyError", "check_quiet",
+           "load_guard",
            "sample_load"]
 
 LOAD_SLACK_CORES = 0.25  # the system's own housekeeping, tolerated
@@ -192,6 +193,17 @@ class LoadWatcher:
         with self._lock:
             worst, self._worst = self._worst, None
         return worst
+
+
+def load_guard(backend: Any, threads: int | None, *, allow_load: bool, what: str):
+    """The busy-machine guard of a measurement on ``backend`` (an instance, or its class before one is
+    made), or a no-op context for a backend that does not time on this machine's clock (``debug``).
+    ``allow_load`` False leaves the choice to ``VIDNAS_ALLOW_LOAD``."""
+    import contextlib
+
+    if not getattr(backend, "wall_clock", True):
+        return contextlib.nullcontext(None)
+    return LoadGuard(threads, allow_load=True if allow_load else None, what=what)
 
 
 class LoadGuard:

@@ -179,24 +179,12 @@ def resolve_table(config: CampaignConfig, space: SearchSpace, run_dir: Path,
 def _table_watch(backend, allow_load: bool, log: Callable[[str], None]):
     """A table build's watch: throttled progress lines in the campaign's log (one task per pass, its
     total fixed), and the busy-machine guard (none for a backend on a virtual clock)."""
-    from vidnas._progress import LogProgress
-    from vidnas.latency_models import BuildWatch, LoadGuard
+    from vidnas._progress import LogProgress, pass_tasks
+    from vidnas.latency_models import BuildWatch, load_guard
 
-    lines = LogProgress("latency table", write=log)
-    current: dict[str, int] = {}
-
-    def stage(name: str, total: int) -> None:
-        current["task"] = lines.add_task(name, total=total)
-
-    def progress(i: int, n: int, plan, row) -> None:
-        if plan is not None and "task" in current:
-            lines.update(current["task"], completed=i)
-
-    if not getattr(backend, "wall_clock", True):
-        yield BuildWatch(progress=progress, stage=stage)
-        return
-    with LoadGuard(getattr(backend, "threads", None), allow_load=True if allow_load else None,
-                   what="the campaign's table build") as guard:
+    stage, progress = pass_tasks(LogProgress("latency table", write=log))
+    with load_guard(backend, getattr(backend, "threads", None), allow_load=allow_load,
+                    what="the campaign's table build") as guard:
         yield BuildWatch(progress=progress, stage=stage, load=guard)
 
 
